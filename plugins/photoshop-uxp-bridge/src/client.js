@@ -1,0 +1,186 @@
+"use strict";
+/**
+ * HTTP client for the aiedit server (docs/http-api.md). Uses only `fetch`, which UXP and
+ * Node both provide; multipart bodies are built by hand because UXP's FormData support
+ * varies between versions.
+ */
+
+const TERMINAL_STATES = new Set(["succeeded", "failed", "canceled"]);
+
+class AieditError extends Error {
+  /** An error answer from the server ({code, status, message}) or a network failure. */
+  constructor(message, { code = "error", status = 0, errors = null } = {}) {
+    super(message);
+    this.name = "AieditError";
+    this.code = code;
+    this.status = status;
+    this.errors = errors;
+  }
+}
+
+function randomKey() {
+  const bytes = new Uint8Array(16);
+  for (let i = 0; i < bytes.length; i++) {
+    bytes[i] = Math.floor(Math.random() * 256);
+  }
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function encodeText(text) {
+  return new TextEncoder().encode(text);
+}
+
+/**
+ * Builds a multipart/form-data body. `parts` is a list of {name, value} (string) or
+ * {name, filename, contentType, bytes} (Uint8Array).
+ */
+function multipartBody(parts) {
+  const boundary = `----aiedit${randomKey()}`;
+  const chunks = [];
+  for (const part of parts) {
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"`;
+    if (part.bytes) {
+      head += `; filename="${part.filename}"\r\nContent-Type: ${part.contentType}\r\n\r\n`;
+      chunks.push(encodeText(head), part.bytes, encodeText("\r\n"));
+    } else {
+      head += "\r\nContent-Type: application/json; charset=utf-8\r\n\r\n";
+      chunks.push(encodeText(head + part.value + "\r\n"));
+    }
+  }
+  chunks.push(encodeText(`--${boundary}--\r\n`));
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    body.set(c, at);
+    at += c.length;
+  }
+  return { body, contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+async function errorFromResponse(response) {
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (payload && payload.message) {
+    return new AieditError(payload.message, {
+      code: payload.code, status: response.status, errors: payload.errors || null,
+    });
+  }
+  return new AieditError(`server answered ${response.status} ${response.statusText || ""}`.trim(),
+    { status: response.status });
+}
+
+class AieditClient {
+  /**
+   * @param {{baseUrl: string, apiKey?: string, fetch?: Function}} options
+   */
+  constructor({ baseUrl, apiKey = "", fetch: fetchImpl = globalThis.fetch }) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.apiKey = apiKey;
+    this.fetch = fetchImpl;
+  }
+
+  headers(extra = {}) {
+    const headers = { ...extra };
+    if (this.apiKey) {
+      headers.Authorization = `Bearer ${this.apiKey}`;
+    }
+    return headers;
+  }
+
+  url(path) {
+    return path.startsWith("http") ? path : `${this.baseUrl}${path}`;
+  }
+
+  async request(method, path, { body, headers } = {}) {
+    let response;
+    try {
+      response = await this.fetch(this.url(path), { method, body, headers: this.headers(headers) });
+    } catch (err) {
+      throw new AieditError(`cannot reach the server at ${this.baseUrl}: ${err.message}`,
+        { code: "unreachable" });
+    }
+    if (!response.ok) {
+      throw await errorFromResponse(response);
+    }
+    return response;
+  }
+
+  async json(method, path, options) {
+    const response = await this.request(method, path, options);
+    return response.status === 204 ? null : response.json();
+  }
+
+  /** GET /v1/health. */
+  health() {
+    return this.json("GET", "/v1/health");
+  }
+
+  /** GET /v1/operations: a list of operations with params_schema, models and limits. */
+  async operations() {
+    const payload = await this.json("GET", "/v1/operations");
+    return Array.isArray(payload) ? payload : payload.operations;
+  }
+
+  /**
+   * POST /v1/jobs. `files` maps image/mask/reference to {bytes, width, height} raw pixels
+   * (RGBA for images, one byte per pixel for masks); they are declared in `request.raw`.
+   */
+  async submit(request, files = {}) {
+    const raw = {};
+    const parts = [];
+    for (const [name, file] of Object.entries(files)) {
+      raw[name] = { width: file.width, height: file.height };
+      parts.push({
+        name, filename: `${name}.raw`, contentType: "application/octet-stream", bytes: file.bytes,
+      });
+    }
+    const fullRequest = Object.keys(raw).length ? { ...request, raw } : request;
+    parts.unshift({ name: "request", value: JSON.stringify(fullRequest) });
+    const { body, contentType } = multipartBody(parts);
+    return this.json("POST", "/v1/jobs", {
+      body,
+      headers: { "Content-Type": contentType, "Idempotency-Key": randomKey() },
+    });
+  }
+
+  /** GET /v1/jobs/{id}?wait=S: returns when the job changes or after `waitSeconds`. */
+  job(id, waitSeconds = 0) {
+    const query = waitSeconds > 0 ? `?wait=${waitSeconds}` : "";
+    return this.json("GET", `/v1/jobs/${encodeURIComponent(id)}${query}`);
+  }
+
+  /** DELETE /v1/jobs/{id}: cancels a queued or running job, deletes a finished one. */
+  cancel(id) {
+    return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** Downloads a result as raw RGBA: {width, height, offset: {x, y}, data: Uint8Array}. */
+  async resultRgba(result) {
+    const sep = result.url.includes("?") ? "&" : "?";
+    const response = await this.request("GET", `${result.url}${sep}format=rgba`);
+    const header = (name) => Number(response.headers.get(name));
+    const width = header("X-Image-Width");
+    const height = header("X-Image-Height");
+    const data = new Uint8Array(await response.arrayBuffer());
+    if (data.length !== width * height * 4) {
+      throw new AieditError(
+        `result ${result.index}: expected ${width * height * 4} bytes of RGBA, got ${data.length}`,
+        { code: "bad_result" });
+    }
+    return {
+      index: result.index, kind: result.kind, seed: result.seed ?? null, width, height,
+      offset: { x: header("X-Offset-X"), y: header("X-Offset-Y") }, data,
+    };
+  }
+}
+
+function isTerminal(job) {
+  return TERMINAL_STATES.has(job.state);
+}
+
+module.exports = { AieditClient, AieditError, isTerminal, multipartBody };

@@ -1,0 +1,183 @@
+"use strict";
+/**
+ * One job from the panel's point of view: read the region, submit, follow progress, fetch the
+ * results, then apply or discard them. Network waits never happen inside a modal scope.
+ */
+
+const geo = require("./geometry");
+const { AieditError, isTerminal } = require("./client");
+
+const MASKED_OPERATIONS = new Set(["inpaint", "edit"]);
+const NAME_PROMPT_CHARS = 40;
+
+function describe(operationId, params) {
+  const prompt = typeof params.prompt === "string" ? params.prompt.trim() : "";
+  if (!prompt) {
+    return operationId;
+  }
+  const short = prompt.length > NAME_PROMPT_CHARS
+    ? `${prompt.slice(0, NAME_PROMPT_CHARS - 1)}…` : prompt;
+  return `${operationId}: ${short}`;
+}
+
+function resultRect(r) {
+  return geo.rect(r.offset.x, r.offset.y, r.offset.x + r.width, r.offset.y + r.height);
+}
+
+/**
+ * Where results go. Inside the canvas: new layers in the document. Otherwise (upscale,
+ * outpaint) a new document that holds every result, its offsets shifted to be non-negative.
+ */
+function placement(doc, region, results) {
+  const canvas = geo.rect(0, 0, doc.width, doc.height);
+  const rects = results.map(resultRect);
+  const fits = rects.every((r) => geo.intersect(r, canvas).right === r.right &&
+    geo.intersect(r, canvas).bottom === r.bottom && r.left >= 0 && r.top >= 0);
+  if (fits) {
+    return { newDocument: null, shift: { x: 0, y: 0 } };
+  }
+  const scale = results[0].width / geo.width(region);
+  let bounds = rects.reduce(geo.union);
+  if (scale > 1) {
+    bounds = geo.union(bounds, geo.rect(0, 0, Math.round(doc.width * scale),
+      Math.round(doc.height * scale)));
+  }
+  return {
+    newDocument: { width: geo.width(bounds), height: geo.height(bounds) },
+    shift: { x: -bounds.left, y: -bounds.top },
+  };
+}
+
+class JobSession {
+  /**
+   * @param {{client: AieditClient, host: PhotoshopHost, onUpdate?: Function, pollWait?: number}}
+   * `onUpdate` receives {phase, job?, message?} as the job moves on.
+   */
+  constructor({ client, host, onUpdate = () => {}, pollWait = 10 }) {
+    this.client = client;
+    this.host = host;
+    this.onUpdate = onUpdate;
+    this.pollWait = pollWait;
+    this.jobId = null;
+    this.cancelRequested = false;
+  }
+
+  /**
+   * Runs `operation` (an entry of GET /v1/operations) with `params`.
+   * `source` is "layer" (the active layer) or "composite"; `margin` grows the selection.
+   * Resolves to {state, job, results, region, doc, name}; results are downloaded RGBA.
+   */
+  async run({ operation, model = null, params = {}, source = "composite", margin = 0 }) {
+    const doc = this.host.activeDocument();
+    const region = await this.readInputs(doc, operation, source, margin);
+    this.onUpdate({ phase: "submitting" });
+    let job = await this.client.submit(this.requestFor(operation, model, params, region),
+      this.filesFor(operation, region));
+    this.jobId = job.id;
+    if (this.cancelRequested) {
+      job = (await this.client.cancel(job.id)) || job;
+    }
+    this.onUpdate({ phase: "waiting", job });
+    job = await this.follow(job);
+    const name = describe(operation.id, params);
+    if (job.state === "failed") {
+      const error = job.error || {};
+      throw new AieditError(error.message || "the job failed", { code: error.code || "failed" });
+    }
+    if (job.state === "canceled") {
+      return { state: "canceled", job, results: [], region, doc, name };
+    }
+    this.onUpdate({ phase: "downloading", job });
+    const results = [];
+    for (const result of job.results.filter((r) => r.kind === "image")) {
+      results.push(await this.client.resultRgba(result));
+    }
+    return { state: "succeeded", job, results, region, doc, name, operationId: operation.id };
+  }
+
+  async readInputs(doc, operation, source, margin) {
+    const inputs = operation.inputs || {};
+    const plan = await this.host.planRegion(doc, {
+      regionKind: operation.region, source, margin,
+    });
+    if (inputs.mask === "required" && !plan.selection) {
+      throw new AieditError(`${operation.title || operation.id} needs a selection: select the ` +
+        "area to change first.", { code: "no_selection" });
+    }
+    this.onUpdate({ phase: "reading" });
+    const region = await this.host.readRegion(doc, {
+      ...plan, source, wantMask: Boolean(inputs.mask) && inputs.mask !== "unused",
+    });
+    if (inputs.mask === "required" && !region.mask) {
+      throw new AieditError("The selection is empty inside the region.", { code: "no_selection" });
+    }
+    return region;
+  }
+
+  requestFor(operation, model, params, region) {
+    const request = {
+      operation: operation.id,
+      params,
+      region: {
+        x: region.bounds.left, y: region.bounds.top,
+        width: geo.width(region.bounds), height: geo.height(region.bounds),
+      },
+    };
+    if (model) {
+      request.model = model;
+    }
+    return request;
+  }
+
+  filesFor(operation, region) {
+    const inputs = operation.inputs || {};
+    const size = { width: geo.width(region.bounds), height: geo.height(region.bounds) };
+    const files = {};
+    if (inputs.image && inputs.image !== "unused") {
+      files.image = { ...size, bytes: region.image };
+    }
+    if (region.mask) {
+      files.mask = { ...size, bytes: region.mask };
+    }
+    return files;
+  }
+
+  async follow(job) {
+    while (!isTerminal(job)) {
+      job = await this.client.job(job.id, this.pollWait);
+      this.onUpdate({ phase: job.state === "queued" ? "queued" : "running", job });
+    }
+    this.onUpdate({ phase: job.state, job });
+    return job;
+  }
+
+  /** Asks the server to cancel; the running `run` then resolves with state "canceled". */
+  async cancel() {
+    this.cancelRequested = true;
+    if (this.jobId) {
+      await this.client.cancel(this.jobId);
+    }
+  }
+}
+
+/**
+ * Puts a finished job's results into Photoshop in one history step: masked by the selection
+ * for inpaint and edit, in a group for several frames, in a new document if they do not fit.
+ */
+async function applyOutcome(host, outcome) {
+  const { doc, region, results, name, operationId } = outcome;
+  const where = placement(doc, region.bounds, results);
+  const shifted = results.map((r) => ({
+    ...r, offset: { x: r.offset.x + where.shift.x, y: r.offset.y + where.shift.y },
+  }));
+  const masked = MASKED_OPERATIONS.has(operationId) && region.mask && !where.newDocument;
+  const newDocument = where.newDocument ? { ...where.newDocument, name } : null;
+  return host.applyResults(doc, shifted, {
+    name,
+    mask: masked ? { bounds: region.bounds, data: region.mask } : null,
+    groupName: results.length > 1 && operationId === "video" ? name : null,
+    newDocument,
+  });
+}
+
+module.exports = { JobSession, applyOutcome, describe, placement };

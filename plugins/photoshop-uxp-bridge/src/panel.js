@@ -1,0 +1,300 @@
+"use strict";
+/**
+ * The panel: server settings, operation picker with parameters built from the server's
+ * schemas, prompt, progress with queue position, Cancel, and Apply / Discard for results.
+ * It only reacts to JobSession updates; protocol and pixel code live elsewhere.
+ */
+
+const { AieditClient } = require("./client");
+const { PhotoshopHost } = require("./host");
+const { JobSession, applyOutcome } = require("./job");
+const { fieldsFromSchema, paramsFromValues, hasPrompt } = require("./params");
+
+const DEFAULT_SERVER = "http://127.0.0.1:8790";
+const SETTINGS_KEY = "aiedit.settings";
+const PERMISSION_HINT = "If the server runs on another computer, its address must be listed in " +
+  "manifest.json (requiredPermissions.network.domains): rebuild with " +
+  "`npm run package -- --remote URL`.";
+
+function loadSettings(storage) {
+  try {
+    return { server: DEFAULT_SERVER, key: "", margin: 32, source: "composite",
+      ...JSON.parse(storage.getItem(SETTINGS_KEY) || "{}") };
+  } catch {
+    return { server: DEFAULT_SERVER, key: "", margin: 32, source: "composite" };
+  }
+}
+
+function el(document, tag, attributes = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") {
+      node.textContent = value;
+    } else {
+      node.setAttribute(name, value);
+    }
+  }
+  for (const child of children) {
+    node.appendChild(child);
+  }
+  return node;
+}
+
+function labelled(document, label, control) {
+  return el(document, "label", { class: "row" }, [el(document, "span", { text: label }), control]);
+}
+
+function progressText(update) {
+  const job = update.job;
+  switch (update.phase) {
+    case "reading": return "Reading pixels…";
+    case "submitting": return "Sending…";
+    case "queued":
+    case "waiting":
+      return job && job.queue_position > 0
+        ? `Queued: ${job.queue_position} job(s) ahead` : "Queued: next";
+    case "running": {
+      const p = (job && job.progress) || {};
+      const pct = Math.round((p.fraction || 0) * 100);
+      const steps = p.total ? ` step ${p.step}/${p.total}` : "";
+      const eta = p.eta_s ? `, about ${Math.ceil(p.eta_s)} s left` : "";
+      return `${p.stage || "Running"}${steps} (${pct}%)${eta}`;
+    }
+    case "downloading": return "Downloading results…";
+    case "succeeded": return "Done.";
+    case "canceled": return "Canceled.";
+    case "failed": return "Failed.";
+    default: return "";
+  }
+}
+
+class Panel {
+  constructor(root, { photoshop, storage, fetch: fetchImpl = globalThis.fetch }) {
+    this.root = root;
+    this.document = root.ownerDocument;
+    this.host = new PhotoshopHost(photoshop);
+    this.storage = storage;
+    this.fetch = fetchImpl;
+    this.settings = loadSettings(storage);
+    this.operations = [];
+    this.session = null;
+    this.outcome = null;
+    this.build();
+  }
+
+  build() {
+    const d = this.document;
+    this.serverInput = el(d, "input", { type: "text", value: this.settings.server });
+    this.keyInput = el(d, "input", { type: "password", value: this.settings.key });
+    this.connectButton = el(d, "button", { text: "Connect" });
+    this.operationSelect = el(d, "select");
+    this.modelSelect = el(d, "select");
+    this.sourceSelect = el(d, "select", {}, [
+      el(d, "option", { value: "composite", text: "All visible layers" }),
+      el(d, "option", { value: "layer", text: "Active layer" }),
+    ]);
+    this.sourceSelect.value = this.settings.source;
+    this.marginInput = el(d, "input", { type: "number", min: "0", value: String(this.settings.margin) });
+    this.promptInput = el(d, "textarea", { rows: "3", placeholder: "Describe the change" });
+    this.paramsBox = el(d, "div", { class: "params" });
+    this.runButton = el(d, "button", { text: "Run" });
+    this.cancelButton = el(d, "button", { text: "Cancel", disabled: "" });
+    this.progressBar = el(d, "div", { class: "bar" });
+    this.statusLine = el(d, "div", { class: "status" });
+    this.applyButton = el(d, "button", { text: "Apply", disabled: "" });
+    this.discardButton = el(d, "button", { text: "Discard", disabled: "" });
+    this.resultLine = el(d, "div", { class: "results" });
+    this.root.replaceChildren(
+      labelled(d, "Server", this.serverInput), labelled(d, "Key", this.keyInput),
+      this.connectButton, labelled(d, "Operation", this.operationSelect),
+      labelled(d, "Model", this.modelSelect), labelled(d, "Read from", this.sourceSelect),
+      labelled(d, "Context margin (px)", this.marginInput), this.promptInput, this.paramsBox,
+      el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
+      el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.resultLine,
+      el(d, "div", { class: "buttons" }, [this.applyButton, this.discardButton]),
+    );
+    this.connectButton.addEventListener("click", () => this.connect());
+    this.operationSelect.addEventListener("change", () => this.showOperation());
+    this.runButton.addEventListener("click", () => this.run());
+    this.cancelButton.addEventListener("click", () => this.cancel());
+    this.applyButton.addEventListener("click", () => this.apply());
+    this.discardButton.addEventListener("click", () => this.discard());
+  }
+
+  saveSettings() {
+    this.settings = {
+      server: this.serverInput.value.trim() || DEFAULT_SERVER, key: this.keyInput.value.trim(),
+      margin: Number(this.marginInput.value) || 0, source: this.sourceSelect.value,
+    };
+    this.storage.setItem(SETTINGS_KEY, JSON.stringify(this.settings));
+  }
+
+  client() {
+    return new AieditClient({
+      baseUrl: this.settings.server, apiKey: this.settings.key, fetch: this.fetch,
+    });
+  }
+
+  say(text, isError = false) {
+    this.statusLine.textContent = text;
+    this.statusLine.className = isError ? "status error" : "status";
+  }
+
+  async connect() {
+    this.saveSettings();
+    this.say("Connecting…");
+    try {
+      this.operations = await this.client().operations();
+    } catch (err) {
+      this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
+      return;
+    }
+    this.operationSelect.replaceChildren(...this.operations.map((op) =>
+      el(this.document, "option", { value: op.id, text: op.title || op.id })));
+    this.showOperation();
+    this.say(`Connected: ${this.operations.length} operations.`);
+  }
+
+  currentOperation() {
+    return this.operations.find((op) => op.id === this.operationSelect.value) || null;
+  }
+
+  showOperation() {
+    const op = this.currentOperation();
+    if (!op) {
+      return;
+    }
+    const d = this.document;
+    this.modelSelect.replaceChildren(...(op.models || []).map((m) => el(d, "option", {
+      value: m.id, text: `${m.name || m.id}${m.installed === false ? " (not installed)" : ""}`,
+    })));
+    if (op.default_model) {
+      this.modelSelect.value = op.default_model;
+    }
+    this.promptInput.hidden = !hasPrompt(op.params_schema);
+    this.fieldInputs = {};
+    this.paramsBox.replaceChildren(...fieldsFromSchema(op.params_schema).map((field) => {
+      const input = this.inputFor(field);
+      this.fieldInputs[field.name] = input;
+      return labelled(d, field.label, input);
+    }));
+  }
+
+  inputFor(field) {
+    const d = this.document;
+    if (field.type === "enum") {
+      const select = el(d, "select", {}, field.choices.map((c) =>
+        el(d, "option", { value: String(c), text: String(c) })));
+      if (field.default !== undefined) {
+        select.value = String(field.default);
+      }
+      return select;
+    }
+    if (field.type === "boolean") {
+      const box = el(d, "input", { type: "checkbox" });
+      box.checked = field.default === true;
+      return box;
+    }
+    const numeric = field.type === "integer" || field.type === "number";
+    const input = el(d, "input", { type: numeric ? "number" : "text" });
+    if (field.default !== undefined && field.default !== null) {
+      input.setAttribute("placeholder", String(field.default));
+    }
+    return input;
+  }
+
+  fieldValues() {
+    const values = {};
+    for (const [name, input] of Object.entries(this.fieldInputs || {})) {
+      values[name] = input.type === "checkbox" ? input.checked : input.value;
+    }
+    return values;
+  }
+
+  setBusy(busy) {
+    this.runButton.disabled = busy;
+    this.cancelButton.disabled = !busy;
+    this.applyButton.disabled = busy || !this.outcome;
+    this.discardButton.disabled = busy || !this.outcome;
+  }
+
+  onUpdate(update) {
+    const fraction = update.job && update.job.progress ? update.job.progress.fraction || 0 : 0;
+    this.progressBar.style.width = `${Math.round(fraction * 100)}%`;
+    this.say(progressText(update));
+  }
+
+  async run() {
+    const op = this.currentOperation();
+    if (!op) {
+      this.say("Connect to a server first.", true);
+      return;
+    }
+    const { params, errors } = paramsFromValues(op.params_schema, this.fieldValues(),
+      this.promptInput.value);
+    if (errors.length) {
+      this.say(errors.join("; "), true);
+      return;
+    }
+    this.saveSettings();
+    this.outcome = null;
+    this.resultLine.textContent = "";
+    this.session = new JobSession({
+      client: this.client(), host: this.host, onUpdate: (u) => this.onUpdate(u),
+    });
+    this.setBusy(true);
+    try {
+      const outcome = await this.session.run({
+        operation: op, model: this.modelSelect.value || null, params,
+        source: this.settings.source, margin: this.settings.margin,
+      });
+      if (outcome.state === "succeeded") {
+        this.outcome = outcome;
+        this.resultLine.textContent = `${outcome.results.length} result(s) ready: ${outcome.name}`;
+      }
+    } catch (err) {
+      this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
+    } finally {
+      this.session = null;
+      this.setBusy(false);
+    }
+  }
+
+  async cancel() {
+    if (!this.session) {
+      return;
+    }
+    this.say("Canceling…");
+    try {
+      await this.session.cancel();
+    } catch (err) {
+      this.say(err.message, true);
+    }
+  }
+
+  async apply() {
+    if (!this.outcome) {
+      return;
+    }
+    try {
+      await applyOutcome(this.host, this.outcome);
+      this.say("Applied as new layer(s).");
+      this.discard();
+    } catch (err) {
+      this.say(err.message, true);
+    }
+  }
+
+  discard() {
+    this.outcome = null;
+    this.resultLine.textContent = "";
+    this.setBusy(false);
+  }
+}
+
+/** Builds the panel into `root`. `storage` is localStorage in UXP. */
+function createPanel(root, options) {
+  return new Panel(root, options);
+}
+
+module.exports = { createPanel, progressText, DEFAULT_SERVER };

@@ -1,0 +1,29 @@
+"""HTTP API: one module per resource. No torch here: operations and engines are described from
+their registrations and the catalog."""
+
+from __future__ import annotations
+
+from flask import Blueprint, send_from_directory
+
+from aiedit.api import auth, health, jobs, models, operations
+
+
+def register(api) -> None:
+    for module in (health, operations, models, jobs):
+        api.register_blueprint(module.blp)
+    auth.init_app(api._app)
+    _serve_swagger_assets(api._app)
+
+
+def _serve_swagger_assets(app) -> None:
+    """Swagger UI's files come from the swagger-ui-bundle package, so /docs works offline."""
+    import swagger_ui_bundle
+
+    assets = Blueprint("docs_assets", __name__)
+
+    @assets.get("/docs/assets/<path:filename>")
+    def docs_asset(filename: str):
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+    app.register_blueprint(assets)
+    app.config["OPENAPI_SWAGGER_UI_URL"] = "/docs/assets/"

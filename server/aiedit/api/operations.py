@@ -1,0 +1,90 @@
+"""Operations, with the JSON Schema of their parameters, so plugins build their UI from the
+server."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from aiedit.api.models import ModelSchema, describe
+from aiedit.engines import installed_for
+from aiedit.ops.base import INPUT_NAMES, registry
+
+blp = Blueprint("operations", __name__, url_prefix="/v1",
+                description="What the server can do, and how to ask")
+
+
+class LimitsSchema(Schema):
+    max_pixels = fields.Integer(required=True)
+    max_side = fields.Integer(required=True)
+    max_output_pixels = fields.Integer(required=True)
+    max_upload_bytes = fields.Integer(required=True)
+
+
+class OperationSchema(Schema):
+    id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True)
+    region = fields.String(required=True, metadata={"description": "selection or layer"})
+    inputs = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    params_schema = fields.Dict(required=True, metadata={"description": "JSON Schema"})
+    models = fields.List(fields.Nested(ModelSchema), required=True)
+    default_model = fields.String(required=True, allow_none=True)
+    limits = fields.Nested(LimitsSchema, required=True)
+
+
+class OperationListSchema(Schema):
+    operations = fields.List(fields.Nested(OperationSchema), required=True)
+
+
+@cache
+def params_json_schema(op_id: str) -> dict:
+    """The JSON Schema of an operation's params, generated from the schema that validates them."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec("params", "1", "3.0.3", plugins=[plugin])
+    schema = plugin.converter.schema2jsonschema(registry()[op_id].params)
+    schema["additionalProperties"] = False
+    del spec
+    return schema
+
+
+def describe_operation(op, catalog, config) -> dict:
+    installed = installed_for(catalog, op.id)
+    default = installed[0].id if installed else None
+    models = []
+    for entry in catalog.for_operation(op.id):
+        info = describe(entry)
+        info["default"] = entry.id == default
+        models.append(info)
+    return {
+        "id": op.id,
+        "version": op.version,
+        "title": op.title,
+        "description": op.description,
+        "region": op.region,
+        "inputs": {name: op.input_mode(name) for name in INPUT_NAMES},
+        "params_schema": params_json_schema(op.id),
+        "models": models,
+        "default_model": default,
+        "limits": {
+            "max_pixels": config.max_pixels,
+            "max_side": config.max_side,
+            "max_output_pixels": config.max_output_pixels,
+            "max_upload_bytes": config.max_upload_bytes,
+        },
+    }
+
+
+@blp.route("/operations")
+@blp.response(200, OperationListSchema)
+def list_operations():
+    """Every operation, its parameters (JSON Schema), models and limits"""
+    services = current_app.extensions["aiedit"]
+    return {"operations": [describe_operation(op, services.catalog, services.config)
+                           for op in registry().values()]}

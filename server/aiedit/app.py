@@ -1,0 +1,53 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from aiedit import __version__
+from aiedit.api.errors import ErrorSchema
+from aiedit.config import Config
+from aiedit.services import Services
+
+SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+
+
+class AieditApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+def create_app(config: Config | None = None, services: Services | None = None,
+               start: bool = True) -> Flask:
+    """Build the app. `start=False` leaves the workers stopped (for tools and tests)."""
+    config = config or Config.load()
+    app = Flask("aiedit")
+    app.config.update(
+        API_TITLE="aiedit",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,
+        MAX_CONTENT_LENGTH=config.max_upload_bytes,
+        MAX_FORM_MEMORY_SIZE=config.max_upload_bytes,
+        TESTING=config.testing,
+        API_SPEC_OPTIONS={"info": {"description": "AI image operations for GIMP, Krita and "
+                                                  "Photoshop. See docs/http-api.md."}},
+    )
+    services = services or Services.build(config)
+    app.extensions["aiedit"] = services
+
+    api = AieditApi(app)
+    from aiedit.api import errors, register
+
+    register(api)
+    errors.init_app(app)
+    if start:
+        services.start()
+    return app
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions["aiedit"]

@@ -1,0 +1,179 @@
+"""Command line: aiedit serve | keys | models | plugins | doctor."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from aiedit import __version__
+from aiedit.config import DEFAULT_PORT, Config
+
+
+def _config(data_dir=None, **overrides) -> Config:
+    try:
+        return Config.load(data_dir=data_dir, **overrides)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def _services(config: Config):
+    from aiedit.services import Services
+
+    return Services.build(config)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="aiedit")
+def main():
+    """aiedit: AI image operations for GIMP, Krita and Photoshop."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (env AIEDIT_HOST; default 127.0.0.1)")
+@click.option("--port", type=int, default=None,
+              help=f"Port (env AIEDIT_PORT; default {DEFAULT_PORT})")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Jobs, files and database (env AIEDIT_DATA_DIR; default: user data dir)")
+def serve(host, port, data_dir):
+    """Run the server (personal mode: one process, embedded queue)."""
+    from waitress import create_server
+
+    from aiedit.app import create_app
+    from aiedit.auth.keys import keys_exist
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _config(host=host, port=port, data_dir=data_dir)
+    services = _services(config)
+    if not config.is_loopback and not keys_exist(services.db):
+        services.stop()
+        raise click.ClickException(
+            f"refusing to listen on {config.host}: no API key exists, so anyone who can reach "
+            "this address could use the server. Create a key first with "
+            "`aiedit keys create --name NAME` (same --data-dir), or bind to 127.0.0.1.")
+    app = create_app(config, services=services)
+    server = create_server(app, host=config.host, port=config.port, threads=config.threads,
+                           channel_timeout=120, max_request_body_size=config.max_upload_bytes + 65536,
+                           clear_untrusted_proxy_headers=True, ident="aiedit")
+
+    def shutdown(signum, frame):
+        click.echo("aiedit: stopping", err=True)
+        server.close()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    click.echo(f"aiedit {__version__} serving on http://{config.host}:{server.effective_port} "
+               f"(data: {config.data_dir})", err=True)
+    try:
+        server.run()
+    except (KeyboardInterrupt, OSError):
+        pass
+    finally:
+        services.stop()
+
+
+@main.group()
+def keys():
+    """Create, list and revoke API keys."""
+
+
+def _data_dir_option(f):
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                        help="The server's data directory (env AIEDIT_DATA_DIR)")(f)
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for")
+@click.option("--role", type=click.Choice(["user", "admin"]), default="user")
+@_data_dir_option
+def keys_create(name, role, data_dir):
+    """Create a key and print it (it is shown only once)."""
+    from aiedit.auth.keys import create_key
+
+    services = _services(_config(data_dir))
+    row, key = create_key(services.db, name, role)
+    click.echo(key)
+    click.echo(f"created key {row.id} ({name}, {role}); store it now: it cannot be shown again",
+               err=True)
+
+
+@keys.command("list")
+@_data_dir_option
+def keys_list(data_dir):
+    """List keys (never their secrets)."""
+    from aiedit.auth.keys import list_keys
+
+    for row in list_keys(_services(_config(data_dir)).db):
+        state = "revoked" if row.revoked_at else "active"
+        click.echo(f"{row.id}  {row.role:5}  {state:7}  {row.created_at:%Y-%m-%d}  {row.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_data_dir_option
+def keys_revoke(key_id, data_dir):
+    """Revoke a key by its id."""
+    from aiedit.auth.keys import revoke_key
+
+    if not revoke_key(_services(_config(data_dir)).db, key_id):
+        raise click.ClickException(f"no active key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def models():
+    """List, download, verify and remove models."""
+
+
+@models.command("list")
+@click.option("--catalog-file", default=None, help="Extra catalog file (TOML)")
+def models_list(catalog_file):
+    """Show every model, whether it is installed, and its licence."""
+    from aiedit.engines import is_installed
+    from aiedit.engines.catalog import Catalog
+
+    catalog = Catalog.load(catalog_file or Config.load().catalog_file or None)
+    for entry in catalog:
+        mark = "installed" if is_installed(entry) else "-"
+        flag = " (non-commercial)" if entry.non_commercial else ""
+        click.echo(f"{entry.id:32} {mark:9} {','.join(entry.operations):18} "
+                   f"{entry.licence}{flag}")
+
+
+@main.group()
+def plugins():
+    """Install the editor plugins."""
+
+
+@plugins.command("install")
+@click.argument("host", type=click.Choice(["gimp", "krita"]))
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Install into this folder instead of the editor's user folder")
+def plugins_install(host, dest):
+    """Install the GIMP or Krita plugin for the current user."""
+    from aiedit import plugins_install as installer
+
+    install = getattr(installer, f"install_{host}")
+    path = install(dest=dest)
+    click.echo(f"installed the {host} plugin in {path}; restart {host.upper() if host == 'gimp' else 'Krita'}")
+
+
+@main.command()
+def doctor():
+    """Check the installation: Python packages, devices, data directory, models."""
+    import importlib
+
+    config = Config.load()
+    click.echo(f"aiedit {__version__}, Python {sys.version.split()[0]}")
+    click.echo(f"data dir: {config.data_dir}")
+    for name in ("torch", "diffusers", "transformers", "spandrel", "cv2"):
+        try:
+            module = importlib.import_module(name)
+            click.echo(f"  {name:12} {getattr(module, '__version__', '?')}")
+        except ImportError as exc:
+            click.echo(f"  {name:12} missing ({exc}); install with `pip install 'aiedit[ml]'`")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Settings: defaults, then an optional TOML file, then AIEDIT_* environment variables, then
+explicit overrides (command-line flags, test configs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+import tomllib
+
+DEFAULT_PORT = 8790
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("aiedit")))
+    mode: str = "personal"
+    database_url: str = ""
+    devices: list[str] = field(default_factory=list)
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_pixels: int = 8192 * 8192
+    max_side: int = 16384
+    max_output_pixels: int = 16384 * 16384
+    retention_hours: float = 24.0
+    model_cache_bytes: int = 0
+    catalog_file: str = ""
+    threads: int = 32
+    max_wait_s: float = 60.0
+    rate_limit_per_minute: int = 600
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    testing: bool = False
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'aiedit.sqlite3'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    @classmethod
+    def load(cls, file: str | os.PathLike | None = None, environ=None, **overrides) -> Config:
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        file = file or environ.get("AIEDIT_CONFIG")
+        if file:
+            with open(file, "rb") as fh:
+                values.update(tomllib.load(fh).get("aiedit", {}))
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in fields:
+            raw = environ.get(f"AIEDIT_{name.upper()}")
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: _coerce(fields[k], v) for k, v in values.items()})
+
+
+def _coerce(f: dataclasses.Field, value):
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if not isinstance(value, str):
+        return Path(value) if kind == "Path" else value
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        return value.lower() in {"1", "true", "yes", "on"}
+    if kind == "Path":
+        return Path(value).expanduser()
+    if kind.startswith("list"):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value

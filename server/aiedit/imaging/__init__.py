@@ -1,0 +1,1 @@
+"""Pure image code: decoding, encoding, masks, regions, tiles. No torch, no HTTP."""

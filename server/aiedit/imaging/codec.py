@@ -1,0 +1,150 @@
+"""Decode uploads into 8-bit sRGB RGBA arrays (or 8-bit masks), refusing what cannot be decoded
+safely; encode results."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class ImageInputError(ValueError):
+    """An upload that cannot be used; `status` is the HTTP status it deserves."""
+
+    def __init__(self, field: str, code: str, message: str, status: int = 400):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.code = code
+        self.message = f"{field}: {message}"
+        self.status = status
+
+
+def check_size(field: str, width: int, height: int, max_pixels: int, max_side: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageInputError(field, "image_empty", f"the image is {width}x{height}: it has no pixels")
+    if width > max_side or height > max_side or width * height > max_pixels:
+        raise ImageInputError(
+            field,
+            "image_too_large",
+            f"the image is {width}x{height} ({width * height / 1e6:.1f} MP); this server accepts "
+            f"at most {max_side} pixels a side and {max_pixels / 1e6:.1f} MP",
+            status=413,
+        )
+
+
+def _open(field: str, data: bytes, max_pixels: int, max_side: int) -> Image.Image:
+    if not data:
+        raise ImageInputError(field, "image_undecodable", "the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageInputError(field, "image_too_large", str(exc), status=413) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageInputError(
+            field,
+            "image_undecodable",
+            "cannot decode the file as an image (PNG, JPEG, WebP, TIFF, BMP or GIF)"
+            + (f": {exc}" if str(exc) else ""),
+        ) from None
+    check_size(field, img.width, img.height, max_pixels, max_side)
+    try:
+        img.load()
+    except Exception as exc:  # truncated or corrupt data surfaces only on load, in many types
+        raise ImageInputError(
+            field, "image_undecodable", f"the image data is truncated or corrupt: {exc}"
+        ) from None
+    return img
+
+
+def _to_rgba(img: Image.Image) -> Image.Image:
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 1.0 / 257.0 if arr.max(initial=0) > 255 else 1.0
+        if img.mode == "F" and arr.max(initial=0) <= 1.0:
+            scale = 255.0
+        gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        img = Image.fromarray(gray, "L")
+    icc = img.info.get("icc_profile")
+    if icc and img.mode in ("RGB", "RGBA", "CMYK", "L", "LA"):
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            has_alpha = img.mode in ("RGBA", "LA")
+            alpha = img.getchannel("A") if has_alpha else None
+            base = img.convert("RGB") if img.mode == "LA" else img
+            base = base.convert("RGB") if base.mode == "RGBA" else base
+            converted = ImageCms.profileToProfile(base, src, _SRGB, outputMode="RGB")
+            if converted is not None:
+                img = converted
+                if alpha is not None:
+                    img.putalpha(alpha)
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unusable profile: fall back to plain conversion
+    if img.mode == "P" or img.mode == "PA":
+        img = img.convert("RGBA")
+    return img.convert("RGBA") if img.mode != "RGBA" else img
+
+
+def decode_image(field: str, data: bytes, max_pixels: int, max_side: int) -> np.ndarray:
+    """Any supported file → H x W x 4 uint8 sRGB RGBA."""
+    img = _open(field, data, max_pixels, max_side)
+    try:
+        rgba = _to_rgba(img)
+    except (OSError, ValueError) as exc:
+        raise ImageInputError(field, "image_undecodable", f"cannot convert the image: {exc}") from None
+    return np.ascontiguousarray(np.asarray(rgba, dtype=np.uint8))
+
+
+def decode_mask(field: str, data: bytes, max_pixels: int, max_side: int) -> np.ndarray:
+    """A mask file → H x W uint8 (255 = change here). With a meaningful alpha channel over a
+    flat colour, the alpha is the mask; otherwise the luminance."""
+    img = _open(field, data, max_pixels, max_side)
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return decode_image(field, data, max_pixels, max_side)[..., 0].copy()
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"))
+        color = rgba[..., :3]
+        if (color == color.reshape(-1, 3)[0]).all() and (rgba[..., 3] < 255).any():
+            return np.ascontiguousarray(rgba[..., 3])
+    return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
+
+
+def decode_raw(field: str, data: bytes, width: int, height: int, channels: int,
+               max_pixels: int, max_side: int) -> np.ndarray:
+    """Raw pixels (RGBA8 or 8-bit gray) of a declared size → array."""
+    check_size(field, width, height, max_pixels, max_side)
+    expected = width * height * channels
+    if len(data) != expected:
+        raise ImageInputError(
+            field,
+            "raw_size_mismatch",
+            f"raw data is {len(data)} bytes, but {width}x{height} with {channels} byte(s) per "
+            f"pixel needs {expected}",
+        )
+    arr = np.frombuffer(data, dtype=np.uint8)
+    return arr.reshape(height, width, channels) if channels > 1 else arr.reshape(height, width)
+
+
+def encode(pixels: np.ndarray, fmt: str = "png") -> bytes:
+    """Encode an H x W x 4 RGBA array as png, jpeg or webp."""
+    img = Image.fromarray(pixels, "RGBA")
+    buf = io.BytesIO()
+    if fmt == "png":
+        img.save(buf, "PNG", compress_level=1)
+    elif fmt == "jpeg":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        background.save(buf, "JPEG", quality=92)
+    elif fmt == "webp":
+        img.save(buf, "WEBP", lossless=True, method=1)
+    else:
+        raise ValueError(f"unknown format {fmt}")
+    return buf.getvalue()

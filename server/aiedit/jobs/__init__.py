@@ -1,0 +1,1 @@
+"""Jobs: the queue interface and its implementations, the runner, and change events."""

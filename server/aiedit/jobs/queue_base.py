@@ -1,0 +1,40 @@
+"""The queue interface. Implementations differ only in transport: each carries job ids whose rows
+and blobs fully describe the work, and hands them to `JobRunner.run`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class JobQueue(ABC):
+    @abstractmethod
+    def start(self) -> None:
+        """Start consuming (workers, connections)."""
+
+    @abstractmethod
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop consuming; a running job is left for recovery at the next start."""
+
+    @abstractmethod
+    def enqueue(self, job_id: str, device: str) -> None:
+        """Queue a stored job for a device queue."""
+
+    @abstractmethod
+    def remove(self, job_id: str) -> None:
+        """Forget a queued job (it was canceled before it started)."""
+
+    @abstractmethod
+    def request_cancel(self, job_id: str) -> None:
+        """Ask the worker running this job to stop at its next step."""
+
+    @abstractmethod
+    def cancel_requested(self, job_id: str) -> bool:
+        """True once `request_cancel` was called for this job (fast, in-process check)."""
+
+    @abstractmethod
+    def position(self, job_id: str) -> int | None:
+        """Jobs ahead of this one, or None if it is not waiting."""
+
+    @abstractmethod
+    def pick_device(self) -> str:
+        """The device queue a new job should go to."""

@@ -1,0 +1,95 @@
+"""The personal-mode queue: in-process, one worker thread per device, first in first out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from aiedit.jobs.queue_base import JobQueue
+from aiedit.jobs.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedQueue(JobQueue):
+    def __init__(self, runner: JobRunner, devices: list[str]):
+        self._runner = runner
+        self._devices = devices or ["auto"]
+        self._waiting: dict[str, deque[str]] = {d: deque() for d in self._devices}
+        self._running: dict[str, str | None] = {d: None for d in self._devices}
+        self._cancel: set[str] = set()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        runner.queue = self
+
+    def start(self) -> None:
+        self._stopping = False
+        for device in self._devices:
+            thread = threading.Thread(target=self._work, args=(device,), daemon=True,
+                                      name=f"aiedit-worker-{device}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True  # a running job finishes, or is recovered at the next start
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def enqueue(self, job_id: str, device: str) -> None:
+        with self._cond:
+            queue = self._waiting.get(device) or self._waiting[self._devices[0]]
+            if job_id not in queue:
+                queue.append(job_id)
+            self._cond.notify_all()
+
+    def remove(self, job_id: str) -> None:
+        with self._cond:
+            for queue in self._waiting.values():
+                if job_id in queue:
+                    queue.remove(job_id)
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._cond:
+            self._cancel.add(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return job_id in self._cancel
+
+    def position(self, job_id: str) -> int | None:
+        with self._cond:
+            for queue in self._waiting.values():
+                if job_id in queue:
+                    return queue.index(job_id)
+        return None
+
+    def pick_device(self) -> str:
+        with self._cond:
+            return min(self._devices,
+                       key=lambda d: len(self._waiting[d]) + (self._running[d] is not None))
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not any(self._waiting.values()) and not any(self._running.values())
+
+    def _work(self, device: str) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or self._waiting[device])
+                if self._stopping:
+                    return
+                job_id = self._waiting[device].popleft()
+                self._running[device] = job_id
+            try:
+                self._runner.run(job_id)
+            except Exception:  # the runner reports job failures itself; this is a store fault
+                log.exception("worker %s: job %s could not be run", device, job_id)
+            finally:
+                with self._cond:
+                    self._running[device] = None
+                    self._cancel.discard(job_id)
+                    self._cond.notify_all()

@@ -1,0 +1,312 @@
+"""The one place a job changes state: submitted (queued), started, progressed, finished, canceled,
+recovered after a crash, deleted. Every queue implementation calls `JobRunner.run`."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from aiedit.ops.base import (
+    Canceled,
+    ImageOutput,
+    OpContext,
+    OperationError,
+    Progress,
+    Region,
+    VideoOutput,
+    registry,
+)
+from aiedit.store.db import Database, utcnow
+from aiedit.store.models import Job
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from aiedit.engines.cache import ModelCache
+    from aiedit.engines.catalog import Catalog
+    from aiedit.jobs.events import JobEvents
+    from aiedit.jobs.queue_base import JobQueue
+    from aiedit.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+FINISHED = (SUCCEEDED, FAILED, CANCELED)
+MAX_ATTEMPTS = 2  # a job cut off by a crash is run once more, then fails as interrupted
+PROGRESS_WRITE_INTERVAL_S = 0.2
+CANCEL_POLL_INTERVAL_S = 1.0
+
+
+@dataclass
+class NewJob:
+    """A validated request, ready to store."""
+
+    owner: str
+    operation: str
+    model: str
+    params: dict
+    region: Region
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    cost: float = 0.0
+    idempotency_key: str | None = None
+
+
+class JobRunner:
+    def __init__(self, db: Database, blobs: BlobStore, catalog: Catalog, cache: ModelCache,
+                 events: JobEvents, retention: timedelta):
+        self.db = db
+        self.blobs = blobs
+        self.catalog = catalog
+        self.cache = cache
+        self.events = events
+        self.retention = retention
+        self.queue: JobQueue | None = None
+
+    # --- submission -------------------------------------------------------------------------
+
+    def find_idempotent(self, owner: str, key: str) -> Job | None:
+        with self.db.session() as s:
+            return s.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+
+    def submit(self, new: NewJob) -> Job:
+        """Store inputs and the row, then queue it. Nothing is left behind if any step fails."""
+        job_id = uuid.uuid4().hex
+        device = self.queue.pick_device()
+        try:
+            inputs = {name: self.blobs.put_array(job_id, name, arr) for name, arr in new.inputs.items()}
+            now = utcnow()
+            job = Job(
+                id=job_id, owner=new.owner, operation=new.operation, model=new.model,
+                device=device, params=new.params, inputs=inputs, state=QUEUED,
+                region={"x": new.region.x, "y": new.region.y, "width": new.region.width,
+                        "height": new.region.height},
+                progress={"step": 0, "total": 0, "stage": "queued"}, error=None, results=[],
+                cost=new.cost, attempts=0, cancel_requested=False,
+                idempotency_key=new.idempotency_key, created_at=now,
+                expires_at=now + self.retention,
+            )
+            with self.db.session() as s:
+                s.add(job)
+        except BaseException:
+            self.blobs.delete_job(job_id)
+            raise
+        self.queue.enqueue(job_id, device)
+        return job
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self, job_id: str) -> None:
+        """Run one queued job to its end. Never raises for a job's own failure."""
+        job = self._start(job_id)
+        if job is None:
+            return
+        reporter = _ProgressWriter(self, job_id)
+        try:
+            outputs = self._execute(job, reporter)
+            results = self._store_outputs(job, outputs)
+        except Canceled:
+            self._finish(job_id, CANCELED, progress=reporter.last(stage="canceled"))
+        except OperationError as exc:
+            self._finish(job_id, FAILED, error={"code": exc.code, "message": exc.message})
+        except MemoryError:
+            self._finish(job_id, FAILED, error={
+                "code": "out_of_memory",
+                "message": "the server ran out of memory; try a smaller region or a lighter model",
+            })
+        except OSError as exc:
+            code = "disk_full" if exc.errno == errno.ENOSPC else "storage_error"
+            message = ("the server's disk is full; free space in its data directory and retry"
+                       if code == "disk_full" else f"storage error: {exc}")
+            self.blobs.delete_results(job_id)
+            self._finish(job_id, FAILED, error={"code": code, "message": message})
+        except Exception as exc:  # a bug or an engine failure: report it, keep the worker alive
+            log.exception("job %s failed", job_id)
+            self._finish(job_id, FAILED, error={"code": "internal_error", "message": str(exc)})
+        else:
+            self._finish(job_id, SUCCEEDED, results=results,
+                         progress=reporter.last(stage="done", complete=True))
+
+    def _start(self, job_id: str) -> Job | None:
+        with self.db.session() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None or job.state != QUEUED:
+                return None
+            if job.cancel_requested:
+                job.state, job.finished_at = CANCELED, utcnow()
+                self.events.notify(job_id)
+                return None
+            job.state, job.started_at = RUNNING, utcnow()
+            job.attempts += 1
+            job.progress = {"step": 0, "total": 0, "stage": "starting"}
+        self.events.notify(job_id)
+        return job
+
+    def _execute(self, job: Job, progress: _ProgressWriter):
+        op = registry()[job.operation]
+        entry = self.catalog.get(job.model)
+        if entry is None:
+            raise OperationError("model_unknown", f"model {job.model!r} is no longer in the catalog")
+        inputs = {name: self.blobs.get_array(job.id, blob) for name, blob in job.inputs.items()}
+        progress(0, 0, "loading model")
+        model = self.cache.get(entry, job.device)
+        progress.check()
+        params = op.params().load(job.params)
+        for key, value in entry.defaults.items():
+            if params.get(key) is None:
+                params[key] = value
+        ctx = OpContext(params=params, inputs=inputs, region=Region(**job.region), model=model,
+                        progress=progress, device=model.device)
+        return op.run(ctx)
+
+    def _store_outputs(self, job: Job, outputs) -> list[dict]:
+        results = []
+        region = job.region
+        for index, out in enumerate(outputs):
+            if isinstance(out, ImageOutput):
+                height, width = out.pixels.shape[:2]
+                blob = self.blobs.put_array(job.id, f"result-{index}", out.pixels)
+                results.append({"index": index, "kind": "image", "width": width, "height": height,
+                                "offset": {"x": region["x"] + out.dx, "y": region["y"] + out.dy},
+                                "seed": out.seed, "blob": blob})
+            elif isinstance(out, VideoOutput):
+                blob = self.blobs.put_bytes(job.id, f"result-{index}.mp4", out.mp4)
+                results.append({"index": index, "kind": "video", "width": out.width,
+                                "height": out.height, "offset": {"x": region["x"], "y": region["y"]},
+                                "seed": out.seed, "fps": out.fps, "frames": out.frames,
+                                "blob": blob})
+            else:
+                raise TypeError(f"operation returned {type(out).__name__}, not an output")
+        return results
+
+    def _finish(self, job_id: str, state: str, *, results=None, error=None, progress=None) -> None:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return
+            job.state, job.finished_at = state, utcnow()
+            job.results = results or []
+            job.error = error
+            if progress is not None:
+                job.progress = progress
+        self.events.notify(job_id)
+
+    def write_progress(self, job_id: str, progress: dict) -> None:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is not None and job.state == RUNNING:
+                job.progress = progress
+        self.events.notify(job_id)
+
+    def is_cancel_requested(self, job_id: str) -> bool:
+        with self.db.session() as s:
+            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    # --- cancel, delete, recovery, expiry -----------------------------------------------------
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued job now, or ask a running one to stop. Returns the job's new state."""
+        with self.db.session() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None:
+                return "gone"
+            if job.state == QUEUED:
+                job.state, job.finished_at, job.cancel_requested = CANCELED, utcnow(), True
+                job.progress = {**job.progress, "stage": "canceled"}
+                self.queue.remove(job_id)
+            elif job.state == RUNNING:
+                job.cancel_requested = True
+                self.queue.request_cancel(job_id)
+            state = job.state
+        self.events.notify(job_id)
+        return state
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job with its files."""
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is not None:
+                s.delete(job)
+        self.blobs.delete_job(job_id)
+        self.events.notify(job_id)
+        self.events.forget(job_id)
+
+    def recover(self) -> list[str]:
+        """After a start: re-run jobs a crash cut off (once), fail them after that, queue the
+        waiting ones in order, and remove files that belong to no job. Returns queued ids."""
+        with self.db.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == RUNNING)):
+                if job.attempts >= MAX_ATTEMPTS:
+                    job.state, job.finished_at = FAILED, utcnow()
+                    job.error = {"code": "interrupted",
+                                 "message": "the server stopped while this job was running"}
+                else:
+                    job.state = QUEUED
+                    job.progress = {"step": 0, "total": 0, "stage": "queued"}
+            queued = s.execute(select(Job.id, Job.device).where(Job.state == QUEUED)
+                               .order_by(Job.created_at)).all()
+            known = set(s.scalars(select(Job.id)))
+        for orphan in set(self.blobs.job_ids()) - known:
+            self.blobs.delete_job(orphan)
+        for job_id, device in queued:
+            self.queue.enqueue(job_id, device)
+        return [job_id for job_id, _ in queued]
+
+    def expire(self) -> int:
+        """Delete finished jobs past their expiry time. Returns how many."""
+        now = utcnow()
+        with self.db.session() as s:
+            ids = list(s.scalars(select(Job.id).where(Job.expires_at < now,
+                                                       Job.state.in_(FINISHED))))
+        for job_id in ids:
+            self.delete(job_id)
+        return len(ids)
+
+
+class _ProgressWriter(Progress):
+    """Progress for one job: throttled database writes, ETA per stage, cancel checks."""
+
+    def __init__(self, runner: JobRunner, job_id: str):
+        self._runner = runner
+        self._job_id = job_id
+        self._stage = ""
+        self._stage_started = time.monotonic()
+        self._last_write = 0.0
+        self._last_cancel_poll = 0.0
+        self._state = {"step": 0, "total": 0, "stage": "starting"}
+        super().__init__(self._report, self._canceled)
+
+    def _canceled(self) -> bool:
+        queue = self._runner.queue
+        if queue is not None and queue.cancel_requested(self._job_id):
+            return True
+        now = time.monotonic()
+        if now - self._last_cancel_poll < CANCEL_POLL_INTERVAL_S:
+            return False
+        self._last_cancel_poll = now
+        return self._runner.is_cancel_requested(self._job_id)
+
+    def _report(self, step: int, total: int, stage: str) -> None:
+        now = time.monotonic()
+        if stage != self._stage:
+            self._stage, self._stage_started = stage, now
+        eta = None
+        if total and step:
+            eta = round((now - self._stage_started) / step * (total - step), 1)
+        self._state = {"step": step, "total": total, "stage": stage, "eta_s": eta}
+        if stage != self._state.get("stage") or now - self._last_write >= PROGRESS_WRITE_INTERVAL_S \
+                or step in (0, total):
+            self._last_write = now
+            self._runner.write_progress(self._job_id, self._state)
+
+    def last(self, stage: str, complete: bool = False) -> dict:
+        state = dict(self._state, stage=stage, eta_s=0.0 if complete else None)
+        if complete and state.get("total"):
+            state["step"] = state["total"]
+        return state

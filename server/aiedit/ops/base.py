@@ -1,0 +1,201 @@
+"""What an operation is: an id and version, a params schema, the inputs it takes, a cost, and a
+`run(ctx)` that turns inputs into outputs. Operations register themselves with `@operation`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import Schema, fields, validate
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from aiedit.engines.cache import LoadedModel
+
+REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
+INPUT_NAMES = ("image", "mask", "reference")
+
+
+class Canceled(Exception):
+    """Raised inside an operation when its job was canceled; the runner marks it canceled."""
+
+
+class OperationError(Exception):
+    """A failure the user can act on (bad combination of inputs, model cannot do this)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Region:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass
+class ImageOutput:
+    pixels: np.ndarray  # H x W x 4, uint8, RGBA
+    dx: int = 0  # offset relative to the job's region
+    dy: int = 0
+    seed: int | None = None
+
+
+@dataclass
+class VideoOutput:
+    mp4: bytes
+    width: int
+    height: int
+    fps: float
+    frames: int
+    seed: int | None = None
+
+
+Output = ImageOutput | VideoOutput
+
+
+class Progress:
+    """Progress reporting and cancellation for one running job."""
+
+    def __init__(self, report: Callable[[int, int, str], None], canceled: Callable[[], bool]):
+        self._report = report
+        self._canceled = canceled
+
+    def __call__(self, step: int, total: int, stage: str) -> None:
+        """Report `step` of `total` in `stage`; raises Canceled if the job was canceled."""
+        self.check()
+        self._report(step, total, stage)
+
+    def check(self) -> None:
+        if self._canceled():
+            raise Canceled()
+
+
+@dataclass
+class OpContext:
+    """Everything an operation gets: its params, decoded inputs, the model and a progress handle."""
+
+    params: dict[str, Any]
+    inputs: dict[str, np.ndarray]
+    region: Region
+    model: LoadedModel
+    progress: Progress
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    version: int
+    title: str
+    description: str
+    params: type[Schema]
+    inputs: dict[str, str]
+    region: str
+    cost: Callable[[dict, dict[str, tuple[int, int]]], float]
+    run: Callable[[OpContext], list[Output]]
+    validate: Callable[[dict, dict[str, tuple[int, int]], Any], None] | None = None
+
+    def input_mode(self, name: str) -> str:
+        return self.inputs.get(name, UNUSED)
+
+
+_registry: dict[str, Operation] = {}
+
+
+def operation(
+    id: str,
+    *,
+    version: int,
+    title: str,
+    params: type[Schema],
+    inputs: dict[str, str],
+    region: str = "selection",
+    cost: Callable | None = None,
+    validate: Callable | None = None,
+):
+    """Register the decorated `run(ctx)` as operation `id`."""
+
+    def register(run: Callable[[OpContext], list[Output]]):
+        if id in _registry:
+            raise ValueError(f"operation {id!r} registered twice")
+        _registry[id] = Operation(
+            id=id,
+            version=version,
+            title=title,
+            description=(run.__doc__ or "").strip(),
+            params=params,
+            inputs=inputs,
+            region=region,
+            cost=cost or megapixel_cost,
+            run=run,
+            validate=validate,
+        )
+        return run
+
+    return register
+
+
+def registry() -> dict[str, Operation]:
+    import aiedit.ops  # noqa: F401  (imports every operation module)
+
+    return _registry
+
+
+def megapixel_cost(params: dict, sizes: dict[str, tuple[int, int]]) -> float:
+    """One unit per started megapixel of the main input (at least one)."""
+    width, height = sizes.get("image", (1024, 1024))
+    return float(max(1, -(-width * height // 1_000_000)))
+
+
+# Parameter fields shared by several operations.
+def prompt_field(required: bool = False) -> fields.String:
+    extra = {"required": True} if required else {"load_default": ""}
+    return fields.String(
+        validate=validate.Length(min=1 if required else 0, max=4000),
+        metadata={"description": "What to draw or change, in words."},
+        **extra,
+    )
+
+
+def negative_prompt_field() -> fields.String:
+    return fields.String(
+        load_default="",
+        validate=validate.Length(max=4000),
+        metadata={"description": "What to avoid."},
+    )
+
+
+def seed_field() -> fields.Integer:
+    return fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0, 2**32 - 1),
+        metadata={"description": "Random seed; empty for a new one each time."},
+    )
+
+
+def steps_field(default: int | None = None) -> fields.Integer:
+    return fields.Integer(
+        load_default=default,
+        allow_none=True,
+        validate=validate.Range(1, 150),
+        metadata={"description": "Denoising steps; empty for the model's default."},
+    )
+
+
+def guidance_field() -> fields.Float:
+    return fields.Float(
+        load_default=None,
+        allow_none=True,
+        allow_nan=False,
+        validate=validate.Range(0.0, 30.0),
+        metadata={"description": "Guidance scale; empty for the model's default."},
+    )
+

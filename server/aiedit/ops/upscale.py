@@ -1,0 +1,74 @@
+"""Upscale: enlarge the whole layer by a factor."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from aiedit.ops.base import REQUIRED, ImageOutput, OpContext, OperationError, operation
+
+STRIP_ROWS = 256
+
+
+class UpscaleParams(Schema):
+    scale = fields.Float(load_default=2.0, allow_nan=False, validate=validate.Range(1.0, 8.0),
+                         metadata={"description": "Enlargement factor"})
+    tile_size = fields.Integer(load_default=512, validate=validate.Range(32, 4096),
+                               metadata={"description": "Tile edge for model upscalers, pixels"})
+    tile_overlap = fields.Integer(load_default=32, validate=validate.Range(0, 512),
+                                  metadata={"description": "Overlap between tiles, pixels"})
+
+
+def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def check(params: dict, sizes: dict, config) -> None:
+    out_w, out_h = output_size(*sizes["image"], params["scale"])
+    if out_w > config.max_side or out_h > config.max_side or out_w * out_h > config.max_output_pixels:
+        raise OperationError("output_too_large",
+                             f"upscale: the result would be {out_w}x{out_h} "
+                             f"({out_w * out_h / 1e6:.0f} MP), over this server's limit of "
+                             f"{config.max_output_pixels / 1e6:.0f} MP and {config.max_side} a side")
+
+
+def cost(params: dict, sizes: dict) -> float:
+    out_w, out_h = output_size(*sizes["image"], params["scale"])
+    return float(max(1, -(-out_w * out_h // 4_000_000)))
+
+
+@operation("upscale", version=1, title="Upscale", params=UpscaleParams,
+           inputs={"image": REQUIRED}, region="layer", validate=check, cost=cost)
+def run(ctx: OpContext):
+    """Enlarge the layer; its offset scales with it."""
+    import numpy as np
+
+    image = np.asarray(ctx.inputs["image"])
+    height, width = image.shape[:2]
+    scale = ctx.params["scale"]
+    if ctx.model.engine == "classic":
+        out = _lanczos(image, *output_size(width, height, scale), ctx)
+    else:
+        raise OperationError("engine_unsupported",
+                             f"model {ctx.model.entry.id} cannot upscale with this server version")
+    dx = round(ctx.region.x * scale) - ctx.region.x
+    dy = round(ctx.region.y * scale) - ctx.region.y
+    return [ImageOutput(out, dx=dx, dy=dy)]
+
+
+def _lanczos(image, out_w: int, out_h: int, ctx):
+    """Lanczos resampling in horizontal strips (same pixels as one call; progress per strip)."""
+    import numpy as np
+    from PIL import Image
+
+    source = Image.fromarray(np.ascontiguousarray(image), "RGBA")
+    height, width = image.shape[:2]
+    out = np.empty((out_h, out_w, 4), np.uint8)
+    strips = list(range(0, out_h, STRIP_ROWS))
+    for i, top in enumerate(strips):
+        ctx.progress(i, len(strips), "resampling")
+        bottom = min(out_h, top + STRIP_ROWS)
+        box = (0, top * height / out_h, width, bottom * height / out_h)
+        strip = source.resize((out_w, bottom - top), Image.Resampling.LANCZOS, box=box)
+        out[top:bottom] = np.asarray(strip)
+    ctx.progress(len(strips), len(strips), "resampling")
+    return out

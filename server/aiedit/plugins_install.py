@@ -1,0 +1,111 @@
+"""Install the editor plug-ins into the user's editor folders, and build their zips.
+
+Each host has a layout: the files to copy, with their place inside the host's plug-in folder.
+The shared client (``plugins/client/aiedit_client.py``) is bundled into every host's folder,
+since editors' Pythons cannot install packages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import zipfile
+from pathlib import Path
+
+from aiedit import __version__
+
+EXECUTABLE = stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+GIMP_PLUGIN = "aiedit"
+
+
+def plugins_source() -> Path:
+    """The repository's ``plugins/`` folder."""
+    root = Path(__file__).resolve().parents[2] / "plugins"
+    if not (root / "client" / "aiedit_client.py").is_file():
+        raise FileNotFoundError(
+            f"plug-in sources not found at {root}: install aiedit from its source tree "
+            "(pip install -e .) to install plug-ins")
+    return root
+
+
+def client_file() -> Path:
+    return plugins_source() / "client" / "aiedit_client.py"
+
+
+def user_config_dir(platform: str | None = None, env: dict | None = None,
+                    home: Path | None = None) -> Path:
+    """Where applications keep per-user settings: %APPDATA%, ~/Library/Application Support,
+    or $XDG_CONFIG_HOME (default ~/.config)."""
+    platform = platform or sys.platform
+    env = os.environ if env is None else env
+    home = home or Path.home()
+    if platform.startswith("win"):
+        return Path(env.get("APPDATA") or home / "AppData" / "Roaming")
+    if platform == "darwin":
+        return home / "Library" / "Application Support"
+    return Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+
+
+# ---------------------------------------------------------------- GIMP
+
+
+def gimp_plugins_dir(platform: str | None = None, env: dict | None = None,
+                     home: Path | None = None) -> Path:
+    """GIMP 3's per-user plug-ins folder (``$GIMP3_DIRECTORY/plug-ins`` when that is set)."""
+    env = os.environ if env is None else env
+    if env.get("GIMP3_DIRECTORY"):
+        return Path(env["GIMP3_DIRECTORY"]) / "plug-ins"
+    return user_config_dir(platform, env, home) / "GIMP" / "3.0" / "plug-ins"
+
+
+def gimp_files() -> list[tuple[Path, str, bool]]:
+    """(source, path inside the plug-ins folder, executable) for the GIMP plug-in."""
+    source = plugins_source() / "gimp" / GIMP_PLUGIN
+    files = [(path, f"{GIMP_PLUGIN}/{path.name}", path.name == f"{GIMP_PLUGIN}.py")
+             for path in sorted(source.glob("*.py"))]
+    files.append((client_file(), f"{GIMP_PLUGIN}/aiedit_client.py", False))
+    return files
+
+
+def install_gimp(dest: Path | str | None = None) -> Path:
+    """Install the GIMP 3 plug-in into ``dest`` (default: the user's GIMP 3 plug-ins folder);
+    returns the plug-in's folder. The main file is made executable: GIMP ignores it otherwise."""
+    dest = Path(dest) if dest else gimp_plugins_dir()
+    return install_files(gimp_files(), dest, replace=GIMP_PLUGIN)
+
+
+# ---------------------------------------------------------------- shared
+
+
+LAYOUTS = {"gimp": gimp_files}
+
+
+def install_files(files: list[tuple[Path, str, bool]], dest: Path, replace: str) -> Path:
+    """Copy ``files`` under ``dest``, first removing an older ``dest/replace`` folder."""
+    target = dest / replace
+    if target.is_dir():
+        shutil.rmtree(target)
+    for source, inside, executable in files:
+        path = dest / inside
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, path)
+        path.chmod(EXECUTABLE if executable else 0o644)
+    return target
+
+
+def build_zip(host: str, out_dir: Path | str) -> Path:
+    """``out_dir/aiedit-<host>-<version>.zip`` with the host's files, executable bits kept."""
+    if host not in LAYOUTS:
+        raise ValueError(f"unknown host '{host}': choose one of {', '.join(sorted(LAYOUTS))}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"aiedit-{host}-{__version__}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for source, inside, executable in LAYOUTS[host]():
+            info = zipfile.ZipInfo(inside, date_time=(2025, 1, 1, 0, 0, 0))
+            info.external_attr = ((0o100000 | (EXECUTABLE if executable else 0o644)) << 16)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, source.read_bytes())
+    return path

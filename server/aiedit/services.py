@@ -1,0 +1,68 @@
+"""The long-lived parts of a running server, built once from the config."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aiedit.config import Config
+from aiedit.engines import load as load_model
+from aiedit.engines.cache import ModelCache
+from aiedit.engines.catalog import Catalog
+from aiedit.jobs.events import JobEvents
+from aiedit.jobs.queue_base import JobQueue
+from aiedit.jobs.runner import JobRunner
+from aiedit.store.blobs import BlobStore
+from aiedit.store.db import Database
+
+log = logging.getLogger(__name__)
+SWEEP_INTERVAL_S = 600.0
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    blobs: BlobStore
+    catalog: Catalog
+    cache: ModelCache
+    events: JobEvents
+    runner: JobRunner
+    queue: JobQueue
+
+    @classmethod
+    def build(cls, config: Config) -> Services:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(config.database)
+        db.migrate()
+        blobs = BlobStore(config.blob_dir)
+        catalog = Catalog.load(config.catalog_file or None)
+        cache = ModelCache(load_model, max_bytes=config.model_cache_bytes)
+        events = JobEvents()
+        runner = JobRunner(db, blobs, catalog, cache, events,
+                           retention=timedelta(hours=config.retention_hours))
+        from aiedit.jobs.queue_embedded import EmbeddedQueue
+
+        queue = EmbeddedQueue(runner, config.devices)
+        return cls(config, db, blobs, catalog, cache, events, runner, queue)
+
+    def start(self) -> None:
+        """Recover what a previous run left, start the workers and the retention sweeper."""
+        requeued = self.runner.recover()
+        if requeued:
+            log.info("re-queued %d job(s) from the previous run", len(requeued))
+        self.queue.start()
+        self._stop_sweeper = threading.Event()
+        threading.Thread(target=self._sweep, daemon=True, name="aiedit-sweeper").start()
+
+    def stop(self) -> None:
+        if hasattr(self, "_stop_sweeper"):
+            self._stop_sweeper.set()
+        self.queue.stop()
+        self.db.dispose()
+
+    def _sweep(self) -> None:
+        while not self._stop_sweeper.wait(SWEEP_INTERVAL_S if self.runner.expire() >= 0 else 0):
+            pass

@@ -1,0 +1,64 @@
+"""Files of jobs (inputs and results) under one directory per job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class BlobStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not job_id.isalnum():
+            raise ValueError(f"bad job id {job_id!r}")
+        return self.root / job_id
+
+    def path(self, job_id: str, name: str) -> Path:
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or ".." in name:
+            raise ValueError(f"bad blob name {name!r}")
+        return self.job_dir(job_id) / name
+
+    def put_array(self, job_id: str, name: str, array: np.ndarray) -> str:
+        """Store pixels uncompressed (fast to write and to map back); returns the blob name."""
+        blob = f"{name}.npy"
+        self._write(job_id, blob, lambda fh: np.save(fh, np.ascontiguousarray(array)))
+        return blob
+
+    def get_array(self, job_id: str, blob: str) -> np.ndarray:
+        return np.load(self.path(job_id, blob), mmap_mode="r")
+
+    def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
+        self._write(job_id, name, lambda fh: fh.write(data))
+        return name
+
+    def get_bytes(self, job_id: str, blob: str) -> bytes:
+        return self.path(job_id, blob).read_bytes()
+
+    def delete_job(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def delete_results(self, job_id: str) -> None:
+        for path in self.job_dir(job_id).glob("result-*"):
+            path.unlink(missing_ok=True)
+
+    def job_ids(self) -> list[str]:
+        return [p.name for p in self.root.iterdir() if p.is_dir() and p.name.isalnum()]
+
+    def _write(self, job_id: str, name: str, write) -> None:
+        target = self.path(job_id, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

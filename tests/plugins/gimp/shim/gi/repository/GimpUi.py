@@ -1,0 +1,2 @@
+def init(name):
+    raise RuntimeError("the GIMP shim has no UI: run procedures non-interactively")

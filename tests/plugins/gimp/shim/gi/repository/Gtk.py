@@ -1,0 +1,1 @@
+"""Only imported by interactive dialogs, which the shim tests do not open."""

@@ -1,0 +1,1 @@
+from . import Gegl, Gimp, GimpUi, Gio, GLib, GObject, Gtk  # noqa: F401
