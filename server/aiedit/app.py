@@ -17,8 +17,9 @@ class AieditApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
 
-def create_app(config: Config | None = None, services: Services | None = None,
-               start: bool = True) -> Flask:
+def create_app(
+    config: Config | None = None, services: Services | None = None, start: bool = True
+) -> Flask:
     """Build the app. `start=False` leaves the workers stopped (for tools and tests)."""
     config = config or Config.load()
     app = Flask("aiedit")
@@ -33,8 +34,12 @@ def create_app(config: Config | None = None, services: Services | None = None,
         MAX_CONTENT_LENGTH=config.max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=config.max_upload_bytes,
         TESTING=config.testing,
-        API_SPEC_OPTIONS={"info": {"description": "AI image operations for GIMP, Krita and "
-                                                  "Photoshop. See docs/http-api.md."}},
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "AI image operations for GIMP, Krita and "
+                "Photoshop. See docs/http-api.md."
+            }
+        },
     )
     services = services or Services.build(config)
     app.extensions["aiedit"] = services

@@ -33,10 +33,15 @@ def main():
 
 @main.command()
 @click.option("--host", default=None, help="Address to bind (env AIEDIT_HOST; default 127.0.0.1)")
-@click.option("--port", type=int, default=None,
-              help=f"Port (env AIEDIT_PORT; default {DEFAULT_PORT})")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Jobs, files and database (env AIEDIT_DATA_DIR; default: user data dir)")
+@click.option(
+    "--port", type=int, default=None, help=f"Port (env AIEDIT_PORT; default {DEFAULT_PORT})"
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Jobs, files and database (env AIEDIT_DATA_DIR; default: user data dir)",
+)
 def serve(host, port, data_dir):
     """Run the server (personal mode: one process, embedded queue)."""
     from waitress import create_server
@@ -44,7 +49,9 @@ def serve(host, port, data_dir):
     from aiedit.app import create_app
     from aiedit.auth.keys import keys_exist
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config = _config(host=host, port=port, data_dir=data_dir)
     services = _services(config)
     if not config.is_loopback and not keys_exist(services.db):
@@ -52,19 +59,30 @@ def serve(host, port, data_dir):
         raise click.ClickException(
             f"refusing to listen on {config.host}: no API key exists, so anyone who can reach "
             "this address could use the server. Create a key first with "
-            "`aiedit keys create --name NAME` (same --data-dir), or bind to 127.0.0.1.")
+            "`aiedit keys create --name NAME` (same --data-dir), or bind to 127.0.0.1."
+        )
     app = create_app(config, services=services)
-    server = create_server(app, host=config.host, port=config.port, threads=config.threads,
-                           channel_timeout=120, max_request_body_size=config.max_upload_bytes + 65536,
-                           clear_untrusted_proxy_headers=True, ident="aiedit")
+    server = create_server(
+        app,
+        host=config.host,
+        port=config.port,
+        threads=config.threads,
+        channel_timeout=120,
+        max_request_body_size=config.max_upload_bytes + 65536,
+        clear_untrusted_proxy_headers=True,
+        ident="aiedit",
+    )
 
     def shutdown(signum, frame):
         click.echo("aiedit: stopping", err=True)
         server.close()
 
     signal.signal(signal.SIGTERM, shutdown)
-    click.echo(f"aiedit {__version__} serving on http://{config.host}:{server.effective_port} "
-               f"(data: {config.data_dir})", err=True)
+    click.echo(
+        f"aiedit {__version__} serving on http://{config.host}:{server.effective_port} "
+        f"(data: {config.data_dir})",
+        err=True,
+    )
     try:
         server.run()
     except (KeyboardInterrupt, OSError):
@@ -79,8 +97,12 @@ def keys():
 
 
 def _data_dir_option(f):
-    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                        help="The server's data directory (env AIEDIT_DATA_DIR)")(f)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="The server's data directory (env AIEDIT_DATA_DIR)",
+    )(f)
 
 
 @keys.command("create")
@@ -94,8 +116,9 @@ def keys_create(name, role, data_dir):
     services = _services(_config(data_dir))
     row, key = create_key(services.db, name, role)
     click.echo(key)
-    click.echo(f"created key {row.id} ({name}, {role}); store it now: it cannot be shown again",
-               err=True)
+    click.echo(
+        f"created key {row.id} ({name}, {role}); store it now: it cannot be shown again", err=True
+    )
 
 
 @keys.command("list")
@@ -137,8 +160,10 @@ def models_list(catalog_file):
     for entry in catalog:
         mark = "installed" if is_installed(entry) else "-"
         flag = " (non-commercial)" if entry.non_commercial else ""
-        click.echo(f"{entry.id:32} {mark:9} {','.join(entry.operations):18} "
-                   f"{entry.licence}{flag}")
+        click.echo(f"{entry.id:32} {mark:9} {','.join(entry.operations):18} {entry.licence}{flag}")
+
+
+EDITOR_NAMES = {"gimp": "GIMP", "krita": "Krita"}
 
 
 @main.group()
@@ -148,15 +173,19 @@ def plugins():
 
 @plugins.command("install")
 @click.argument("host", type=click.Choice(["gimp", "krita"]))
-@click.option("--dest", type=click.Path(file_okay=False), default=None,
-              help="Install into this folder instead of the editor's user folder")
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Install into this folder instead of the editor's user folder",
+)
 def plugins_install(host, dest):
     """Install the GIMP or Krita plugin for the current user."""
     from aiedit import plugins_install as installer
 
     install = getattr(installer, f"install_{host}")
     path = install(dest=dest)
-    click.echo(f"installed the {host} plugin in {path}; restart {host.upper() if host == 'gimp' else 'Krita'}")
+    click.echo(f"installed the {host} plugin in {path}; restart {EDITOR_NAMES[host]}")
 
 
 @main.command()

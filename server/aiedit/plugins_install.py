@@ -26,7 +26,8 @@ def plugins_source() -> Path:
     if not (root / "client" / "aiedit_client.py").is_file():
         raise FileNotFoundError(
             f"plug-in sources not found at {root}: install aiedit from its source tree "
-            "(pip install -e .) to install plug-ins")
+            "(pip install -e .) to install plug-ins"
+        )
     return root
 
 
@@ -34,8 +35,9 @@ def client_file() -> Path:
     return plugins_source() / "client" / "aiedit_client.py"
 
 
-def user_config_dir(platform: str | None = None, env: dict | None = None,
-                    home: Path | None = None) -> Path:
+def user_config_dir(
+    platform: str | None = None, env: dict | None = None, home: Path | None = None
+) -> Path:
     """Where applications keep per-user settings: %APPDATA%, ~/Library/Application Support,
     or $XDG_CONFIG_HOME (default ~/.config)."""
     platform = platform or sys.platform
@@ -51,8 +53,9 @@ def user_config_dir(platform: str | None = None, env: dict | None = None,
 # ---------------------------------------------------------------- GIMP
 
 
-def gimp_plugins_dir(platform: str | None = None, env: dict | None = None,
-                     home: Path | None = None) -> Path:
+def gimp_plugins_dir(
+    platform: str | None = None, env: dict | None = None, home: Path | None = None
+) -> Path:
     """GIMP 3's per-user plug-ins folder (``$GIMP3_DIRECTORY/plug-ins`` when that is set)."""
     env = os.environ if env is None else env
     if env.get("GIMP3_DIRECTORY"):
@@ -63,8 +66,10 @@ def gimp_plugins_dir(platform: str | None = None, env: dict | None = None,
 def gimp_files() -> list[tuple[Path, str, bool]]:
     """(source, path inside the plug-ins folder, executable) for the GIMP plug-in."""
     source = plugins_source() / "gimp" / GIMP_PLUGIN
-    files = [(path, f"{GIMP_PLUGIN}/{path.name}", path.name == f"{GIMP_PLUGIN}.py")
-             for path in sorted(source.glob("*.py"))]
+    files = [
+        (path, f"{GIMP_PLUGIN}/{path.name}", path.name == f"{GIMP_PLUGIN}.py")
+        for path in sorted(source.glob("*.py"))
+    ]
     files.append((client_file(), f"{GIMP_PLUGIN}/aiedit_client.py", False))
     return files
 
@@ -105,7 +110,98 @@ def build_zip(host: str, out_dir: Path | str) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for source, inside, executable in LAYOUTS[host]():
             info = zipfile.ZipInfo(inside, date_time=(2025, 1, 1, 0, 0, 0))
-            info.external_attr = ((0o100000 | (EXECUTABLE if executable else 0o644)) << 16)
+            info.external_attr = (0o100000 | (EXECUTABLE if executable else 0o644)) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, source.read_bytes())
     return path
+
+
+# ---------------------------------------------------------------- Krita
+
+KRITA_PLUGIN = "aiedit"
+
+
+def krita_resources_dir(
+    platform: str | None = None, env: dict | None = None, home: Path | None = None
+) -> Path:
+    """Krita's per-user resource folder: %APPDATA%\\krita, ~/Library/Application Support/krita
+    or $XDG_DATA_HOME/krita (default ~/.local/share/krita)."""
+    platform = platform or sys.platform
+    env = os.environ if env is None else env
+    home = home or Path.home()
+    if platform.startswith("win") or platform == "darwin":
+        return user_config_dir(platform, env, home) / "krita"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "krita"
+
+
+def krita_pykrita_dir(
+    platform: str | None = None, env: dict | None = None, home: Path | None = None
+) -> Path:
+    """Where Krita looks for the user's Python plugins."""
+    return krita_resources_dir(platform, env, home) / "pykrita"
+
+
+def kritarc_path(
+    platform: str | None = None, env: dict | None = None, home: Path | None = None
+) -> Path:
+    """Krita's settings file: %LOCALAPPDATA%\\kritarc, ~/Library/Preferences/kritarc or
+    $XDG_CONFIG_HOME/kritarc (default ~/.config/kritarc)."""
+    platform = platform or sys.platform
+    env = os.environ if env is None else env
+    home = home or Path.home()
+    if platform.startswith("win"):
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "kritarc"
+    if platform == "darwin":
+        return home / "Library" / "Preferences" / "kritarc"
+    return Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kritarc"
+
+
+def krita_files() -> list[tuple[Path, str, bool]]:
+    """(source, path inside pykrita, executable) for the Krita plugin, client bundled in."""
+    source = plugins_source() / "krita"
+    package = source / KRITA_PLUGIN
+    files = [(source / f"{KRITA_PLUGIN}.desktop", f"{KRITA_PLUGIN}.desktop", False)]
+    files += [
+        (path, f"{KRITA_PLUGIN}/{path.relative_to(package).as_posix()}", False)
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    files.append((client_file(), f"{KRITA_PLUGIN}/aiedit_client.py", False))
+    return files
+
+
+def install_krita(
+    dest: Path | str | None = None, enable: bool = True, kritarc: Path | str | None = None
+) -> Path:
+    """Install the Krita plugin into ``dest`` (default: the user's pykrita folder) and, with
+    ``enable``, switch it on in ``kritarc`` (default: the user's). Returns the plugin's folder;
+    Krita loads it at its next start."""
+    dest = Path(dest) if dest else krita_pykrita_dir()
+    target = install_files(krita_files(), dest, replace=KRITA_PLUGIN)
+    if enable:
+        enable_krita_plugin(Path(kritarc) if kritarc else kritarc_path())
+    return target
+
+
+def enable_krita_plugin(kritarc: Path, name: str = KRITA_PLUGIN) -> None:
+    """Set ``enable_<name>=true`` in the ``[python]`` group of kritarc, keeping every other
+    line as it was (kritarc is KConfig, not quite what configparser writes)."""
+    lines = kritarc.read_text(encoding="utf-8").splitlines() if kritarc.is_file() else []
+    key = f"enable_{name}"
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[python]"), None)
+    if start is None:
+        lines += ([""] if lines and lines[-1].strip() else []) + ["[python]", f"{key}=true"]
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines)
+        )
+        found = [i for i in range(start + 1, end) if lines[i].split("=", 1)[0].strip() == key]
+        if found:
+            lines[found[0]] = f"{key}=true"
+        else:
+            lines.insert(start + 1, f"{key}=true")
+    kritarc.parent.mkdir(parents=True, exist_ok=True)
+    kritarc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+LAYOUTS["krita"] = krita_files

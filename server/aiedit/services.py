@@ -41,8 +41,9 @@ class Services:
         catalog = Catalog.load(config.catalog_file or None)
         cache = ModelCache(load_model, max_bytes=config.model_cache_bytes)
         events = JobEvents()
-        runner = JobRunner(db, blobs, catalog, cache, events,
-                           retention=timedelta(hours=config.retention_hours))
+        runner = JobRunner(
+            db, blobs, catalog, cache, events, retention=timedelta(hours=config.retention_hours)
+        )
         from aiedit.jobs.queue_embedded import EmbeddedQueue
 
         queue = EmbeddedQueue(runner, config.devices)

@@ -227,7 +227,8 @@ def execute(client: ac.Client, plan: Plan, progress, record: bool = True,
     main thread. A journal entry lets a later run recover the results if GIMP kills us; a
     watchdog process cancels the job on the server if we die before it ends."""
     events: queue.Queue = queue.Queue()
-    worker = threading.Thread(target=_work, args=(client, plan, events, record, watchdog),
+    pending = journal() if record else None
+    worker = threading.Thread(target=_work, args=(client, plan, events, pending, watchdog),
                               name="aiedit-job", daemon=True)
     worker.start()
     while True:
@@ -244,23 +245,23 @@ def execute(client: ac.Client, plan: Plan, progress, record: bool = True,
             raise payload
 
 
-def _work(client: ac.Client, plan: Plan, events: queue.Queue, record: bool,
-          watchdog: bool) -> None:
+def _work(client: ac.Client, plan: Plan, events: queue.Queue,
+          pending: "ac.JobJournal | None", watchdog: bool) -> None:
+    """The worker thread: network and files only, never a Gimp call."""
     guard = None
     try:
         job = client.submit(**plan.submit_args())
         events.put(("progress", job))
-        if record:
-            journal().add(job["id"], server_url=client.url, operation=plan.operation,
-                          prompt=plan.prompt, region=plan.region.as_json(),
-                          options=plan.options)
+        if pending is not None:
+            pending.add(job["id"], server_url=client.url, operation=plan.operation,
+                        prompt=plan.prompt, region=plan.region.as_json(), options=plan.options)
         if watchdog:
             guard = ac.CancelWatchdog(client, job["id"])
         job = client.wait(job["id"], on_progress=lambda j: events.put(("progress", j)))
         events.put(("done", Outcome(job, download_images(client, job))))
     except BaseException as error:  # noqa: BLE001 - handed to the main thread
-        if record and isinstance(error, (ac.JobFailed, ac.JobCanceled)):
-            journal().remove(error.job.get("id", ""))
+        if pending is not None and isinstance(error, (ac.JobFailed, ac.JobCanceled)):
+            pending.remove(error.job.get("id", ""))
         events.put(("error", error))
     finally:
         if guard is not None:
@@ -368,8 +369,8 @@ def insert_frames(image, anchor, images: list, fps: float) -> list:
     """One layer per frame, first frame lowest, named for GIMP's animation export."""
     layers = []
     for number, (result, pixels) in enumerate(images, start=1):
-        layers.append(add_layer(image, anchor, frame_name(number, fps), pixels,
-                                result.x, result.y))
+        anchor = add_layer(image, anchor, frame_name(number, fps), pixels, result.x, result.y)
+        layers.append(anchor)
     return layers
 
 
@@ -478,7 +479,8 @@ def param_fields(operation: dict, previous: dict) -> list:
             "minimum": prop.get("minimum"),
             "maximum": prop.get("maximum"),
             "integer": kind_type == "integer",
-            "optional": name not in required and "default" not in prop,
+            "optional": prop.get("nullable") is True or "null" in _types(prop)
+            or (name not in required and prop.get("default") is None),
             "help": prop.get("description") or "",
         })
     return fields
@@ -516,6 +518,11 @@ def _typed(f: dict, text: str):
             raise ac.AieditError(f"{f['label']}: enter a whole number", "bad_param")
         return int(number)
     return number
+
+
+def _types(prop: dict) -> list:
+    kind = prop.get("type")
+    return kind if isinstance(kind, list) else [kind]
 
 
 def _json_type(prop: dict) -> str:

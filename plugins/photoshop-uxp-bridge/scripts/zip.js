@@ -110,7 +110,8 @@ function readZip(buffer) {
     const commentLength = buffer.readUInt16LE(at + 32);
     const localAt = buffer.readUInt32LE(at + 42);
     const name = buffer.toString("utf8", at + 46, at + 46 + nameLength);
-    const dataAt = localAt + 30 + buffer.readUInt16LE(localAt + 26) + buffer.readUInt16LE(localAt + 28);
+    const localExtra = buffer.readUInt16LE(localAt + 26) + buffer.readUInt16LE(localAt + 28);
+    const dataAt = localAt + 30 + localExtra;
     const raw = buffer.subarray(dataAt, dataAt + compressedSize);
     const data = method === 8 ? zlib.inflateRawSync(raw) : Buffer.from(raw);
     if (crc32(data) !== crc) {

@@ -135,15 +135,20 @@ class PhotoshopHost {
    * Puts results on new pixel layers in one history step. Each result is
    * {width, height, offset {x, y}, data (RGBA)}. With `mask` ({bounds, data}) the layers are
    * masked by the selection. With `groupName` the layers go into a new group (video frames).
-   * With `newDocument` ({width, height, name}) they go into a new document instead.
+   * With `newDocument` ({width, height, name}) they go into a new document instead; with
+   * `growCanvas` ({left, top, right, bottom} pixels) the canvas grows first.
    * Returns {documentId, layerIds, groupId}.
    */
-  async applyResults(doc, results, { name, mask = null, groupName = null, newDocument = null }) {
+  async applyResults(doc, results,
+    { name, mask = null, groupName = null, newDocument = null, growCanvas = null }) {
     return this.ps.core.executeAsModal(async (context) => {
       const target = newDocument ? await this.createDocument(newDocument) : doc;
       const suspension = await context.hostControl.suspendHistory({
         documentID: target.id, name,
       });
+      if (growCanvas) {
+        await this.growCanvas(target, growCanvas);
+      }
       const layers = [];
       for (const result of results) {
         layers.push(await this.putResult(target, result, layerName(name, result, results), mask));
@@ -157,6 +162,17 @@ class PhotoshopHost {
         documentId: target.id, layerIds: layers.map((l) => l.id), groupId: group ? group.id : null,
       };
     }, { commandName: `aiedit: ${name}` });
+  }
+
+  /** Adds pixels on each side with two anchored resizeCanvas calls (one per corner). */
+  async growCanvas(doc, { left, top, right, bottom }) {
+    const anchors = this.ps.constants.AnchorPosition;
+    if (right > 0 || bottom > 0) {
+      await doc.resizeCanvas(doc.width + right, doc.height + bottom, anchors.TOPLEFT);
+    }
+    if (left > 0 || top > 0) {
+      await doc.resizeCanvas(doc.width + left, doc.height + top, anchors.BOTTOMRIGHT);
+    }
   }
 
   async createDocument({ width, height, name, resolution = 72 }) {

@@ -25,16 +25,28 @@ function resultRect(r) {
 }
 
 /**
- * Where results go. Inside the canvas: new layers in the document. Otherwise (upscale,
- * outpaint) a new document that holds every result, its offsets shifted to be non-negative.
+ * Where results go. Inside the canvas: new layers in the document. Outpaint: the canvas grows
+ * to hold them. Otherwise (upscale) a new document that holds every result, its offsets
+ * shifted to be non-negative.
  */
-function placement(doc, region, results) {
+function placement(doc, region, results, operationId) {
   const canvas = geo.rect(0, 0, doc.width, doc.height);
   const rects = results.map(resultRect);
-  const fits = rects.every((r) => geo.intersect(r, canvas).right === r.right &&
-    geo.intersect(r, canvas).bottom === r.bottom && r.left >= 0 && r.top >= 0);
+  const all = rects.reduce(geo.union);
+  const fits = all.left >= 0 && all.top >= 0 && all.right <= doc.width && all.bottom <= doc.height;
   if (fits) {
-    return { newDocument: null, shift: { x: 0, y: 0 } };
+    return { newDocument: null, growCanvas: null, shift: { x: 0, y: 0 } };
+  }
+  if (operationId === "outpaint") {
+    const grown = geo.union(all, canvas);
+    return {
+      newDocument: null,
+      growCanvas: {
+        left: -grown.left, top: -grown.top,
+        right: grown.right - doc.width, bottom: grown.bottom - doc.height,
+      },
+      shift: { x: -grown.left, y: -grown.top },
+    };
   }
   const scale = results[0].width / geo.width(region);
   let bounds = rects.reduce(geo.union);
@@ -44,6 +56,7 @@ function placement(doc, region, results) {
   }
   return {
     newDocument: { width: geo.width(bounds), height: geo.height(bounds) },
+    growCanvas: null,
     shift: { x: -bounds.left, y: -bounds.top },
   };
 }
@@ -166,7 +179,7 @@ class JobSession {
  */
 async function applyOutcome(host, outcome) {
   const { doc, region, results, name, operationId } = outcome;
-  const where = placement(doc, region.bounds, results);
+  const where = placement(doc, region.bounds, results, operationId);
   const shifted = results.map((r) => ({
     ...r, offset: { x: r.offset.x + where.shift.x, y: r.offset.y + where.shift.y },
   }));
@@ -177,6 +190,7 @@ async function applyOutcome(host, outcome) {
     mask: masked ? { bounds: region.bounds, data: region.mask } : null,
     groupName: results.length > 1 && operationId === "video" ? name : null,
     newDocument,
+    growCanvas: where.growCanvas,
   });
 }
 

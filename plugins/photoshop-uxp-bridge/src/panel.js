@@ -40,6 +40,16 @@ function el(document, tag, attributes = {}, children = []) {
   return node;
 }
 
+/** Replaces a node's children with calls every UXP version has. */
+function setChildren(node, children) {
+  while (node.firstChild) {
+    node.removeChild(node.firstChild);
+  }
+  for (const child of children) {
+    node.appendChild(child);
+  }
+}
+
 function labelled(document, label, control) {
   return el(document, "label", { class: "row" }, [el(document, "span", { text: label }), control]);
 }
@@ -104,7 +114,7 @@ class Panel {
     this.applyButton = el(d, "button", { text: "Apply", disabled: "" });
     this.discardButton = el(d, "button", { text: "Discard", disabled: "" });
     this.resultLine = el(d, "div", { class: "results" });
-    this.root.replaceChildren(
+    setChildren(this.root, [
       labelled(d, "Server", this.serverInput), labelled(d, "Key", this.keyInput),
       this.connectButton, labelled(d, "Operation", this.operationSelect),
       labelled(d, "Model", this.modelSelect), labelled(d, "Read from", this.sourceSelect),
@@ -112,7 +122,7 @@ class Panel {
       el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
       el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.resultLine,
       el(d, "div", { class: "buttons" }, [this.applyButton, this.discardButton]),
-    );
+    ]);
     this.connectButton.addEventListener("click", () => this.connect());
     this.operationSelect.addEventListener("change", () => this.showOperation());
     this.runButton.addEventListener("click", () => this.run());
@@ -149,7 +159,7 @@ class Panel {
       this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
       return;
     }
-    this.operationSelect.replaceChildren(...this.operations.map((op) =>
+    setChildren(this.operationSelect, this.operations.map((op) =>
       el(this.document, "option", { value: op.id, text: op.title || op.id })));
     this.showOperation();
     this.say(`Connected: ${this.operations.length} operations.`);
@@ -165,15 +175,15 @@ class Panel {
       return;
     }
     const d = this.document;
-    this.modelSelect.replaceChildren(...(op.models || []).map((m) => el(d, "option", {
+    setChildren(this.modelSelect, (op.models || []).map((m) => el(d, "option", {
       value: m.id, text: `${m.name || m.id}${m.installed === false ? " (not installed)" : ""}`,
     })));
     if (op.default_model) {
       this.modelSelect.value = op.default_model;
     }
-    this.promptInput.hidden = !hasPrompt(op.params_schema);
+    this.promptInput.style.display = hasPrompt(op.params_schema) ? "" : "none";
     this.fieldInputs = {};
-    this.paramsBox.replaceChildren(...fieldsFromSchema(op.params_schema).map((field) => {
+    setChildren(this.paramsBox, fieldsFromSchema(op.params_schema).map((field) => {
       const input = this.inputFor(field);
       this.fieldInputs[field.name] = input;
       return labelled(d, field.label, input);

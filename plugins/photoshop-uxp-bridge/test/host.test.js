@@ -58,7 +58,10 @@ test("reading the active layer pads pixels Photoshop trimmed back to the region"
     bounds, selection: { left: 4, top: 8, right: 12, bottom: 12 }, source: "layer", wantMask: true,
   });
   assert.equal(region.image.length, 16 * 12 * 4);
-  const at = (x, y) => Array.from(region.image.subarray(((y - 4) * 16 + x) * 4, ((y - 4) * 16 + x) * 4 + 4));
+  const at = (x, y) => {
+    const i = ((y - 4) * 16 + x) * 4;
+    return Array.from(region.image.subarray(i, i + 4));
+  };
   assert.deepEqual(at(0, 4), [0, 0, 0, 0], "left of the layer's content is transparent");
   assert.deepEqual(at(8, 4), [0, 0, 128, 255]);
   assert.deepEqual(at(10, 6), [8, 8, 128, 255]);

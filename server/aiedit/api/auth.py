@@ -25,12 +25,19 @@ def current_principal(app) -> Principal:
         return Principal(owner=LOCAL_OWNER, role="admin")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized",
-                       "this server needs an API key: send `Authorization: Bearer <key>` "
-                       "(create one with `aiedit keys create --name NAME`)",
-                       headers={"WWW-Authenticate": 'Bearer realm="aiedit"'})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this server needs an API key: send `Authorization: Bearer <key>` "
+            "(create one with `aiedit keys create --name NAME`)",
+            headers={"WWW-Authenticate": 'Bearer realm="aiedit"'},
+        )
     principal = authenticate(services.db, token.strip())
     if principal is None:
-        raise ApiError(401, "unauthorized", "API key rejected: it is unknown or revoked",
-                       headers={"WWW-Authenticate": 'Bearer realm="aiedit", error="invalid_token"'})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "API key rejected: it is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="aiedit", error="invalid_token"'},
+        )
     return principal

@@ -10,9 +10,18 @@ from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 _DEFAULT_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-    422: "invalid_request", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
     507: "insufficient_storage",
 }
 
@@ -20,13 +29,21 @@ _DEFAULT_CODES = {
 class ErrorSchema(Schema):
     code = fields.String(required=True, metadata={"description": "Stable machine-readable code"})
     status = fields.Integer(required=True, metadata={"description": "HTTP status"})
-    message = fields.String(required=True, metadata={"description": "What went wrong and what to do"})
+    message = fields.String(
+        required=True, metadata={"description": "What went wrong and what to do"}
+    )
     errors = fields.Dict(metadata={"description": "Per-field details"})
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, code: str, message: str, errors: dict | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        errors: dict | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(description=message)
         self.code = status
         self.error_code = code
@@ -45,8 +62,11 @@ def error_response(exc: HTTPException):
     else:
         data = getattr(exc, "data", None) or {}
         messages = data.get("messages")
-        body = {"code": _DEFAULT_CODES.get(status, "error"), "status": status,
-                "message": _message(status, exc, messages)}
+        body = {
+            "code": _DEFAULT_CODES.get(status, "error"),
+            "status": status,
+            "message": _message(status, exc, messages),
+        }
         if messages:
             body["errors"] = _flatten_locations(messages)
             if status == 422:
@@ -106,5 +126,8 @@ def init_app(app) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc):  # noqa: ARG001  (logged by Flask)
         app.logger.exception("unhandled error")
-        return error_response(ApiError(500, "internal_error",
-                                       "the server failed unexpectedly; the error has been logged"))
+        return error_response(
+            ApiError(
+                500, "internal_error", "the server failed unexpectedly; the error has been logged"
+            )
+        )

@@ -24,13 +24,18 @@ from aiedit.store.models import Job
 blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit and follow jobs")
 
 COORD = validate.Range(-(2**24), 2**24)
-IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
-                 "rgba": "application/octet-stream"}
+IMAGE_FORMATS = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "rgba": "application/octet-stream",
+}
 RESULT_CONTENT_TYPES = [*IMAGE_FORMATS.values(), "video/mp4"]
 POLL_INTERVAL_S = 0.5
 
 
 # --- request schemas --------------------------------------------------------------------------
+
 
 class RegionSchema(Schema):
     x = fields.Integer(required=True, strict=True, validate=COORD)
@@ -51,17 +56,24 @@ class JobRequestSchema(Schema):
     model = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 128))
     params = fields.Dict(keys=fields.String(), load_default=dict)
     region = fields.Nested(RegionSchema, load_default=None, allow_none=True)
-    raw = fields.Dict(keys=fields.String(validate=validate.OneOf(INPUT_NAMES)),
-                      values=fields.Nested(RawSizeSchema), load_default=dict)
+    raw = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(INPUT_NAMES)),
+        values=fields.Nested(RawSizeSchema),
+        load_default=dict,
+    )
 
 
 class JobFormSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    request = fields.String(required=True, metadata={
-        "description": "JSON: {operation, model?, params?, region? {x, y, width, height}, "
-                       "raw? {image|mask|reference: {width, height}}}"})
+    request = fields.String(
+        required=True,
+        metadata={
+            "description": "JSON: {operation, model?, params?, region? {x, y, width, height}, "
+            "raw? {image|mask|reference: {width, height}}}"
+        },
+    )
 
 
 class JobFilesSchema(Schema):
@@ -74,17 +86,24 @@ class JobFilesSchema(Schema):
 
 
 class WaitArgs(Schema):
-    wait = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(0.0, 60.0),
-                        metadata={"description": "Seconds to wait for a change (long-poll)"})
+    wait = fields.Float(
+        load_default=0.0,
+        allow_nan=False,
+        validate=validate.Range(0.0, 60.0),
+        metadata={"description": "Seconds to wait for a change (long-poll)"},
+    )
 
 
 class ResultArgs(Schema):
-    format = fields.String(load_default=None, validate=validate.OneOf([*IMAGE_FORMATS, "mp4"]),
-                           metadata={"description": "png (default for images), rgba, jpeg, webp; "
-                                                    "mp4 for video"})
+    format = fields.String(
+        load_default=None,
+        validate=validate.OneOf([*IMAGE_FORMATS, "mp4"]),
+        metadata={"description": "png (default for images), rgba, jpeg, webp; mp4 for video"},
+    )
 
 
 # --- response schemas -------------------------------------------------------------------------
+
 
 class ProgressSchema(Schema):
     step = fields.Integer(required=True)
@@ -120,8 +139,10 @@ class JobSchema(Schema):
     id = fields.String(required=True)
     operation = fields.String(required=True)
     model = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(
-        ["queued", "running", "succeeded", "failed", "canceled"]))
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(["queued", "running", "succeeded", "failed", "canceled"]),
+    )
     queue_position = fields.Integer(allow_none=True, required=True)
     progress = fields.Nested(ProgressSchema, required=True)
     error = fields.Nested(JobErrorSchema, allow_none=True, required=True)
@@ -134,6 +155,7 @@ class JobSchema(Schema):
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
 
 def _services():
     return current_app.extensions["aiedit"]
@@ -162,8 +184,13 @@ def job_json(job: Job) -> dict:
         "model": job.model,
         "state": job.state,
         "queue_position": position,
-        "progress": {"step": step, "total": total, "fraction": round(fraction, 4),
-                     "stage": progress.get("stage", job.state), "eta_s": progress.get("eta_s")},
+        "progress": {
+            "step": step,
+            "total": total,
+            "fraction": round(fraction, 4),
+            "stage": progress.get("stage", job.state),
+            "eta_s": progress.get("eta_s"),
+        },
         "error": job.error,
         "results": [
             {key: value for key, value in r.items() if key != "blob"}
@@ -183,8 +210,9 @@ def _own_job(job_id: str) -> Job:
     with _services().db.session() as s:
         job = s.get(Job, job_id) if job_id.isalnum() and len(job_id) <= 32 else None
     if job is None or (job.owner != principal.owner and not principal.is_admin):
-        raise ApiError(404, "job_not_found", f"no job {job_id!r} (it may have expired or been "
-                                             "deleted)")
+        raise ApiError(
+            404, "job_not_found", f"no job {job_id!r} (it may have expired or been deleted)"
+        )
     return job
 
 
@@ -192,16 +220,21 @@ def _parse_request(text: str) -> dict:
     try:
         raw = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "request_invalid_json",
-                       f"the `request` part is not valid JSON: {exc}") from None
+        raise ApiError(
+            400, "request_invalid_json", f"the `request` part is not valid JSON: {exc}"
+        ) from None
     if not isinstance(raw, dict):
         raise ApiError(422, "invalid_request", "the `request` part must be a JSON object")
     try:
         return JobRequestSchema().load(raw)
     except ValidationError as exc:
         details = "; ".join(f"{k}: {v}" for k, v in exc.normalized_messages().items())
-        raise ApiError(422, "invalid_request", f"invalid `request`: {details}",
-                       errors=exc.normalized_messages()) from None
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"invalid `request`: {details}",
+            errors=exc.normalized_messages(),
+        ) from None
 
 
 def _pick_model(op, model_id: str | None):
@@ -209,17 +242,28 @@ def _pick_model(op, model_id: str | None):
     if model_id is None:
         entry = default_model(catalog, op.id)
         if entry is None:
-            raise ApiError(422, "no_model", f"no model installed for {op.id}: install one with "
-                                            f"`aiedit models pull <id>` (see `aiedit models list`)")
+            raise ApiError(
+                422,
+                "no_model",
+                f"no model installed for {op.id}: install one with "
+                f"`aiedit models pull <id>` (see `aiedit models list`)",
+            )
         return entry
     entry = catalog.get(model_id)
     if entry is None:
-        raise ApiError(422, "unknown_model", f"unknown model {model_id!r}; GET /v1/models lists "
-                                             "the known ones", errors={"model": ["unknown"]})
+        raise ApiError(
+            422,
+            "unknown_model",
+            f"unknown model {model_id!r}; GET /v1/models lists the known ones",
+            errors={"model": ["unknown"]},
+        )
     if not entry.serves(op.id):
-        raise ApiError(422, "model_wrong_operation",
-                       f"model {model_id!r} does not do {op.id} (it does: "
-                       f"{', '.join(entry.operations)})", errors={"model": ["wrong operation"]})
+        raise ApiError(
+            422,
+            "model_wrong_operation",
+            f"model {model_id!r} does not do {op.id} (it does: {', '.join(entry.operations)})",
+            errors={"model": ["wrong operation"]},
+        )
     return entry
 
 
@@ -230,35 +274,54 @@ def _decode_inputs(op, files: dict, raw_sizes: dict) -> dict[str, np.ndarray]:
     for name in INPUT_NAMES:
         mode = op.input_mode(name)
         if mode == REQUIRED and name not in given:
-            raise ApiError(422, "missing_input", f"{op.id} needs an `{name}` file",
-                           errors={name: ["required"]})
+            raise ApiError(
+                422, "missing_input", f"{op.id} needs an `{name}` file", errors={name: ["required"]}
+            )
         if mode == UNUSED and name in given:
-            raise ApiError(422, "unexpected_input", f"{op.id} takes no `{name}` file",
-                           errors={name: ["not used by this operation"]})
+            raise ApiError(
+                422,
+                "unexpected_input",
+                f"{op.id} takes no `{name}` file",
+                errors={name: ["not used by this operation"]},
+            )
     for name in raw_sizes:
         if name not in given:
-            raise ApiError(422, "invalid_request", f"`raw` declares `{name}` but no such file was "
-                                                   "sent", errors={"raw": [name]})
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"`raw` declares `{name}` but no such file was sent",
+                errors={"raw": [name]},
+            )
     arrays = {}
     try:
         for name, upload in given.items():
             data = upload.read()
             if name in raw_sizes:
                 size = raw_sizes[name]
-                arrays[name] = decode_raw(name, data, size["width"], size["height"],
-                                          1 if name == "mask" else 4, *limits)
+                arrays[name] = decode_raw(
+                    name, data, size["width"], size["height"], 1 if name == "mask" else 4, *limits
+                )
             elif name == "mask":
                 arrays[name] = decode_mask(name, data, *limits)
             else:
                 arrays[name] = decode_image(name, data, *limits)
     except ImageInputError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, errors={exc.field: [exc.message]}) from None
-    if "mask" in arrays and "image" in arrays and arrays["mask"].shape[:2] != arrays["image"].shape[:2]:
+        raise ApiError(
+            exc.status, exc.code, exc.message, errors={exc.field: [exc.message]}
+        ) from None
+    if (
+        "mask" in arrays
+        and "image" in arrays
+        and arrays["mask"].shape[:2] != arrays["image"].shape[:2]
+    ):
         mh, mw = arrays["mask"].shape[:2]
         ih, iw = arrays["image"].shape[:2]
-        raise ApiError(422, "mask_size_mismatch", f"mask: it is {mw}x{mh} but the image is "
-                                                  f"{iw}x{ih}; they must be the same size",
-                       errors={"mask": ["size differs from image"]})
+        raise ApiError(
+            422,
+            "mask_size_mismatch",
+            f"mask: it is {mw}x{mh} but the image is {iw}x{ih}; they must be the same size",
+            errors={"mask": ["size differs from image"]},
+        )
     return arrays
 
 
@@ -269,10 +332,14 @@ def _region(req: dict, arrays: dict, params: dict) -> Region:
         if region is None:
             return Region(0, 0, width, height)
         if (region["width"], region["height"]) != (width, height):
-            raise ApiError(422, "region_size_mismatch",
-                           f"region is {region['width']}x{region['height']} but the image is "
-                           f"{width}x{height}; the region says where the image sits, so they "
-                           "must match", errors={"region": ["size differs from image"]})
+            raise ApiError(
+                422,
+                "region_size_mismatch",
+                f"region is {region['width']}x{region['height']} but the image is "
+                f"{width}x{height}; the region says where the image sits, so they "
+                "must match",
+                errors={"region": ["size differs from image"]},
+            )
         return Region(**region)
     if region is None:
         return Region(0, 0, int(params.get("width") or 1024), int(params.get("height") or 1024))
@@ -281,6 +348,7 @@ def _region(req: dict, arrays: dict, params: dict) -> Region:
 
 # --- views ------------------------------------------------------------------------------------
 
+
 @blp.route("/jobs")
 class Jobs(MethodView):
     @blp.arguments(JobFormSchema, location="form")
@@ -288,10 +356,17 @@ class Jobs(MethodView):
     @blp.response(202, JobSchema)
     @blp.alt_response(400, description="Undecodable input")
     @blp.alt_response(413, description="Upload or image too large")
-    @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
-                          "schema": {"type": "string", "maxLength": 200},
-                          "description": "A retried request with the same key returns the same "
-                                         "job"}])
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "A retried request with the same key returns the same job",
+            }
+        ]
+    )
     def post(self, form, files):
         """Submit a job
 
@@ -301,8 +376,9 @@ class Jobs(MethodView):
         owner = g.principal.owner
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 200):
-            raise ApiError(422, "invalid_idempotency_key",
-                           "Idempotency-Key must be 1 to 200 characters")
+            raise ApiError(
+                422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters"
+            )
         if key:
             existing = services.runner.find_idempotent(owner, key)
             if existing is not None:
@@ -311,18 +387,27 @@ class Jobs(MethodView):
         ops = registry()
         op = ops.get(req["operation"])
         if op is None:
-            raise ApiError(422, "unknown_operation",
-                           f"unknown operation {req['operation']!r}; known: {', '.join(ops)}",
-                           errors={"operation": ["unknown"]})
+            raise ApiError(
+                422,
+                "unknown_operation",
+                f"unknown operation {req['operation']!r}; known: {', '.join(ops)}",
+                errors={"operation": ["unknown"]},
+            )
         entry = _pick_model(op, req["model"])
         try:
             params = op.params().load(req["params"])
         except ValidationError as exc:
             errors = exc.normalized_messages()
-            details = "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                                for k, v in errors.items())
-            raise ApiError(422, "invalid_params", f"invalid params for {op.id}: {details}",
-                           errors={"params": errors}) from None
+            details = "; ".join(
+                f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in errors.items()
+            )
+            raise ApiError(
+                422,
+                "invalid_params",
+                f"invalid params for {op.id}: {details}",
+                errors={"params": errors},
+            ) from None
         arrays = _decode_inputs(op, files, req["raw"])
         region = _region(req, arrays, params)
         sizes = {name: (a.shape[1], a.shape[0]) for name, a in arrays.items()}
@@ -332,9 +417,16 @@ class Jobs(MethodView):
                 op.validate(params, sizes, services.config)
             except OperationError as exc:
                 raise ApiError(422, exc.code, exc.message) from None
-        new = NewJob(owner=owner, operation=op.id, model=entry.id,
-                     params=op.params().dump(params), region=region, inputs=arrays,
-                     cost=op.cost(params, sizes), idempotency_key=key)
+        new = NewJob(
+            owner=owner,
+            operation=op.id,
+            model=entry.id,
+            params=op.params().dump(params),
+            region=region,
+            inputs=arrays,
+            cost=op.cost(params, sizes),
+            idempotency_key=key,
+        )
         try:
             job = services.runner.submit(new)
         except IntegrityError:  # the same Idempotency-Key raced in
@@ -343,9 +435,12 @@ class Jobs(MethodView):
                 raise
             return job_json(existing)
         except OSError as exc:
-            raise ApiError(507, "insufficient_storage",
-                           f"the server could not store the upload ({exc.strerror}); free space "
-                           "in its data directory and retry") from None
+            raise ApiError(
+                507,
+                "insufficient_storage",
+                f"the server could not store the upload ({exc.strerror}); free space "
+                "in its data directory and retry",
+            ) from None
         return job_json(job)
 
     @blp.response(200, JobSchema(many=True))
@@ -359,10 +454,15 @@ class Jobs(MethodView):
             if not principal.is_admin:
                 query = query.where(Job.owner == principal.owner)
             pagination_parameters.item_count = s.scalar(
-                select(func.count()).select_from(query.subquery()))
-            jobs = list(s.scalars(query.order_by(Job.created_at.desc())
-                                  .offset(pagination_parameters.first_item)
-                                  .limit(pagination_parameters.page_size)))
+                select(func.count()).select_from(query.subquery())
+            )
+            jobs = list(
+                s.scalars(
+                    query.order_by(Job.created_at.desc())
+                    .offset(pagination_parameters.first_item)
+                    .limit(pagination_parameters.page_size)
+                )
+            )
         return [job_json(j) for j in jobs]
 
 
@@ -404,8 +504,17 @@ class JobById(MethodView):
 
 @blp.route("/jobs/<job_id>/results/<int:index>")
 @blp.arguments(ResultArgs, location="query")
-@blp.doc(responses={"200": {"description": "The result", "content": {
-    ct: {"schema": {"type": "string", "format": "binary"}} for ct in RESULT_CONTENT_TYPES}}})
+@blp.doc(
+    responses={
+        "200": {
+            "description": "The result",
+            "content": {
+                ct: {"schema": {"type": "string", "format": "binary"}}
+                for ct in RESULT_CONTENT_TYPES
+            },
+        }
+    }
+)
 @blp.alt_response(404, description="No such job or result")
 @blp.alt_response(422, description="Format does not fit the result")
 def get_result(args, job_id, index):
@@ -414,24 +523,34 @@ def get_result(args, job_id, index):
     job = _own_job(job_id)
     results = job.results or []
     if not 0 <= index < len(results):
-        raise ApiError(404, "result_not_found",
-                       f"job {job_id} has {len(results)} result(s); there is no result {index}"
-                       + ("" if job.state == "succeeded" else f" (the job is {job.state})"))
+        raise ApiError(
+            404,
+            "result_not_found",
+            f"job {job_id} has {len(results)} result(s); there is no result {index}"
+            + ("" if job.state == "succeeded" else f" (the job is {job.state})"),
+        )
     result = results[index]
     fmt = args["format"]
-    headers = {"X-Image-Width": str(result["width"]), "X-Image-Height": str(result["height"]),
-               "X-Offset-X": str(result["offset"]["x"]), "X-Offset-Y": str(result["offset"]["y"]),
-               "Cache-Control": "private, max-age=3600"}
+    headers = {
+        "X-Image-Width": str(result["width"]),
+        "X-Image-Height": str(result["height"]),
+        "X-Offset-X": str(result["offset"]["x"]),
+        "X-Offset-Y": str(result["offset"]["y"]),
+        "Cache-Control": "private, max-age=3600",
+    }
     if result["kind"] == "video":
         if fmt not in (None, "mp4"):
-            raise ApiError(422, "format_not_available",
-                           f"result {index} is a video: ask for format=mp4 (its frames are the "
-                           "other results)")
+            raise ApiError(
+                422,
+                "format_not_available",
+                f"result {index} is a video: ask for format=mp4 (its frames are the other results)",
+            )
         path = services.blobs.path(job_id, result["blob"])
         return Response(path.read_bytes(), mimetype="video/mp4", headers=headers)
     if fmt == "mp4":
-        raise ApiError(422, "format_not_available", f"result {index} is an image: use png, rgba, "
-                                                    "jpeg or webp")
+        raise ApiError(
+            422, "format_not_available", f"result {index} is an image: use png, rgba, jpeg or webp"
+        )
     fmt = fmt or "png"
     pixels = services.blobs.get_array(job_id, result["blob"])
     if fmt == "rgba":
@@ -456,5 +575,6 @@ def _stream_raw(path, pixels, headers) -> Response:
                 yield chunk
 
     headers = dict(headers, **{"Content-Length": str(size)})
-    return Response(chunks(), mimetype="application/octet-stream", headers=headers,
-                    direct_passthrough=True)
+    return Response(
+        chunks(), mimetype="application/octet-stream", headers=headers, direct_passthrough=True
+    )

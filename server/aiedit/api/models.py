@@ -29,7 +29,9 @@ class ModelSchema(Schema):
     download_size = fields.Integer(required=True)
     memory = fields.Integer(required=True)
     download = fields.Nested(DownloadSchema, allow_none=True)
-    default = fields.Boolean(metadata={"description": "The operation's default (in /v1/operations)"})
+    default = fields.Boolean(
+        metadata={"description": "The operation's default (in /v1/operations)"}
+    )
 
 
 class ModelListSchema(Schema):

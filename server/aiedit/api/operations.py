@@ -15,8 +15,9 @@ from aiedit.api.models import ModelSchema, describe
 from aiedit.engines import installed_for
 from aiedit.ops.base import INPUT_NAMES, registry
 
-blp = Blueprint("operations", __name__, url_prefix="/v1",
-                description="What the server can do, and how to ask")
+blp = Blueprint(
+    "operations", __name__, url_prefix="/v1", description="What the server can do, and how to ask"
+)
 
 
 class LimitsSchema(Schema):
@@ -86,5 +87,8 @@ def describe_operation(op, catalog, config) -> dict:
 def list_operations():
     """Every operation, its parameters (JSON Schema), models and limits"""
     services = current_app.extensions["aiedit"]
-    return {"operations": [describe_operation(op, services.catalog, services.config)
-                           for op in registry().values()]}
+    return {
+        "operations": [
+            describe_operation(op, services.catalog, services.config) for op in registry().values()
+        ]
+    }

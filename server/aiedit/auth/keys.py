@@ -41,8 +41,9 @@ def create_key(db: Database, name: str, role: str = "user") -> tuple[ApiKey, str
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiKey(id=key_id, name=name, secret_hash=_hash(secret), role=role, created_at=utcnow(),
-                 note="")
+    row = ApiKey(
+        id=key_id, name=name, secret_hash=_hash(secret), role=role, created_at=utcnow(), note=""
+    )
     with db.session() as s:
         s.add(row)
     return row, f"{PREFIX}_{key_id}_{secret}"
@@ -64,8 +65,9 @@ def revoke_key(db: Database, key_id: str) -> bool:
 
 def keys_exist(db: Database) -> bool:
     with db.session() as s:
-        return bool(s.scalar(select(func.count()).select_from(ApiKey)
-                             .where(ApiKey.revoked_at.is_(None))))
+        return bool(
+            s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))
+        )
 
 
 def authenticate(db: Database, token: str) -> Principal | None:

@@ -26,7 +26,9 @@ class ImageInputError(ValueError):
 
 def check_size(field: str, width: int, height: int, max_pixels: int, max_side: int) -> None:
     if width <= 0 or height <= 0:
-        raise ImageInputError(field, "image_empty", f"the image is {width}x{height}: it has no pixels")
+        raise ImageInputError(
+            field, "image_empty", f"the image is {width}x{height}: it has no pixels"
+        )
     if width > max_side or height > max_side or width * height > max_pixels:
         raise ImageInputError(
             field,
@@ -98,7 +100,9 @@ def decode_image(field: str, data: bytes, max_pixels: int, max_side: int) -> np.
     try:
         rgba = _to_rgba(img)
     except (OSError, ValueError) as exc:
-        raise ImageInputError(field, "image_undecodable", f"cannot convert the image: {exc}") from None
+        raise ImageInputError(
+            field, "image_undecodable", f"cannot convert the image: {exc}"
+        ) from None
     return np.ascontiguousarray(np.asarray(rgba, dtype=np.uint8))
 
 
@@ -117,8 +121,9 @@ def decode_mask(field: str, data: bytes, max_pixels: int, max_side: int) -> np.n
     return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
 
 
-def decode_raw(field: str, data: bytes, width: int, height: int, channels: int,
-               max_pixels: int, max_side: int) -> np.ndarray:
+def decode_raw(
+    field: str, data: bytes, width: int, height: int, channels: int, max_pixels: int, max_side: int
+) -> np.ndarray:
     """Raw pixels (RGBA8 or 8-bit gray) of a declared size → array."""
     check_size(field, width, height, max_pixels, max_side)
     expected = width * height * channels

@@ -16,7 +16,12 @@ def bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def grow(box: tuple[int, int, int, int], margin: int, width: int, height: int):
     x0, y0, x1, y1 = box
-    return max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin)
+    return (
+        max(0, x0 - margin),
+        max(0, y0 - margin),
+        min(width, x1 + margin),
+        min(height, y1 + margin),
+    )
 
 
 def feather(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -33,7 +33,7 @@ class JobQueue(ABC):
 
     @abstractmethod
     def position(self, job_id: str) -> int | None:
-        """Jobs ahead of this one, or None if it is not waiting."""
+        """Jobs ahead of this one (the running one included), or None if it is not waiting."""
 
     @abstractmethod
     def pick_device(self) -> str:

@@ -27,8 +27,9 @@ class EmbeddedQueue(JobQueue):
     def start(self) -> None:
         self._stopping = False
         for device in self._devices:
-            thread = threading.Thread(target=self._work, args=(device,), daemon=True,
-                                      name=f"aiedit-worker-{device}")
+            thread = threading.Thread(
+                target=self._work, args=(device,), daemon=True, name=f"aiedit-worker-{device}"
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -62,15 +63,16 @@ class EmbeddedQueue(JobQueue):
 
     def position(self, job_id: str) -> int | None:
         with self._cond:
-            for queue in self._waiting.values():
+            for device, queue in self._waiting.items():
                 if job_id in queue:
-                    return queue.index(job_id)
+                    return queue.index(job_id) + (self._running[device] is not None)
         return None
 
     def pick_device(self) -> str:
         with self._cond:
-            return min(self._devices,
-                       key=lambda d: len(self._waiting[d]) + (self._running[d] is not None))
+            return min(
+                self._devices, key=lambda d: len(self._waiting[d]) + (self._running[d] is not None)
+            )
 
     def idle(self) -> bool:
         with self._cond:

@@ -37,7 +37,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "canceled",
+)
 FINISHED = (SUCCEEDED, FAILED, CANCELED)
 MAX_ATTEMPTS = 2  # a job cut off by a crash is run once more, then fails as interrupted
 PROGRESS_WRITE_INTERVAL_S = 0.2
@@ -59,8 +65,15 @@ class NewJob:
 
 
 class JobRunner:
-    def __init__(self, db: Database, blobs: BlobStore, catalog: Catalog, cache: ModelCache,
-                 events: JobEvents, retention: timedelta):
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        catalog: Catalog,
+        cache: ModelCache,
+        events: JobEvents,
+        retention: timedelta,
+    ):
         self.db = db
         self.blobs = blobs
         self.catalog = catalog
@@ -80,16 +93,33 @@ class JobRunner:
         job_id = uuid.uuid4().hex
         device = self.queue.pick_device()
         try:
-            inputs = {name: self.blobs.put_array(job_id, name, arr) for name, arr in new.inputs.items()}
+            inputs = {
+                name: self.blobs.put_array(job_id, name, arr) for name, arr in new.inputs.items()
+            }
             now = utcnow()
             job = Job(
-                id=job_id, owner=new.owner, operation=new.operation, model=new.model,
-                device=device, params=new.params, inputs=inputs, state=QUEUED,
-                region={"x": new.region.x, "y": new.region.y, "width": new.region.width,
-                        "height": new.region.height},
-                progress={"step": 0, "total": 0, "stage": "queued"}, error=None, results=[],
-                cost=new.cost, attempts=0, cancel_requested=False,
-                idempotency_key=new.idempotency_key, created_at=now,
+                id=job_id,
+                owner=new.owner,
+                operation=new.operation,
+                model=new.model,
+                device=device,
+                params=new.params,
+                inputs=inputs,
+                state=QUEUED,
+                region={
+                    "x": new.region.x,
+                    "y": new.region.y,
+                    "width": new.region.width,
+                    "height": new.region.height,
+                },
+                progress={"step": 0, "total": 0, "stage": "queued"},
+                error=None,
+                results=[],
+                cost=new.cost,
+                attempts=0,
+                cancel_requested=False,
+                idempotency_key=new.idempotency_key,
+                created_at=now,
                 expires_at=now + self.retention,
             )
             with self.db.session() as s:
@@ -116,22 +146,34 @@ class JobRunner:
         except OperationError as exc:
             self._finish(job_id, FAILED, error={"code": exc.code, "message": exc.message})
         except MemoryError:
-            self._finish(job_id, FAILED, error={
-                "code": "out_of_memory",
-                "message": "the server ran out of memory; try a smaller region or a lighter model",
-            })
+            self._finish(
+                job_id,
+                FAILED,
+                error={
+                    "code": "out_of_memory",
+                    "message": "the server ran out of memory; try a smaller region or a "
+                    "lighter model",
+                },
+            )
         except OSError as exc:
             code = "disk_full" if exc.errno == errno.ENOSPC else "storage_error"
-            message = ("the server's disk is full; free space in its data directory and retry"
-                       if code == "disk_full" else f"storage error: {exc}")
+            message = (
+                "the server's disk is full; free space in its data directory and retry"
+                if code == "disk_full"
+                else f"storage error: {exc}"
+            )
             self.blobs.delete_results(job_id)
             self._finish(job_id, FAILED, error={"code": code, "message": message})
         except Exception as exc:  # a bug or an engine failure: report it, keep the worker alive
             log.exception("job %s failed", job_id)
             self._finish(job_id, FAILED, error={"code": "internal_error", "message": str(exc)})
         else:
-            self._finish(job_id, SUCCEEDED, results=results,
-                         progress=reporter.last(stage="done", complete=True))
+            self._finish(
+                job_id,
+                SUCCEEDED,
+                results=results,
+                progress=reporter.last(stage="done", complete=True),
+            )
 
     def _start(self, job_id: str) -> Job | None:
         with self.db.session() as s:
@@ -152,7 +194,9 @@ class JobRunner:
         op = registry()[job.operation]
         entry = self.catalog.get(job.model)
         if entry is None:
-            raise OperationError("model_unknown", f"model {job.model!r} is no longer in the catalog")
+            raise OperationError(
+                "model_unknown", f"model {job.model!r} is no longer in the catalog"
+            )
         inputs = {name: self.blobs.get_array(job.id, blob) for name, blob in job.inputs.items()}
         progress(0, 0, "loading model")
         model = self.cache.get(entry, job.device)
@@ -161,8 +205,14 @@ class JobRunner:
         for key, value in entry.defaults.items():
             if params.get(key) is None:
                 params[key] = value
-        ctx = OpContext(params=params, inputs=inputs, region=Region(**job.region), model=model,
-                        progress=progress, device=model.device)
+        ctx = OpContext(
+            params=params,
+            inputs=inputs,
+            region=Region(**job.region),
+            model=model,
+            progress=progress,
+            device=model.device,
+        )
         return op.run(ctx)
 
     def _store_outputs(self, job: Job, outputs) -> list[dict]:
@@ -172,15 +222,32 @@ class JobRunner:
             if isinstance(out, ImageOutput):
                 height, width = out.pixels.shape[:2]
                 blob = self.blobs.put_array(job.id, f"result-{index}", out.pixels)
-                results.append({"index": index, "kind": "image", "width": width, "height": height,
-                                "offset": {"x": region["x"] + out.dx, "y": region["y"] + out.dy},
-                                "seed": out.seed, "blob": blob})
+                results.append(
+                    {
+                        "index": index,
+                        "kind": "image",
+                        "width": width,
+                        "height": height,
+                        "offset": {"x": region["x"] + out.dx, "y": region["y"] + out.dy},
+                        "seed": out.seed,
+                        "blob": blob,
+                    }
+                )
             elif isinstance(out, VideoOutput):
                 blob = self.blobs.put_bytes(job.id, f"result-{index}.mp4", out.mp4)
-                results.append({"index": index, "kind": "video", "width": out.width,
-                                "height": out.height, "offset": {"x": region["x"], "y": region["y"]},
-                                "seed": out.seed, "fps": out.fps, "frames": out.frames,
-                                "blob": blob})
+                results.append(
+                    {
+                        "index": index,
+                        "kind": "video",
+                        "width": out.width,
+                        "height": out.height,
+                        "offset": {"x": region["x"], "y": region["y"]},
+                        "seed": out.seed,
+                        "fps": out.fps,
+                        "frames": out.frames,
+                        "blob": blob,
+                    }
+                )
             else:
                 raise TypeError(f"operation returned {type(out).__name__}, not an output")
         return results
@@ -244,13 +311,16 @@ class JobRunner:
             for job in s.scalars(select(Job).where(Job.state == RUNNING)):
                 if job.attempts >= MAX_ATTEMPTS:
                     job.state, job.finished_at = FAILED, utcnow()
-                    job.error = {"code": "interrupted",
-                                 "message": "the server stopped while this job was running"}
+                    job.error = {
+                        "code": "interrupted",
+                        "message": "the server stopped while this job was running",
+                    }
                 else:
                     job.state = QUEUED
                     job.progress = {"step": 0, "total": 0, "stage": "queued"}
-            queued = s.execute(select(Job.id, Job.device).where(Job.state == QUEUED)
-                               .order_by(Job.created_at)).all()
+            queued = s.execute(
+                select(Job.id, Job.device).where(Job.state == QUEUED).order_by(Job.created_at)
+            ).all()
             known = set(s.scalars(select(Job.id)))
         for orphan in set(self.blobs.job_ids()) - known:
             self.blobs.delete_job(orphan)
@@ -262,8 +332,9 @@ class JobRunner:
         """Delete finished jobs past their expiry time. Returns how many."""
         now = utcnow()
         with self.db.session() as s:
-            ids = list(s.scalars(select(Job.id).where(Job.expires_at < now,
-                                                       Job.state.in_(FINISHED))))
+            ids = list(
+                s.scalars(select(Job.id).where(Job.expires_at < now, Job.state.in_(FINISHED)))
+            )
         for job_id in ids:
             self.delete(job_id)
         return len(ids)
@@ -300,8 +371,11 @@ class _ProgressWriter(Progress):
         if total and step:
             eta = round((now - self._stage_started) / step * (total - step), 1)
         self._state = {"step": step, "total": total, "stage": stage, "eta_s": eta}
-        if stage != self._state.get("stage") or now - self._last_write >= PROGRESS_WRITE_INTERVAL_S \
-                or step in (0, total):
+        if (
+            stage != self._state.get("stage")
+            or now - self._last_write >= PROGRESS_WRITE_INTERVAL_S
+            or step in (0, total)
+        ):
             self._last_write = now
             self._runner.write_progress(self._job_id, self._state)
 

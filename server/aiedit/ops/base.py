@@ -198,4 +198,3 @@ def guidance_field() -> fields.Float:
         validate=validate.Range(0.0, 30.0),
         metadata={"description": "Guidance scale; empty for the model's default."},
     )
-

@@ -23,22 +23,38 @@ MODES = ("semantic", "appearance", "text")
 class EditParams(Schema):
     prompt = prompt_field(required=True)
     negative_prompt = negative_prompt_field()
-    mode = fields.String(load_default="semantic", validate=validate.OneOf(MODES), metadata={
-        "description": "semantic: free change; appearance: only the selection changes; "
-                       "text: replace written text keeping layout and font"})
-    text = fields.String(load_default="", validate=validate.Length(max=500),
-                         metadata={"description": "The new text (text mode)"})
+    mode = fields.String(
+        load_default="semantic",
+        validate=validate.OneOf(MODES),
+        metadata={
+            "description": "semantic: free change; appearance: only the selection changes; "
+            "text: replace written text keeping layout and font"
+        },
+    )
+    text = fields.String(
+        load_default="",
+        validate=validate.Length(max=500),
+        metadata={"description": "The new text (text mode)"},
+    )
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
     working_resolution = fields.Integer(
-        load_default=1024, validate=validate.Range(256, 2048),
-        metadata={"description": "Longest side the model works at, pixels"})
+        load_default=1024,
+        validate=validate.Range(256, 2048),
+        metadata={"description": "Longest side the model works at, pixels"},
+    )
 
 
-@operation("edit", version=1, title="Edit by instruction", params=EditParams,
-           inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL})
+@operation(
+    "edit",
+    version=1,
+    title="Edit by instruction",
+    params=EditParams,
+    inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL},
+)
 def run(ctx: OpContext):
     """Change the image as the prompt says: objects, style, lighting, or the words written in it."""
-    raise OperationError("engine_unsupported",
-                         f"model {ctx.model.entry.id} cannot edit with this server version")
+    raise OperationError(
+        "engine_unsupported", f"model {ctx.model.entry.id} cannot edit with this server version"
+    )

@@ -17,9 +17,15 @@ from aiedit.ops.base import (
 
 
 def _dimension(name: str) -> fields.Integer:
-    return fields.Integer(load_default=None, allow_none=True, validate=validate.Range(64, 2048),
-                          metadata={"description": f"Image {name} in pixels (multiples the model "
-                                                   "needs are rounded to); empty for the region's"})
+    return fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(64, 2048),
+        metadata={
+            "description": f"Image {name} in pixels (multiples the model "
+            "needs are rounded to); empty for the region's"
+        },
+    )
 
 
 class GenerateParams(Schema):
@@ -30,8 +36,9 @@ class GenerateParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    count = fields.Integer(load_default=1, validate=validate.Range(1, 4),
-                           metadata={"description": "How many images"})
+    count = fields.Integer(
+        load_default=1, validate=validate.Range(1, 4), metadata={"description": "How many images"}
+    )
 
 
 def cost(params: dict, sizes: dict) -> float:
@@ -39,9 +46,9 @@ def cost(params: dict, sizes: dict) -> float:
     return float(params["count"] * max(1, -(-width * height // 1_000_000)))
 
 
-@operation("generate", version=1, title="Generate", params=GenerateParams, inputs={},
-           cost=cost)
+@operation("generate", version=1, title="Generate", params=GenerateParams, inputs={}, cost=cost)
 def run(ctx: OpContext):
     """Draw new images from a prompt, sized to the selection (or the given width and height)."""
-    raise OperationError("engine_unsupported",
-                         f"model {ctx.model.entry.id} cannot generate with this server version")
+    raise OperationError(
+        "engine_unsupported", f"model {ctx.model.entry.id} cannot generate with this server version"
+    )

@@ -22,22 +22,39 @@ from aiedit.ops.base import (
 class InpaintParams(Schema):
     prompt = prompt_field()
     negative_prompt = negative_prompt_field()
-    strength = fields.Float(load_default=1.0, allow_nan=False, validate=validate.Range(0.0, 1.0),
-                            metadata={"description": "How much the masked area may change"})
+    strength = fields.Float(
+        load_default=1.0,
+        allow_nan=False,
+        validate=validate.Range(0.0, 1.0),
+        metadata={"description": "How much the masked area may change"},
+    )
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
     context_margin = fields.Integer(
-        load_default=32, validate=validate.Range(0, 1024),
-        metadata={"description": "Pixels of context around the mask the model sees"})
-    feather = fields.Integer(load_default=8, validate=validate.Range(0, 256),
-                             metadata={"description": "Soften the mask's edge by this many pixels"})
-    radius = fields.Integer(load_default=5, validate=validate.Range(1, 64),
-                            metadata={"description": "Neighbourhood radius (classic models)"})
+        load_default=32,
+        validate=validate.Range(0, 1024),
+        metadata={"description": "Pixels of context around the mask the model sees"},
+    )
+    feather = fields.Integer(
+        load_default=8,
+        validate=validate.Range(0, 256),
+        metadata={"description": "Soften the mask's edge by this many pixels"},
+    )
+    radius = fields.Integer(
+        load_default=5,
+        validate=validate.Range(1, 64),
+        metadata={"description": "Neighbourhood radius (classic models)"},
+    )
 
 
-@operation("inpaint", version=1, title="Inpaint selection", params=InpaintParams,
-           inputs={"image": REQUIRED, "mask": REQUIRED, "reference": OPTIONAL})
+@operation(
+    "inpaint",
+    version=1,
+    title="Inpaint selection",
+    params=InpaintParams,
+    inputs={"image": REQUIRED, "mask": REQUIRED, "reference": OPTIONAL},
+)
 def run(ctx: OpContext):
     """Fill the selected area so it blends with its surroundings (or follows the prompt)."""
     import numpy as np
@@ -56,8 +73,10 @@ def run(ctx: OpContext):
     if ctx.model.engine == "classic":
         filled, seed = _classic(crop, crop_mask, ctx), None
     else:
-        raise OperationError("engine_unsupported",
-                             f"model {ctx.model.entry.id} cannot inpaint with this server version")
+        raise OperationError(
+            "engine_unsupported",
+            f"model {ctx.model.entry.id} cannot inpaint with this server version",
+        )
     ctx.progress(1, 1, "inpainting")
     blend = masks.feather(crop_mask, ctx.params["feather"])
     out = image.copy()

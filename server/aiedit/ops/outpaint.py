@@ -21,8 +21,11 @@ SIDES = ("left", "top", "right", "bottom")
 
 
 def _side(name: str) -> fields.Integer:
-    return fields.Integer(load_default=0, validate=validate.Range(0, 4096),
-                          metadata={"description": f"Pixels to add on the {name}"})
+    return fields.Integer(
+        load_default=0,
+        validate=validate.Range(0, 4096),
+        metadata={"description": f"Pixels to add on the {name}"},
+    )
 
 
 class OutpaintParams(Schema):
@@ -35,44 +38,67 @@ class OutpaintParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    feather = fields.Integer(load_default=16, validate=validate.Range(0, 256),
-                             metadata={"description": "Blend width into the original, pixels"})
-    radius = fields.Integer(load_default=5, validate=validate.Range(1, 64),
-                            metadata={"description": "Neighbourhood radius (classic models)"})
+    feather = fields.Integer(
+        load_default=16,
+        validate=validate.Range(0, 256),
+        metadata={"description": "Blend width into the original, pixels"},
+    )
+    radius = fields.Integer(
+        load_default=5,
+        validate=validate.Range(1, 64),
+        metadata={"description": "Neighbourhood radius (classic models)"},
+    )
 
 
 def check(params: dict, sizes: dict, config) -> None:
     if not any(params[s] for s in SIDES):
-        raise OperationError("nothing_to_do", "outpaint: set at least one of left, top, right, "
-                                              "bottom above 0")
+        raise OperationError(
+            "nothing_to_do", "outpaint: set at least one of left, top, right, bottom above 0"
+        )
     width, height = sizes["image"]
     out_w = width + params["left"] + params["right"]
     out_h = height + params["top"] + params["bottom"]
-    if out_w > config.max_side or out_h > config.max_side or out_w * out_h > config.max_output_pixels:
-        raise OperationError("output_too_large", f"outpaint: the result would be {out_w}x{out_h}, "
-                                                 "over this server's output limit")
+    if (
+        out_w > config.max_side
+        or out_h > config.max_side
+        or out_w * out_h > config.max_output_pixels
+    ):
+        raise OperationError(
+            "output_too_large",
+            f"outpaint: the result would be {out_w}x{out_h}, over this server's output limit",
+        )
 
 
-@operation("outpaint", version=1, title="Outpaint", params=OutpaintParams,
-           inputs={"image": REQUIRED}, region="layer", validate=check)
+@operation(
+    "outpaint",
+    version=1,
+    title="Outpaint",
+    params=OutpaintParams,
+    inputs={"image": REQUIRED},
+    region="layer",
+    validate=check,
+)
 def run(ctx: OpContext):
-    """Extend the image beyond its edges; the result's offset moves up and left by what was added."""
+    """Extend the image beyond its edges; the result's offset moves by what was added."""
     import numpy as np
 
     image = np.asarray(ctx.inputs["image"])
     p = ctx.params
     height, width = image.shape[:2]
-    canvas = np.zeros((height + p["top"] + p["bottom"], width + p["left"] + p["right"], 4),
-                      np.uint8)
-    canvas[p["top"]:p["top"] + height, p["left"]:p["left"] + width] = image
+    canvas = np.zeros(
+        (height + p["top"] + p["bottom"], width + p["left"] + p["right"], 4), np.uint8
+    )
+    canvas[p["top"] : p["top"] + height, p["left"] : p["left"] + width] = image
     hole = np.full(canvas.shape[:2], 255, np.uint8)
-    hole[p["top"]:p["top"] + height, p["left"]:p["left"] + width] = 0
+    hole[p["top"] : p["top"] + height, p["left"] : p["left"] + width] = 0
     ctx.progress(0, 1, "outpainting")
     if ctx.model.engine == "classic":
         filled, seed = _classic(canvas, hole, ctx), None
     else:
-        raise OperationError("engine_unsupported",
-                             f"model {ctx.model.entry.id} cannot outpaint with this server version")
+        raise OperationError(
+            "engine_unsupported",
+            f"model {ctx.model.entry.id} cannot outpaint with this server version",
+        )
     ctx.progress(1, 1, "outpainting")
     return [ImageOutput(filled, dx=-p["left"], dy=-p["top"], seed=seed)]
 
@@ -82,7 +108,11 @@ def _classic(canvas, hole, ctx):
     import numpy as np
 
     method = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}[ctx.model.obj.name]
-    rgb = cv2.inpaint(np.ascontiguousarray(canvas[..., :3]), (hole > 0).astype(np.uint8),
-                      ctx.params["radius"], method)
+    rgb = cv2.inpaint(
+        np.ascontiguousarray(canvas[..., :3]),
+        (hole > 0).astype(np.uint8),
+        ctx.params["radius"],
+        method,
+    )
     alpha = np.where(hole > 0, 255, canvas[..., 3]).astype(np.uint8)
     return np.dstack([rgb, alpha])

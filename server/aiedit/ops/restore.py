@@ -8,12 +8,22 @@ from aiedit.ops.base import REQUIRED, ImageOutput, OpContext, OperationError, op
 
 
 class RestoreParams(Schema):
-    strength = fields.Float(load_default=0.5, allow_nan=False, validate=validate.Range(0.0, 1.0),
-                            metadata={"description": "0 = gentle, 1 = strongest"})
+    strength = fields.Float(
+        load_default=0.5,
+        allow_nan=False,
+        validate=validate.Range(0.0, 1.0),
+        metadata={"description": "0 = gentle, 1 = strongest"},
+    )
 
 
-@operation("restore", version=1, title="Restore", params=RestoreParams,
-           inputs={"image": REQUIRED}, region="layer")
+@operation(
+    "restore",
+    version=1,
+    title="Restore",
+    params=RestoreParams,
+    inputs={"image": REQUIRED},
+    region="layer",
+)
 def run(ctx: OpContext):
     """Clean up the layer: noise and grain, damaged faces, old photos (depending on the model)."""
     import numpy as np
@@ -23,8 +33,10 @@ def run(ctx: OpContext):
     if ctx.model.engine == "classic":
         out = _denoise(image, ctx.params["strength"])
     else:
-        raise OperationError("engine_unsupported",
-                             f"model {ctx.model.entry.id} cannot restore with this server version")
+        raise OperationError(
+            "engine_unsupported",
+            f"model {ctx.model.entry.id} cannot restore with this server version",
+        )
     ctx.progress(1, 1, "restoring")
     return [ImageOutput(out)]
 

@@ -10,12 +10,22 @@ STRIP_ROWS = 256
 
 
 class UpscaleParams(Schema):
-    scale = fields.Float(load_default=2.0, allow_nan=False, validate=validate.Range(1.0, 8.0),
-                         metadata={"description": "Enlargement factor"})
-    tile_size = fields.Integer(load_default=512, validate=validate.Range(32, 4096),
-                               metadata={"description": "Tile edge for model upscalers, pixels"})
-    tile_overlap = fields.Integer(load_default=32, validate=validate.Range(0, 512),
-                                  metadata={"description": "Overlap between tiles, pixels"})
+    scale = fields.Float(
+        load_default=2.0,
+        allow_nan=False,
+        validate=validate.Range(1.0, 8.0),
+        metadata={"description": "Enlargement factor"},
+    )
+    tile_size = fields.Integer(
+        load_default=512,
+        validate=validate.Range(32, 4096),
+        metadata={"description": "Tile edge for model upscalers, pixels"},
+    )
+    tile_overlap = fields.Integer(
+        load_default=32,
+        validate=validate.Range(0, 512),
+        metadata={"description": "Overlap between tiles, pixels"},
+    )
 
 
 def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -24,11 +34,17 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
 
 def check(params: dict, sizes: dict, config) -> None:
     out_w, out_h = output_size(*sizes["image"], params["scale"])
-    if out_w > config.max_side or out_h > config.max_side or out_w * out_h > config.max_output_pixels:
-        raise OperationError("output_too_large",
-                             f"upscale: the result would be {out_w}x{out_h} "
-                             f"({out_w * out_h / 1e6:.0f} MP), over this server's limit of "
-                             f"{config.max_output_pixels / 1e6:.0f} MP and {config.max_side} a side")
+    if (
+        out_w > config.max_side
+        or out_h > config.max_side
+        or out_w * out_h > config.max_output_pixels
+    ):
+        raise OperationError(
+            "output_too_large",
+            f"upscale: the result would be {out_w}x{out_h} "
+            f"({out_w * out_h / 1e6:.0f} MP), over this server's limit of "
+            f"{config.max_output_pixels / 1e6:.0f} MP and {config.max_side} a side",
+        )
 
 
 def cost(params: dict, sizes: dict) -> float:
@@ -36,8 +52,16 @@ def cost(params: dict, sizes: dict) -> float:
     return float(max(1, -(-out_w * out_h // 4_000_000)))
 
 
-@operation("upscale", version=1, title="Upscale", params=UpscaleParams,
-           inputs={"image": REQUIRED}, region="layer", validate=check, cost=cost)
+@operation(
+    "upscale",
+    version=1,
+    title="Upscale",
+    params=UpscaleParams,
+    inputs={"image": REQUIRED},
+    region="layer",
+    validate=check,
+    cost=cost,
+)
 def run(ctx: OpContext):
     """Enlarge the layer; its offset scales with it."""
     import numpy as np
@@ -48,8 +72,10 @@ def run(ctx: OpContext):
     if ctx.model.engine == "classic":
         out = _lanczos(image, *output_size(width, height, scale), ctx)
     else:
-        raise OperationError("engine_unsupported",
-                             f"model {ctx.model.entry.id} cannot upscale with this server version")
+        raise OperationError(
+            "engine_unsupported",
+            f"model {ctx.model.entry.id} cannot upscale with this server version",
+        )
     dx = round(ctx.region.x * scale) - ctx.region.x
     dy = round(ctx.region.y * scale) - ctx.region.y
     return [ImageOutput(out, dx=dx, dy=dy)]

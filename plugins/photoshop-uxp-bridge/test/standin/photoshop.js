@@ -10,6 +10,13 @@
 
 const SRGB = "sRGB IEC61966-2.1";
 
+// constants.AnchorPosition
+const ANCHORS = {
+  TOPLEFT: "topLeft", TOPCENTER: "topCenter", TOPRIGHT: "topRight",
+  MIDDLELEFT: "middleLeft", MIDDLECENTER: "middleCenter", MIDDLERIGHT: "middleRight",
+  BOTTOMLEFT: "bottomLeft", BOTTOMCENTER: "bottomCenter", BOTTOMRIGHT: "bottomRight",
+};
+
 class PhotoshopError extends Error {
   constructor(message, number = 1000) {
     super(message);
@@ -50,7 +57,8 @@ function isEmpty(r) {
 class Raster {
   constructor(bounds, data) {
     this.bounds = bounds;
-    this.data = data || new Uint8Array((bounds.right - bounds.left) * (bounds.bottom - bounds.top) * 4);
+    const pixels = (bounds.right - bounds.left) * (bounds.bottom - bounds.top);
+    this.data = data || new Uint8Array(pixels * 4);
   }
 
   get width() {
@@ -366,6 +374,41 @@ class Document {
     this.activeLayerList = [group];
     this.recordChange("Group Layers");
     return group;
+  }
+
+  /**
+   * Document.resizeCanvas(width, height, anchor): changes the canvas size, not the image;
+   * the anchor (default: the middle) says where the old canvas stays. Layers keep their
+   * pixels; the Background layer grows, filled with white (the default extension color).
+   */
+  async resizeCanvas(width, height, anchor = ANCHORS.MIDDLECENTER) {
+    this.standin.requireModal("canvasSize");
+    const dx = width - this.width;
+    const dy = height - this.height;
+    const horizontal = anchor.endsWith("Left") ? 0 : anchor.endsWith("Right") ? dx : dx / 2;
+    const vertical = anchor.startsWith("top") ? 0 : anchor.startsWith("bottom") ? dy : dy / 2;
+    if (!Number.isInteger(horizontal) || !Number.isInteger(vertical)) {
+      throw undocumented("how an odd size change splits around a centered anchor");
+    }
+    for (const layer of this.allLayers()) {
+      if (!layer.raster) {
+        continue;
+      }
+      const b = layer.raster.bounds;
+      layer.raster.bounds = { left: b.left + horizontal, top: b.top + vertical,
+        right: b.right + horizontal, bottom: b.bottom + vertical };
+      if (layer.isBackgroundLayer) {
+        const grown = new Raster({ left: 0, top: 0, right: width, bottom: height });
+        fill(grown, [255, 255, 255, 255]);
+        layer.raster = merge(grown, layer.raster);
+      }
+    }
+    if (this.selectionMask) {
+      throw undocumented("the selection after resizeCanvas in this stand-in");
+    }
+    this.width = width;
+    this.height = height;
+    this.recordChange("Canvas Size");
   }
 
   /** Test helper: what the document shows, flattened (normal blending, visible layers). */
@@ -831,7 +874,7 @@ function createPhotoshop({ version = 25 } = {}) {
       putPixels: (o) => standin.putPixels(o),
     },
     action: { batchPlay: (commands, options) => standin.batchPlay(commands, options) },
-    constants: {},
+    constants: { AnchorPosition: ANCHORS },
     standin,
   };
 }

@@ -1,0 +1,423 @@
+"""The aiedit docker: server connection, operation and parameters, Generate / Cancel with
+progress, and a strip of result thumbnails to Apply (as layers) or Discard."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+from krita import DockWidget, Krita
+from PyQt5.QtCore import QSize, Qt
+from PyQt5.QtGui import QIcon, QImage, QPixmap
+from PyQt5.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import host, jobs, scripting, settings
+from .aiedit_client import AieditError, Client, describe_progress, progress_fraction
+from .params_form import ParamsForm
+from .worker import CallThread, JobThread
+
+DOCKER_ID = "aiedit_docker"
+THUMB = 96
+OWN_WIDGETS = ("prompt", "strength")
+SOURCES = ((host.SOURCE_IMAGE, "Visible image"), (host.SOURCE_LAYER, "Active layer"))
+
+_live = []
+
+
+def live_dockers() -> list:
+    """The aiedit dockers that exist now (one per Krita window)."""
+    alive = [ref() for ref in _live]
+    return [d for d in alive if d is not None]
+
+
+@dataclass
+class Pending:
+    """A result shown in the strip, not yet applied or discarded."""
+
+    document: object
+    spec: jobs.JobSpec
+    outcome: jobs.Outcome
+    result: object = None
+    pixels: object = None
+
+
+class AieditDocker(DockWidget):
+    """The panel. Network work runs in ``worker`` threads; Krita is touched only here, on the
+    GUI thread, when a job starts (reading) and when a result is applied (writing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setWindowTitle("aiedit")
+        self.saved = settings.load()
+        self.client: Client | None = None
+        self.operations: list = []
+        self.form: ParamsForm | None = None
+        self.job_thread: JobThread | None = None
+        self.job_document = None
+        self.call_thread: CallThread | None = None
+        self.pending: list[Pending] = []
+        self._build()
+        _live.append(weakref.ref(self))
+        self.connect_server()
+
+    def canvasChanged(self, canvas):  # noqa: N802 - Krita's name
+        pass
+
+    # -- layout
+
+    def _build(self) -> None:
+        root = QWidget(self)
+        layout = QVBoxLayout(root)
+        layout.addWidget(self._server_box())
+        layout.addLayout(self._operation_form())
+        self.prompt = QPlainTextEdit()
+        self.prompt.setObjectName("prompt")
+        self.prompt.setPlaceholderText("Prompt: what to draw or change")
+        self.prompt.setMaximumHeight(70)
+        layout.addWidget(self.prompt)
+        layout.addLayout(self._strength_row())
+        self.params_box = QGroupBox("Parameters")
+        self.params_layout = QVBoxLayout(self.params_box)
+        layout.addWidget(self.params_box)
+        layout.addLayout(self._run_row())
+        self.progress = QProgressBar()
+        self.progress.setObjectName("progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("Idle")
+        self.progress.setTextVisible(True)
+        layout.addWidget(self.progress)
+        layout.addWidget(self._results_strip())
+        layout.addLayout(self._results_row())
+        layout.addStretch(1)
+        self.setWidget(root)
+
+    def _server_box(self) -> QGroupBox:
+        box = QGroupBox("Server")
+        form = QFormLayout(box)
+        self.url_edit = QLineEdit(self.saved.server_url)
+        self.key_edit = QLineEdit(self.saved.api_key)
+        self.key_edit.setEchoMode(QLineEdit.Password)
+        self.key_edit.setPlaceholderText("not needed on this computer")
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.clicked.connect(self.connect_server)
+        self.status = QLabel("Not connected")
+        self.status.setObjectName("status")
+        self.status.setWordWrap(True)
+        form.addRow("URL", self.url_edit)
+        form.addRow("API key", self.key_edit)
+        form.addRow(self.connect_button, self.status)
+        return box
+
+    def _operation_form(self) -> QFormLayout:
+        form = QFormLayout()
+        self.operation_combo = QComboBox()
+        self.operation_combo.setObjectName("operation")
+        self.operation_combo.currentIndexChanged.connect(self._operation_changed)
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("model")
+        self.source_combo = QComboBox()
+        for key, label in SOURCES:
+            self.source_combo.addItem(label, key)
+        self.source_combo.setCurrentIndex(max(0, self.source_combo.findData(self.saved.source)))
+        form.addRow("Operation", self.operation_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Read from", self.source_combo)
+        return form
+
+    def _strength_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.strength_label = QLabel("Strength")
+        self.strength = QSlider(Qt.Horizontal)
+        self.strength.setObjectName("strength")
+        self.strength.setRange(0, 100)
+        self.strength_value = QLabel()
+        self.strength.valueChanged.connect(lambda v: self.strength_value.setText(f"{v}%"))
+        self.strength.setValue(100)
+        for widget in (self.strength_label, self.strength, self.strength_value):
+            row.addWidget(widget)
+        return row
+
+    def _run_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generate")
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(self.generate_button, 2)
+        row.addWidget(self.cancel_button, 1)
+        return row
+
+    def _results_strip(self) -> QListWidget:
+        self.results = QListWidget()
+        self.results.setObjectName("results")
+        self.results.setViewMode(QListView.IconMode)
+        self.results.setFlow(QListView.LeftToRight)
+        self.results.setWrapping(False)
+        self.results.setIconSize(QSize(THUMB, THUMB))
+        self.results.setFixedHeight(THUMB + 36)
+        self.results.setSelectionMode(QListWidget.ExtendedSelection)
+        self.results.itemDoubleClicked.connect(lambda item: self.apply([item]))
+        return self.results
+
+    def _results_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setObjectName("apply")
+        self.apply_button.setToolTip("Insert the selected results (or all) as new layers")
+        self.apply_button.clicked.connect(lambda: self.apply())
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setObjectName("discard")
+        self.discard_button.clicked.connect(lambda: self.discard())
+        row.addWidget(self.apply_button)
+        row.addWidget(self.discard_button)
+        return row
+
+    # -- connection and operations
+
+    def connect_server(self) -> None:
+        """Check the server and load its operations, off the GUI thread."""
+        self._remember()
+        try:
+            client = Client(self.saved.server_url, self.saved.api_key)
+        except AieditError as error:
+            self.status.setText(str(error))
+            return
+        self.status.setText(f"Connecting to {client.url}…")
+        self.connect_button.setEnabled(False)
+        thread = CallThread(lambda: (client, client.health(), client.operations()), self)
+        thread.done.connect(self._connected)
+        thread.failed.connect(self._connection_failed)
+        self.call_thread = thread
+        thread.start()
+
+    def _connected(self, answer) -> None:
+        client, health, operations = answer
+        self.client, self.operations = client, list(operations)
+        self.connect_button.setEnabled(True)
+        self.status.setText(f"Connected to aiedit {health.get('version', '')} at {client.url}"
+                            f" ({health.get('mode', 'personal')})")
+        self.operation_combo.blockSignals(True)
+        self.operation_combo.clear()
+        for op in self.operations:
+            self.operation_combo.addItem(op.get("title") or op["id"], op["id"])
+        self.operation_combo.setCurrentIndex(
+            max(0, self.operation_combo.findData(self.saved.operation)))
+        self.operation_combo.blockSignals(False)
+        self._operation_changed()
+
+    def _connection_failed(self, message: str) -> None:
+        self.client = None
+        self.connect_button.setEnabled(True)
+        self.status.setText(message)
+
+    def current_operation(self) -> dict | None:
+        op_id = self.operation_combo.currentData()
+        return next((op for op in self.operations if op["id"] == op_id), None)
+
+    def _operation_changed(self, *_):
+        op = self.current_operation()
+        if op is None:
+            return
+        self.operation_combo.setToolTip(op.get("description", ""))
+        self._fill_models(op)
+        properties = jobs.schema_properties(op)
+        self.prompt.setVisible("prompt" in properties)
+        for widget in (self.strength_label, self.strength, self.strength_value):
+            widget.setVisible("strength" in properties)
+        if "strength" in properties:
+            self.strength.setValue(round(100 * (properties["strength"].get("default") or 1.0)))
+        if self.form is not None:
+            self.form.setParent(None)
+            self.form.deleteLater()
+        self.form = ParamsForm(properties, skip=OWN_WIDGETS)
+        self.params_layout.addWidget(self.form)
+        self.params_box.setVisible(bool(self.form.fields))
+
+    def _fill_models(self, op: dict) -> None:
+        self.model_combo.clear()
+        for model in op.get("models") or []:
+            label = model.get("name") or model["id"]
+            if not model.get("installed", True):
+                label += " (not installed)"
+            self.model_combo.addItem(label, model["id"])
+        wanted = self.saved.model if self.saved.operation == op["id"] else ""
+        chosen = jobs.pick_model(op, wanted)
+        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(chosen)))
+
+    def _remember(self) -> None:
+        self.saved.server_url = self.url_edit.text().strip() or self.saved.server_url
+        self.saved.api_key = self.key_edit.text().strip()
+        if self.operation_combo.currentData():
+            self.saved.operation = self.operation_combo.currentData()
+            self.saved.model = self.model_combo.currentData() or ""
+        self.saved.source = self.source_combo.currentData()
+        settings.save(self.saved)
+
+    # -- running a job
+
+    def params(self) -> dict:
+        """The parameters the form, prompt and strength describe."""
+        op = self.current_operation() or {}
+        properties = jobs.schema_properties(op)
+        values = self.form.values() if self.form else {}
+        if "prompt" in properties and self.prompt.toPlainText().strip():
+            values["prompt"] = self.prompt.toPlainText().strip()
+        if "strength" in properties:
+            values["strength"] = self.strength.value() / 100
+        return values
+
+    def generate(self) -> bool:
+        """Read the active document and start a job; False (with the reason shown) if not."""
+        if self.job_thread is not None:
+            return False
+        op = self.current_operation()
+        doc = Krita.instance().activeDocument()
+        if self.client is None or op is None:
+            return self._refuse("Connect to an aiedit server first.")
+        if doc is None:
+            return self._refuse("Open an image first.")
+        self._remember()
+        try:
+            spec = scripting.prepare(doc, op, model=self.model_combo.currentData() or "",
+                                     params=self.params(), source=self.source_combo.currentData())
+        except host.HostError as error:
+            return self._refuse(str(error))
+        thread = JobThread(self.client, spec, self)
+        thread.progress.connect(self._progress)
+        thread.succeeded.connect(self._finished)
+        thread.failed.connect(self._ended)
+        thread.canceled.connect(self._canceled)
+        thread.finished.connect(thread.deleteLater)
+        self.job_thread, self.job_document = thread, doc
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self._show_progress("Sending…", 0.0)
+        thread.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.job_thread is not None:
+            self.job_thread.cancel()
+            self._show_progress("Canceling…", self.progress.value() / 1000)
+
+    def _refuse(self, message: str) -> bool:
+        self.progress.setFormat(message)
+        self.progress.setToolTip(message)
+        return False
+
+    def _progress(self, job: dict) -> None:
+        self._show_progress(describe_progress(job), progress_fraction(job))
+
+    def _show_progress(self, text: str, fraction: float) -> None:
+        self.progress.setValue(int(1000 * fraction))
+        self.progress.setFormat(text)
+        self.progress.setToolTip(text)
+
+    def _finished(self, outcome: jobs.Outcome) -> None:
+        doc, spec = self.job_document, self.job_thread.spec
+        if outcome.is_video:
+            self._add_pending(Pending(doc, spec, outcome), _png_thumbnail(outcome.frames[0]),
+                              f"{len(outcome.frames)} frames")
+        for result, pixels in outcome.images:
+            seed = jobs.result_seed(result, outcome.job)
+            self._add_pending(Pending(doc, spec, outcome, result, pixels),
+                              _rgba_thumbnail(pixels), f"seed {seed}" if seed is not None else "")
+        self._ended("Done")
+
+    def _canceled(self) -> None:
+        self._ended("Canceled")
+
+    def _ended(self, text: str) -> None:
+        self.job_thread = None
+        self.generate_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self._show_progress(text, 1.0 if text == "Done" else 0.0)
+
+    # -- results
+
+    def _add_pending(self, pending: Pending, icon: QIcon, label: str) -> None:
+        item = QListWidgetItem(icon, label)
+        item.setToolTip(host.layer_name(pending.spec.operation, pending.spec.prompt))
+        self.pending.append(pending)
+        item.setData(Qt.UserRole, id(pending))
+        self.results.addItem(item)
+
+    def _take(self, items) -> list:
+        items = list(items if items is not None else self.results.selectedItems())
+        if not items:
+            items = [self.results.item(i) for i in range(self.results.count())]
+        taken = []
+        for item in items:
+            pending = next((p for p in self.pending if id(p) == item.data(Qt.UserRole)), None)
+            self.results.takeItem(self.results.row(item))
+            if pending is not None:
+                self.pending.remove(pending)
+                taken.append(pending)
+        return taken
+
+    def apply(self, items=None) -> list:
+        """Insert the selected results (all when none is selected) as new layers."""
+        nodes = []
+        for pending in self._take(items):
+            try:
+                nodes.extend(self._apply_one(pending))
+            except (host.HostError, AieditError) as error:
+                self._refuse(str(error))
+        return nodes
+
+    def _apply_one(self, pending: Pending) -> list:
+        if pending.result is None:
+            return scripting.apply_outcome(pending.document, pending.spec, pending.outcome)
+        return [scripting.apply_image(pending.document, pending.spec, pending.outcome.job,
+                                      pending.result, pending.pixels)]
+
+    def discard(self, items=None) -> None:
+        """Drop the selected results (all when none is selected)."""
+        self._take(items)
+
+
+def _rgba_thumbnail(pixels) -> QIcon:
+    image = QImage(pixels.data, pixels.width, pixels.height, pixels.width * 4,
+                   QImage.Format_RGBA8888)
+    return QIcon(QPixmap.fromImage(image.scaled(THUMB, THUMB, Qt.KeepAspectRatio,
+                                                Qt.SmoothTransformation)))
+
+
+def _png_thumbnail(png: bytes) -> QIcon:
+    image = QImage.fromData(png, "PNG")
+    return QIcon(QPixmap.fromImage(image.scaled(THUMB, THUMB, Qt.KeepAspectRatio,
+                                                Qt.SmoothTransformation)))
+
+
+def generate_in_active_window() -> bool:
+    """For the ``aiedit_generate`` action: run Generate in the docker of the active window."""
+    dockers = live_dockers()
+    if not dockers:
+        return False
+    visible = [d for d in dockers if d.isVisible()] or dockers
+    return visible[-1].generate()
+
+
+def apply_in_active_window() -> list:
+    """For the ``aiedit_apply`` action: apply every pending result."""
+    dockers = live_dockers()
+    return dockers[-1].apply() if dockers else []

@@ -1,0 +1,98 @@
+"""One job from submission to downloaded results. Network only: no Qt widgets, no Krita calls,
+so it runs on a worker thread (the docker) or inline (``aiedit.run``)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from .aiedit_client import Client, Result
+from .host import DEFAULT_MARGIN, Capture
+
+
+@dataclass
+class JobSpec:
+    """Everything needed to submit one job; the capture was read on the GUI thread."""
+
+    operation: str
+    model: str
+    params: dict
+    capture: Capture
+    idempotency_key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def prompt(self) -> str:
+        return str(self.params.get("prompt") or "")
+
+
+@dataclass
+class Outcome:
+    """A finished job and its downloaded results."""
+
+    job: dict
+    images: list = field(default_factory=list)   # [(Result, Pixels)]
+    frames: list = field(default_factory=list)   # PNG bytes of video frames, in order
+    fps: int = 24
+
+    @property
+    def is_video(self) -> bool:
+        return bool(self.frames)
+
+
+def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None) -> Outcome:
+    """Submit ``spec``, wait for the job (reporting progress, honouring cancel) and download its
+    results. Raises the client's ``AieditError`` subclasses with sentences a person can act on."""
+    capture = spec.capture
+    job = client.submit(spec.operation, image=capture.image, mask=capture.mask,
+                        region=capture.region, model=spec.model, params=spec.params,
+                        idempotency_key=spec.idempotency_key)
+    if on_progress:
+        on_progress(job)
+    job = client.wait(job["id"], on_progress=on_progress, should_cancel=should_cancel)
+    return download(client, job, spec)
+
+
+def download(client: Client, job: dict, spec: JobSpec) -> Outcome:
+    results = client.results(job)
+    outcome = Outcome(job, fps=int(spec.params.get("fps") or 24))
+    if any(r.kind == "video" for r in results):
+        outcome.frames = [client.fetch_bytes(r) for r in results if r.kind == "image"]
+        return outcome
+    outcome.images = [(r, client.fetch_pixels(r)) for r in results if r.kind == "image"]
+    return outcome
+
+
+def schema_properties(operation: dict) -> dict:
+    """The operation's parameters: name -> JSON Schema."""
+    return (operation.get("params_schema") or {}).get("properties") or {}
+
+
+def default_params(operation: dict) -> dict:
+    """Defaults the server publishes for the operation's parameters (None ones left out)."""
+    return {name: prop["default"] for name, prop in schema_properties(operation).items()
+            if prop.get("default") is not None}
+
+
+def context_margin(operation: dict, params: dict) -> int:
+    """How far the region reaches beyond the selection: the ``context_margin`` parameter when
+    the operation has one, else a plugin default."""
+    if "context_margin" in params and params["context_margin"] is not None:
+        return int(params["context_margin"])
+    return int(default_params(operation).get("context_margin", DEFAULT_MARGIN))
+
+
+def pick_model(operation: dict, requested: str = "") -> str:
+    """The requested model, else the server's default, else the first installed one."""
+    if requested:
+        return requested
+    if operation.get("default_model"):
+        return operation["default_model"]
+    installed = [m["id"] for m in operation.get("models") or [] if m.get("installed")]
+    return installed[0] if installed else ""
+
+
+def result_seed(result: Result, job: dict):
+    if result.seed is not None:
+        return result.seed
+    return (job.get("params") or {}).get("seed")
+

@@ -1,0 +1,66 @@
+"""The scripting entry point (``aiedit.run``) and the one function that turns a finished job into
+layers, shared with the docker's Apply."""
+
+from __future__ import annotations
+
+from . import host, jobs, settings
+from .aiedit_client import Client, Pixels, Result
+
+UPSCALING_OPERATIONS = ("upscale",)
+
+
+def run(document, operation: str, prompt: str = "", model: str = "", params: dict | None = None,
+        server_url: str | None = None, api_key: str | None = None, *,
+        source: str = host.SOURCE_IMAGE, node=None, timeout: float = 30.0) -> list:
+    """Run one job on ``document``'s selection (or the whole image) and return the new nodes.
+
+    Synchronous: it blocks until the job ends, so call it from scripts and batch runs, not from
+    a docker. ``server_url`` / ``api_key`` default to the docker's settings. ``source`` is
+    ``"image"`` (the visible image) or ``"layer"`` (the active layer, or ``node``). Upscale
+    results open as a new document; the nodes returned then belong to it.
+    """
+    saved = settings.load()
+    client = Client(server_url or saved.server_url,
+                    saved.api_key if api_key is None else api_key, timeout=timeout)
+    op = client.operation(operation)
+    spec = prepare(document, op, prompt, model, params, source, node)
+    outcome = jobs.execute(client, spec)
+    return apply_outcome(document, spec, outcome)
+
+
+def prepare(document, op: dict, prompt: str = "", model: str = "", params: dict | None = None,
+            source: str = host.SOURCE_IMAGE, node=None) -> jobs.JobSpec:
+    """Read what the job needs from the document (GUI thread) and describe the job."""
+    params = dict(params or {})
+    if prompt:
+        params["prompt"] = prompt
+    margin = jobs.context_margin(op, params)
+    capture = host.read_capture(document, op, source, margin, node)
+    return jobs.JobSpec(op["id"], jobs.pick_model(op, model), params, capture)
+
+
+def apply_outcome(document, spec: jobs.JobSpec, outcome: jobs.Outcome) -> list:
+    """Insert every result of ``outcome`` (GUI thread); returns the new nodes."""
+    if outcome.is_video:
+        name = host.layer_name(spec.operation, spec.prompt, _job_seed(outcome.job))
+        node = host.insert_animation(document, spec.capture, outcome.frames, outcome.fps, name)
+        return [node] if node is not None else []
+    return [apply_image(document, spec, outcome.job, result, pixels)
+            for result, pixels in outcome.images]
+
+
+def apply_image(document, spec: jobs.JobSpec, job: dict, result: Result, pixels: Pixels):
+    """Insert one image result: a new layer, or a new document for upscales."""
+    name = host.layer_name(spec.operation, spec.prompt, jobs.result_seed(result, job),
+                           job.get("model") or spec.model)
+    if spec.operation in UPSCALING_OPERATIONS:
+        _, node = host.new_document_for(document, pixels, name)
+        return node
+    return host.insert_image(document, spec.capture, spec.operation, result, pixels, name)
+
+
+def _job_seed(job: dict):
+    for result in job.get("results") or []:
+        if result.get("seed") is not None:
+            return result["seed"]
+    return (job.get("params") or {}).get("seed")

@@ -1,0 +1,52 @@
+"""Health, operations and models: what plugins read to build their UI."""
+
+from aiedit.ops.base import registry
+
+
+def test_health_answers_without_a_key(client):
+    body = client.get("/v1/health").get_json()
+    assert body["status"] == "ok"
+    assert body["auth_required"] is False
+
+
+def test_operations_lists_all_seven_with_params_schema(client):
+    ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
+    assert set(ops) == {"generate", "edit", "inpaint", "outpaint", "upscale", "restore", "video"}
+    strength = ops["inpaint"]["params_schema"]["properties"]["strength"]
+    assert (strength["minimum"], strength["maximum"]) == (0.0, 1.0)
+    assert ops["inpaint"]["inputs"] == {
+        "image": "required",
+        "mask": "required",
+        "reference": "optional",
+    }
+    assert ops["upscale"]["region"] == "layer"
+    assert ops["inpaint"]["limits"]["max_pixels"] > 0
+
+
+def test_params_schema_comes_from_the_validating_schema(client):
+    ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
+    for op_id, op in registry().items():
+        published = set(ops[op_id]["params_schema"]["properties"])
+        assert published == set(op.params().fields), op_id
+
+
+def test_classic_models_are_the_defaults_with_nothing_installed(client):
+    ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
+    assert (
+        ops["upscale"]["default_model"].startswith("classic-")
+        or ops["upscale"]["default_model"] is not None
+    )
+    assert ops["inpaint"]["default_model"] is not None
+    assert ops["restore"]["default_model"] is not None
+    models = {m["id"]: m for m in client.get("/v1/models").get_json()["models"]}
+    for model_id in ("classic-lanczos", "classic-telea", "classic-denoise"):
+        assert models[model_id]["installed"] is True
+
+
+def test_openapi_and_docs_are_served(client):
+    spec = client.get("/openapi.json").get_json()
+    assert "/v1/jobs" in spec["paths"]
+    assert "multipart/form-data" in spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and b"swagger" in docs.data.lower()
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200

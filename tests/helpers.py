@@ -1,0 +1,61 @@
+"""Helpers for tests: images, masks, job submission."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+
+import numpy as np
+from PIL import Image
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    mode = "L" if pixels.ndim == 2 else ("RGBA" if pixels.shape[2] == 4 else "RGB")
+    img = Image.fromarray(pixels, mode)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+def noise_image(width: int, height: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return np.dstack([rgb, np.full((height, width), 255, np.uint8)])
+
+
+def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = 255
+    return mask
+
+
+def submit(client, operation: str, files: dict | None = None, headers=None, **request):
+    """POST /v1/jobs through the Flask test client; `files` maps names to bytes."""
+    data = {"request": json.dumps({"operation": operation, **request})}
+    for name, content in (files or {}).items():
+        data[name] = (io.BytesIO(content), f"{name}.png")
+    return client.post(
+        "/v1/jobs", data=data, headers=headers or {}, content_type="multipart/form-data"
+    )
+
+
+def wait_finished(client, job_id: str, timeout: float = 60.0, headers=None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}?wait=5", headers=headers or {}).get_json()
+        if job["state"] in ("succeeded", "failed", "canceled"):
+            return job
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,172 @@
+"""The installed plug-in in real GIMP 3.0.4 (Debian trixie chroot, `gimp-console-3.0`) against a
+live `aiedit serve` on 127.0.0.1. Prepare the chroot with `scripts/gimp-chroot.sh ensure`."""
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from aiedit.plugins_install import install_gimp
+
+pytestmark = pytest.mark.gimp
+
+REPO = Path(__file__).resolve().parents[3]
+CHROOT = REPO / "scripts" / "gimp-chroot.sh"
+INSIDE = "/aiedit-test"
+
+PRELUDE = '''
+import json, os, sys
+from gi.repository import Gimp, Gegl, Gio, GLib
+W = "/aiedit-test"
+PLUGIN_DIR = W + "/home/.config/GIMP/3.0/plug-ins/aiedit"
+
+def call(name, image, drawables, **args):
+    proc = Gimp.get_pdb().lookup_procedure(name)
+    if proc is None:
+        raise RuntimeError(name + " is not registered: is the plug-in installed and executable?")
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", drawables)
+    for key, value in args.items():
+        cfg.set_property(key, value)
+    result = proc.run(cfg)
+    if result.index(0) != Gimp.PDBStatusType.SUCCESS:
+        raise RuntimeError(name + " failed: " + str(result.index(1)))
+    return result
+
+def load(path):
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+
+def save(image, path):
+    if not Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path), None):
+        raise RuntimeError("could not save " + path)
+
+def layers(image):
+    out = []
+    for layer in image.get_layers():
+        _ok, x, y = layer.get_offsets()
+        out.append({"name": layer.get_name(), "x": x, "y": y, "width": layer.get_width(),
+                    "height": layer.get_height(), "mask": layer.get_mask() is not None})
+    return out
+
+def report(**data):
+    with open(W + "/report.json", "w") as f:
+        json.dump(data, f)
+'''
+
+
+@pytest.fixture(scope="session")
+def gimp_chroot():
+    done = subprocess.run([str(CHROOT), "ensure"], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        pytest.fail(f"the GIMP chroot is not available ({CHROOT} ensure):\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+class Gimp:
+    """One GIMP profile (HOME) with the plug-in installed by `install_gimp`."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.plugin = install_gimp(work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins")
+
+    def batch(self, code: str) -> dict:
+        (self.work / "batch.py").write_text(PRELUDE + textwrap.dedent(code))
+        done = subprocess.run(
+            [str(CHROOT), "run", "--bind", f"{self.work}:{INSIDE}", "--",
+             "env", f"HOME={INSIDE}/home", "gimp-console-3.0", "-i",
+             "--batch-interpreter=python-fu-eval",
+             "-b", f'exec(open("{INSIDE}/batch.py").read())', "--quit"],
+            capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            pytest.fail(f"gimp-console exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                        f"{done.stderr[-3000:]}")
+        return json.loads((self.work / "report.json").read_text())
+
+
+@pytest.fixture
+def gimp(gimp_chroot, tmp_path):
+    return Gimp(tmp_path)
+
+
+def test_plugin_file_is_executable(gimp):
+    assert (gimp.plugin / "aiedit.py").stat().st_mode & 0o111
+    assert (gimp.plugin / "aiedit_client.py").is_file()
+
+
+def test_inpaint_selection_in_real_gimp(gimp, aiedit_server):
+    source = Image.new("RGBA", (64, 48))
+    source.putdata([((x * 4) % 256, (y * 5) % 256, 120, 255) for y in range(48) for x in range(64)])
+    for y in range(18, 24):
+        for x in range(24, 32):
+            source.putpixel((x, y), (255, 0, 0, 255))
+    source.save(gimp.work / "input.png")
+    report = gimp.batch(f'''
+        image = load(W + "/input.png")
+        layer = image.get_layers()[0]
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 15, 16, 12)
+        call("plug-in-aiedit-inpaint", image, [layer], prompt="a red door",
+             model="classic-telea", **{{"server-url": "{aiedit_server.url}",
+                                        "context-margin": 6}})
+        open_group = image.undo_group_end()
+        save(image, W + "/out.xcf")
+        save(image, W + "/out.png")
+        report(layers=layers(image), open_group=open_group)
+    ''')
+    assert [lay["name"] for lay in report["layers"]] == ["Inpaint: a red door", "Background"]
+    new = report["layers"][0]
+    assert (new["x"], new["y"], new["width"], new["height"]) == (14, 9, 28, 24)
+    assert new["mask"] is True
+    assert report["open_group"] is False, "the plug-in left an undo group open"
+    assert (gimp.work / "out.xcf").read_bytes()[:8] == b"gimp xcf"
+    before, after = source.load(), Image.open(gimp.work / "out.png").convert("RGBA").load()
+    for y in range(48):
+        for x in range(64):
+            if not (20 <= x < 36 and 15 <= y < 27):
+                assert after[x, y] == before[x, y], f"pixel ({x}, {y}) outside the selection"
+    assert after[27, 20] != (255, 0, 0, 255), "the red square was not inpainted"
+
+
+def test_upscale_into_a_new_image_in_real_gimp(gimp, aiedit_server):
+    Image.new("RGBA", (20, 16), (10, 200, 30, 255)).save(gimp.work / "small.png")
+    report = gimp.batch(f'''
+        image = load(W + "/small.png")
+        call("plug-in-aiedit-upscale", image, image.get_layers(),
+             params='{{"scale": 2}}', **{{"server-url": "{aiedit_server.url}"}})
+        new = [i for i in Gimp.get_images() if i != image][0]
+        save(new, W + "/big.png")
+        report(size=[new.get_width(), new.get_height()], layers=layers(new),
+               old=[image.get_width(), image.get_height()])
+    ''')
+    assert report["size"] == [40, 32] and report["old"] == [20, 16]
+    with Image.open(gimp.work / "big.png") as big:
+        assert big.size == (40, 32)
+        assert big.convert("RGBA").getpixel((20, 16)) == (10, 200, 30, 255)
+
+
+def test_video_frames_become_animation_layers_in_real_gimp(gimp):
+    report = gimp.batch('''
+        sys.path.insert(0, PLUGIN_DIR)
+        import aiedit_client as ac, aiedit_gimp as host
+        image = Gimp.Image.new(8, 6, Gimp.ImageBaseType.RGB)
+        base = Gimp.Layer.new(image, "Background", 8, 6, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                              Gimp.LayerMode.NORMAL)
+        image.insert_layer(base, None, 0)
+        frames = [(ac.Result(i, "image", 8, 6, 0, 0, 7, "/r/%d" % i),
+                   ac.Pixels(8, 6, bytes((i * 60, 0, 0, 255)) * 48)) for i in range(3)]
+        plan = host.Plan("video", "", {"fps": 25}, ac.Region(0, 0, 8, 6))
+        host.insert_results(image, base, plan, host.Outcome({}, frames))
+        top = image.get_layers()[0].get_buffer().get(Gegl.Rectangle.new(0, 0, 1, 1), 1.0,
+                                                      "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+        save(image, W + "/frames.xcf")
+        report(layers=layers(image), top=list(top))
+    ''')
+    assert [lay["name"] for lay in report["layers"]] == [
+        "Frame 3 (40ms) (replace)", "Frame 2 (40ms) (replace)", "Frame 1 (40ms) (replace)",
+        "Background"]
+    assert report["top"] == [120, 0, 0, 255]
+    assert (gimp.work / "frames.xcf").read_bytes()[:8] == b"gimp xcf"

@@ -1,0 +1,224 @@
+"""The GIMP plug-in against a shim of the GIMP 3 API and a live `aiedit serve`."""
+
+import json
+
+import aiedit_client as ac
+import aiedit_gimp as host
+import pytest
+from conftest import load_entry_module
+from gi.repository import Gegl, GLib
+
+AieditPlugIn = load_entry_module().AieditPlugIn
+
+pytestmark = pytest.mark.e2e
+
+BACKGROUND = bytes((30, 60, 90, 255))
+
+
+def make_image(gimp, width=48, height=40, layer_offset=(0, 0), layer_size=None):
+    image = gimp.Image.new(width, height, gimp.ImageBaseType.RGB)
+    lw, lh = layer_size or (width, height)
+    layer = gimp.Layer.new(image, "Background", lw, lh, gimp.ImageType.RGBA_IMAGE, 100.0,
+                           gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(*layer_offset)
+    buffer = layer.get_buffer()
+    pattern = bytes(v for y in range(lh) for x in range(lw)
+                    for v in ((x * 5) % 256, (y * 6) % 256, 90, 255))
+    buffer.set(Gegl.Rectangle.new(0, 0, lw, lh), "R'G'B'A u8", pattern)
+    buffer.flush()
+    image.selected = [layer]
+    return image, layer
+
+
+def run_procedure(gimp, name, image, drawables, **args):
+    procedure = AieditPlugIn().do_create_procedure(name)
+    config = procedure.create_config()
+    config.set_property("run-mode", gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    for key, value in args.items():
+        config.set_property(key.replace("_", "-"), value)
+    return procedure.run(config)
+
+
+def assert_success(gimp, values):
+    status, error = values.index(0), values.index(1)
+    assert status == gimp.PDBStatusType.SUCCESS, error.message
+
+
+def test_procedures_are_registered_under_the_ai_menu(gimp):
+    plug_in = AieditPlugIn()
+    names = plug_in.do_query_procedures()
+    assert "plug-in-aiedit-inpaint" in names and "plug-in-aiedit-settings" in names
+    assert len(names) == 8
+    for name in names:
+        procedure = plug_in.do_create_procedure(name)
+        assert procedure.menu_paths == ["<Image>/Filters/AI (aiedit)"]
+        assert {"server-url", "api-key"} <= set(procedure.arguments)
+        if name != "plug-in-aiedit-settings":
+            assert {"prompt", "model", "params"} <= set(procedure.arguments)
+
+
+def test_inpaint_adds_a_masked_layer_above_the_active_one(gimp, aiedit_server):
+    image, layer = make_image(gimp)
+    top = gimp.Layer.new(image, "Top", 48, 40, gimp.ImageType.RGBA_IMAGE, 100.0,
+                         gimp.LayerMode.NORMAL)
+    image.insert_layer(top, None, 0)
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 20, 15, 10, 8)
+    before = image.composite().data
+    values = run_procedure(gimp, "plug-in-aiedit-inpaint", image, [layer],
+                           prompt="a red door", server_url=aiedit_server.url,
+                           params=json.dumps({"radius": 3}), context_margin=6)
+    assert_success(gimp, values)
+    names = [lay.get_name() for lay in image.get_layers()]
+    assert names == ["Top", "Inpaint: a red door", "Background"]
+    new = image.get_layers()[1]
+    assert new.get_offsets() == (True, 14, 9)
+    assert (new.get_width(), new.get_height()) == (22, 20)
+    assert new.get_mask() is not None
+    assert image.undo_groups == 1
+    assert ("insert_layer", "Inpaint: a red door", 1) in image.undo_log
+    after = image.composite()
+    changed = [(i // 4) % 48 for i in range(0, len(before), 4)
+               if before[i:i + 4] != bytes(after.data[i:i + 4])]
+    changed_rows = [(i // 4) // 48 for i in range(0, len(before), 4)
+                    if before[i:i + 4] != bytes(after.data[i:i + 4])]
+    assert changed, "the inpainted layer changed nothing"
+    assert 20 <= min(changed) and max(changed) < 30
+    assert 15 <= min(changed_rows) and max(changed_rows) < 23
+    assert host.journal().entries() == []
+    texts = [entry[1] for entry in gimp.STATE["progress"] if entry[0] == "text"]
+    assert texts[-1] == "Done"
+
+
+def test_inpaint_without_selection_says_what_to_do(gimp, aiedit_server):
+    image, layer = make_image(gimp)
+    values = run_procedure(gimp, "plug-in-aiedit-inpaint", image, [layer],
+                           server_url=aiedit_server.url)
+    assert values.index(0) == gimp.PDBStatusType.EXECUTION_ERROR
+    assert values.index(1).message == ("Inpaint needs a selection: select the area to change "
+                                       "first")
+
+
+def test_visible_source_reads_all_visible_layers(gimp, aiedit_server):
+    image, layer = make_image(gimp, layer_size=(10, 10), layer_offset=(5, 5))
+    plan = host.plan_job({"id": "restore", "region": "layer", "inputs": {"image": "required"}},
+                         image, layer, "", "", {}, source="visible")
+    assert (plan.region.width, plan.region.height) == (48, 40)
+    assert plan.image.data[:4] == b"\0\0\0\0"
+    at = (5 * 48 + 5) * 4
+    assert plan.image.data[at:at + 4] == bytes((0, 0, 90, 255))
+    plan = host.plan_job({"id": "restore", "region": "layer", "inputs": {"image": "required"}},
+                         image, layer, "", "", {}, source="layer")
+    assert (plan.region.x, plan.region.y, plan.region.width) == (5, 5, 10)
+
+
+def test_upscale_opens_a_new_image_at_the_new_size(gimp, aiedit_server):
+    image, layer = make_image(gimp, 20, 16)
+    values = run_procedure(gimp, "plug-in-aiedit-upscale", image, [layer],
+                           server_url=aiedit_server.url, params='{"scale": 2}')
+    assert_success(gimp, values)
+    new_image = gimp.get_images()[-1]
+    assert new_image is not image
+    assert (new_image.get_width(), new_image.get_height()) == (40, 32)
+    assert len(image.get_layers()) == 1
+
+
+def test_upscale_can_resize_this_image_instead(gimp, aiedit_server):
+    image, layer = make_image(gimp, 20, 16)
+    values = run_procedure(gimp, "plug-in-aiedit-upscale", image, [layer],
+                           server_url=aiedit_server.url, params='{"scale": 2}',
+                           upscale_into="resize")
+    assert_success(gimp, values)
+    assert (image.get_width(), image.get_height()) == (40, 32)
+    top = image.get_layers()[0]
+    assert top.get_name() == "Upscale"
+    assert (top.get_width(), top.get_height()) == (40, 32)
+    assert image.undo_groups == 1
+
+
+def test_restore_with_saved_settings(gimp, aiedit_server):
+    host.save_settings(server_url=aiedit_server.url, api_key="")
+    image, layer = make_image(gimp, 12, 10)
+    assert_success(gimp, run_procedure(gimp, "plug-in-aiedit-restore", image, [layer]))
+    assert image.get_layers()[0].get_name() == "Restore"
+
+
+def test_bad_params_json_is_reported(gimp, aiedit_server):
+    image, layer = make_image(gimp, 12, 10)
+    values = run_procedure(gimp, "plug-in-aiedit-restore", image, [layer], params="{strength",
+                           server_url=aiedit_server.url)
+    assert values.index(1).message.startswith("params: not valid JSON")
+
+
+def test_server_rejection_reaches_the_user(gimp, aiedit_server):
+    image, layer = make_image(gimp, 12, 10)
+    values = run_procedure(gimp, "plug-in-aiedit-upscale", image, [layer],
+                           params='{"scale": 99}', server_url=aiedit_server.url)
+    assert values.index(0) == gimp.PDBStatusType.EXECUTION_ERROR
+    assert "scale" in values.index(1).message
+
+
+def test_unreachable_server_message(gimp, unused_url):
+    image, layer = make_image(gimp, 12, 10)
+    values = run_procedure(gimp, "plug-in-aiedit-restore", image, [layer], server_url=unused_url)
+    assert values.index(1).message == (f"Cannot reach the aiedit server at {unused_url} — "
+                                       "start it with `aiedit serve`")
+
+
+def test_video_frames_become_animation_layers(gimp):
+    image, layer = make_image(gimp, 8, 6)
+    frames = [(ac.Result(i, "image", 8, 6, 0, 0, 7, f"/r/{i}"),
+               ac.Pixels(8, 6, bytes((i * 40, 0, 0, 255)) * 48)) for i in range(3)]
+    plan = host.Plan("video", "", {"fps": 25}, ac.Region(0, 0, 8, 6))
+    host.insert_results(image, layer, plan, host.Outcome({"id": "x"}, frames))
+    names = [lay.get_name() for lay in image.get_layers()]
+    assert names == ["Frame 3 (40ms) (replace)", "Frame 2 (40ms) (replace)",
+                     "Frame 1 (40ms) (replace)", "Background"]
+    assert image.get_layers()[0].get_buffer().get(
+        Gegl.Rectangle.new(0, 0, 1, 1), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE) == bytes(
+        (80, 0, 0, 255))
+    assert image.undo_groups == 1
+
+
+def test_outpaint_grows_the_canvas(gimp):
+    image, layer = make_image(gimp, 10, 8)
+    result = ac.Result(0, "image", 16, 8, -4, 0, None, "/r/0")
+    plan = host.Plan("outpaint", "", {"left": 4, "right": 2}, ac.Region(0, 0, 10, 8))
+    host.insert_results(image, layer, plan,
+                        host.Outcome({}, [(result, ac.Pixels(16, 8, BACKGROUND * 128))]))
+    assert (image.get_width(), image.get_height()) == (16, 8)
+    assert layer.get_offsets() == (True, 4, 0)
+    assert image.get_layers()[0].get_offsets() == (True, 0, 0)
+
+
+def test_results_of_a_job_finished_after_a_crash_are_offered(gimp, aiedit_server):
+    client = ac.Client(aiedit_server.url)
+    job = client.submit("restore", image=ac.Pixels(6, 4, BACKGROUND * 24),
+                        region=ac.Region(2, 3, 6, 4))
+    host.journal().add(job["id"], server_url=client.url, operation="restore", prompt="",
+                       region={"x": 2, "y": 3, "width": 6, "height": 4}, options={})
+    client.wait(job["id"])
+    image, layer = make_image(gimp, 12, 10)
+    found = host.finished_earlier(client)
+    assert [entry["job_id"] for entry, _ in found] == [job["id"]]
+    (new,) = host.insert_recovered(client, image, layer, found[0][0], found[0][1], False)
+    assert new.get_offsets() == (True, 2, 3)
+    assert host.journal().entries() == []
+
+
+def test_dialog_fields_follow_the_server_schema(gimp, aiedit_server):
+    inpaint = ac.Client(aiedit_server.url).operation("inpaint")
+    fields = {f["name"]: f for f in host.param_fields(inpaint, {"strength": 0.5})}
+    assert "prompt" not in fields
+    assert fields["strength"]["kind"] == "number" and fields["strength"]["value"] == 0.5
+    values = {name: ("" if f["value"] is None else f["value"]) for name, f in fields.items()}
+    params = host.collect_params(list(fields.values()), values)
+    assert params["strength"] == 0.5 and "seed" not in params
+    with pytest.raises(ac.AieditError, match="Seed: 'abc' is not a number"):
+        host.collect_params([fields["seed"]], {"seed": "abc"})
+
+
+def test_glib_error_carries_the_message(gimp):
+    assert GLib.Error("x").message == "x"
