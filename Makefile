@@ -36,7 +36,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not gimp and not krita" -q
 
 lint: venv
-	$(BIN)/ruff check server tests bench plugins/client plugins/gimp plugins/krita
+	$(BIN)/ruff check server tests bench plugins
 
 bench: venv system-deps
 	$(BIN)/python -m bench

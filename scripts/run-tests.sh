@@ -8,7 +8,14 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 QT_QPA_PLATFORM=offscreen PYTHONU
 BIN=.venv/bin
 
 echo "== lint"
-$BIN/ruff check server tests
+$BIN/ruff check server tests plugins bench
+
+echo "== GIMP 3 chroot (built once, cached under ~/.cache/aiedit)"
+scripts/gimp-chroot.sh ensure >/dev/null
 
 echo "== python tests"
 $BIN/python -m pytest -q -p no:cacheprovider "$@"
+
+echo "== photoshop plugin (node)"
+(cd plugins/photoshop-uxp-bridge && npm ci --no-audit --no-fund && \
+  AIEDIT_BIN="$PWD/../../.venv/bin/aiedit" npm test && npm run lint)

@@ -362,7 +362,7 @@ class Client:
         message = payload.get("message") or (
             f"The aiedit server at {self.url} answered HTTP {error.code} {error.reason}")
         details = _field_details(payload.get("errors"))
-        if details and details not in message:
+        if details and not all(leaf in message for leaf in _leaf_messages(payload["errors"])):
             message = f"{message} ({details})"
         return AieditError(message, code, error.code)
 
@@ -411,6 +411,14 @@ def _field_details(errors) -> str:
         else:
             parts.append(f"{field}: {messages}")
     return "; ".join(parts)
+
+
+def _leaf_messages(errors) -> list:
+    if isinstance(errors, dict):
+        return [m for value in errors.values() for m in _leaf_messages(value)]
+    if isinstance(errors, (list, tuple)):
+        return [m for value in errors for m in _leaf_messages(value)]
+    return [str(errors)]
 
 
 def _check_url(url: str) -> str:

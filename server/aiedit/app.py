@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import io
+
+from flask import Flask, Request
 from flask_smorest import Api
 
 from aiedit import __version__
@@ -17,12 +19,23 @@ class AieditApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
 
+class AieditRequest(Request):
+    """Uploaded files stay in memory (the body size is already capped by max_upload_bytes), so
+    a large image is not copied through a temporary file before it is decoded."""
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        return io.BytesIO()
+
+
 def create_app(
     config: Config | None = None, services: Services | None = None, start: bool = True
 ) -> Flask:
     """Build the app. `start=False` leaves the workers stopped (for tools and tests)."""
     config = config or Config.load()
     app = Flask("aiedit")
+    app.request_class = AieditRequest
     app.config.update(
         API_TITLE="aiedit",
         API_VERSION=__version__,

@@ -62,16 +62,7 @@ def serve(host, port, data_dir):
             "`aiedit keys create --name NAME` (same --data-dir), or bind to 127.0.0.1."
         )
     app = create_app(config, services=services)
-    server = create_server(
-        app,
-        host=config.host,
-        port=config.port,
-        threads=config.threads,
-        channel_timeout=120,
-        max_request_body_size=config.max_upload_bytes + 65536,
-        clear_untrusted_proxy_headers=True,
-        ident="aiedit",
-    )
+    server = create_server(app, host=config.host, port=config.port, **waitress_settings(config))
 
     def shutdown(signum, frame):
         click.echo("aiedit: stopping", err=True)
@@ -89,6 +80,21 @@ def serve(host, port, data_dir):
         pass
     finally:
         services.stop()
+
+
+def waitress_settings(config: Config) -> dict:
+    """Big images move through memory buffers, not waitress' temporary files."""
+    buffer = min(config.max_upload_bytes + (1 << 16), 256 << 20)
+    return {
+        "threads": config.threads,
+        "channel_timeout": 120,
+        "max_request_body_size": config.max_upload_bytes + (1 << 16),
+        "inbuf_overflow": buffer,
+        "outbuf_overflow": buffer,
+        "recv_bytes": 1 << 18,
+        "clear_untrusted_proxy_headers": True,
+        "ident": "aiedit",
+    }
 
 
 @main.group()
@@ -166,6 +172,117 @@ def models_list(catalog_file):
 EDITOR_NAMES = {"gimp": "GIMP", "krita": "Krita"}
 
 
+def _catalog_entry(model_id: str, catalog_file):
+    from aiedit.engines.catalog import Catalog
+
+    catalog = Catalog.load(catalog_file or Config.load().catalog_file or None)
+    entry = catalog.get(model_id)
+    if entry is None:
+        known = ", ".join(e.id for e in catalog)
+        raise click.ClickException(f"unknown model {model_id!r}; known models: {known}")
+    return catalog, entry
+
+
+def _catalog_option(f):
+    return click.option("--catalog-file", default=None, help="Extra catalog file (TOML)")(f)
+
+
+@models.command("pull")
+@click.argument("model_ids", nargs=-1, required=True)
+@_catalog_option
+def models_pull(model_ids, catalog_file):
+    """Download models (into the Hugging Face cache), showing progress."""
+    from tqdm import tqdm
+
+    from aiedit.engines import engine_module, is_installed
+
+    for model_id in model_ids:
+        _, entry = _catalog_entry(model_id, catalog_file)
+        engine = engine_module(entry.engine)
+        if not hasattr(engine, "download"):
+            click.echo(f"{entry.id}: nothing to download ({entry.engine} model)")
+            continue
+        if entry.non_commercial:
+            click.echo(f"{entry.id}: licence {entry.licence} (non-commercial use only)", err=True)
+        if is_installed(entry):
+            click.echo(f"{entry.id}: already downloaded")
+            continue
+        with tqdm(total=entry.download_size or None, unit="B", unit_scale=True,
+                  desc=entry.id) as bar:
+            def report(done, total, bar=bar):
+                bar.total = total or bar.total
+                bar.update(done - bar.n)
+
+            try:
+                engine.download(entry, report)
+            except Exception as exc:
+                raise click.ClickException(f"{entry.id}: download failed: {exc}") from None
+        click.echo(f"{entry.id}: downloaded")
+
+
+@models.command("verify")
+@click.argument("model_ids", nargs=-1)
+@click.option("--hashes", is_flag=True,
+              help="Also compare sha256 checksums with the hub (needs the network; slow)")
+@_catalog_option
+def models_verify(model_ids, hashes, catalog_file):
+    """Check downloaded models' files (all installed ones when no id is given)."""
+    from aiedit.engines import engine_module, is_installed
+    from aiedit.engines.catalog import Catalog
+
+    if model_ids:
+        entries = [_catalog_entry(m, catalog_file)[1] for m in model_ids]
+    else:
+        catalog = Catalog.load(catalog_file or Config.load().catalog_file or None)
+        entries = [e for e in catalog if is_installed(e)]
+    failed = 0
+    for entry in entries:
+        verify = getattr(engine_module(entry.engine), "verify", None)
+        if verify is not None:
+            problems = verify(entry, online_hashes=hashes)
+        else:
+            problems = [] if is_installed(entry) else ["not installed"]
+        if problems:
+            failed += 1
+            click.echo(f"{entry.id}: {len(problems)} problem(s)")
+            for problem in problems:
+                click.echo(f"  {problem}")
+        else:
+            click.echo(f"{entry.id}: ok")
+    if failed:
+        raise click.ClickException(f"{failed} model(s) failed verification; "
+                                   "`aiedit models remove ID` then `aiedit models pull ID` "
+                                   "fetches a clean copy")
+
+
+@models.command("remove")
+@click.argument("model_ids", nargs=-1, required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@_catalog_option
+def models_remove(model_ids, yes, catalog_file):
+    """Delete downloaded models' files."""
+    from aiedit.engines import engine_module, is_installed
+
+    for model_id in model_ids:
+        catalog, entry = _catalog_entry(model_id, catalog_file)
+        engine = engine_module(entry.engine)
+        if not hasattr(engine, "remove"):
+            click.echo(f"{entry.id}: nothing to remove ({entry.engine} model)")
+            continue
+        if not is_installed(entry):
+            click.echo(f"{entry.id}: not downloaded")
+            continue
+        sharing = [e.id for e in catalog if e.id != entry.id and e.source.get("repo")
+                   and e.source.get("repo") == entry.source.get("repo")]
+        if sharing:
+            click.echo(f"{entry.id}: its files are shared with {', '.join(sharing)}, which will "
+                       "need downloading again", err=True)
+        if not yes:
+            click.confirm(f"remove {entry.id} ({entry.download_size / 1e9:.1f} GB)?", abort=True)
+        freed = engine.remove(entry)
+        click.echo(f"{entry.id}: removed ({freed / 1e9:.2f} GB freed)")
+
+
 @main.group()
 def plugins():
     """Install the editor plugins."""
@@ -186,6 +303,19 @@ def plugins_install(host, dest):
     install = getattr(installer, f"install_{host}")
     path = install(dest=dest)
     click.echo(f"installed the {host} plugin in {path}; restart {EDITOR_NAMES[host]}")
+
+
+@plugins.command("zip")
+@click.argument("host", type=click.Choice(["gimp", "krita"]))
+@click.option("--out", type=click.Path(file_okay=False), default="dist", show_default=True,
+              help="Folder for the zip")
+def plugins_zip(host, out):
+    """Build the plugin as a zip (Krita: Tools > Scripts > Import Python Plugin from File)."""
+    from pathlib import Path
+
+    from aiedit import plugins_install as installer
+
+    click.echo(installer.build_zip(host, Path(out)))
 
 
 @main.command()

@@ -33,7 +33,7 @@ class Config:
     threads: int = 32
     max_wait_s: float = 60.0
     rate_limit_per_minute: int = 600
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    cors_origins: list[str] = field(default_factory=list)  # browser origins allowed (CORS)
     testing: bool = False
 
     @property

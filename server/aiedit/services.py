@@ -11,6 +11,7 @@ from aiedit.config import Config
 from aiedit.engines import load as load_model
 from aiedit.engines.cache import ModelCache
 from aiedit.engines.catalog import Catalog
+from aiedit.engines.downloads import DownloadTracker, tracker
 from aiedit.jobs.events import JobEvents
 from aiedit.jobs.queue_base import JobQueue
 from aiedit.jobs.runner import JobRunner
@@ -31,6 +32,7 @@ class Services:
     events: JobEvents
     runner: JobRunner
     queue: JobQueue
+    downloads: DownloadTracker | None = None
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -47,7 +49,7 @@ class Services:
         from aiedit.jobs.queue_embedded import EmbeddedQueue
 
         queue = EmbeddedQueue(runner, config.devices)
-        return cls(config, db, blobs, catalog, cache, events, runner, queue)
+        return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker())
 
     def start(self) -> None:
         """Recover what a previous run left, start the workers and the retention sweeper."""

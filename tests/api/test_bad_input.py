@@ -209,7 +209,13 @@ def test_unusual_but_valid_images_are_converted(client):
     for name, img in cases.items():
         buf = io.BytesIO()
         img.save(buf, "TIFF" if img.mode == "CMYK" else "PNG")
-        resp = submit(client, "upscale", {"image": buf.getvalue()}, params={"scale": 1})
+        resp = submit(
+            client,
+            "upscale",
+            {"image": buf.getvalue()},
+            model="classic-lanczos",
+            params={"scale": 1},
+        )
         assert resp.status_code == 202, (name, resp.get_json())
         job = wait_finished(client, resp.get_json()["id"])
         pixels = decode_png(client.get(job["results"][0]["url"]).data)
@@ -228,8 +234,9 @@ def test_exif_rotation_is_applied(client):
     exif[0x0112] = 6  # rotate 90° clockwise on display
     buf = io.BytesIO()
     img.save(buf, "JPEG", exif=exif.tobytes())
-    job_id = submit(client, "upscale", {"image": buf.getvalue()}, params={"scale": 1}).get_json()[
-        "id"
-    ]
+    resp = submit(
+        client, "upscale", {"image": buf.getvalue()}, params={"scale": 1}, model="classic-lanczos"
+    )
+    job_id = resp.get_json()["id"]
     job = wait_finished(client, job_id)
     assert (job["results"][0]["width"], job["results"][0]["height"]) == (20, 40)

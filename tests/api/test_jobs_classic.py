@@ -51,6 +51,7 @@ def test_upscale_doubles_the_size_with_lanczos(client):
         {"image": png_bytes(image)},
         region={"x": 10, "y": 5, "width": 120, "height": 80},
         params={"scale": 2},
+        model="classic-lanczos",
     ).get_json()["id"]
     job = wait_finished(client, job_id)
     assert job["state"] == "succeeded", job
@@ -100,7 +101,11 @@ def test_outpaint_grows_the_canvas_and_moves_the_offset(client):
 def test_raw_rgba_download_has_size_headers(client):
     image = noise_image(30, 20)
     job_id = submit(
-        client, "upscale", {"image": png_bytes(image)}, params={"scale": 1.5}
+        client,
+        "upscale",
+        {"image": png_bytes(image)},
+        params={"scale": 1.5},
+        model="classic-lanczos",
     ).get_json()["id"]
     job = wait_finished(client, job_id)
     resp = client.get(job["results"][0]["url"] + "?format=rgba")
@@ -128,7 +133,9 @@ def test_raw_rgba_upload_is_accepted(client):
 
 
 def test_other_formats_and_missing_result(client):
-    job_id = submit(client, "upscale", {"image": png_bytes(noise_image(16, 16))}).get_json()["id"]
+    job_id = submit(
+        client, "upscale", {"image": png_bytes(noise_image(16, 16))}, model="classic-lanczos"
+    ).get_json()["id"]
     job = wait_finished(client, job_id)
     url = job["results"][0]["url"]
     assert client.get(url + "?format=jpeg").headers["Content-Type"] == "image/jpeg"

@@ -10,8 +10,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from tests.conftest import AIEDIT_BIN
-from tests.helpers import box_mask, noise_image, png_bytes
+from tests.helpers import AIEDIT_BIN, box_mask, noise_image, png_bytes
 
 
 def gradient(width: int, height: int) -> np.ndarray:
@@ -62,7 +61,9 @@ def wait_running_with_progress(server, job_id, timeout=60):
 def test_upscale_a_4096_png_2x_over_http(server_factory):
     server = server_factory()
     image = gradient(4096, 4096)
-    resp = post_job(server, "upscale", {"image": png_bytes(image)}, params={"scale": 2})
+    resp = post_job(
+        server, "upscale", {"image": png_bytes(image)}, params={"scale": 2}, model="classic-lanczos"
+    )
     assert resp.status_code == 202, resp.text
     job = wait(server, resp.json()["id"])
     assert job["state"] == "succeeded", job
@@ -99,7 +100,9 @@ def test_queued_jobs_run_after_a_restart(server_factory, tmp_path):
     server = server_factory()
     big = png_bytes(gradient(2048, 2048))
     ids = [
-        post_job(server, "upscale", {"image": big}, params={"scale": 4}).json()["id"]
+        post_job(
+            server, "upscale", {"image": big}, params={"scale": 4}, model="classic-lanczos"
+        ).json()["id"]
         for _ in range(3)
     ]
     server.stop()
@@ -112,7 +115,9 @@ def test_queued_jobs_run_after_a_restart(server_factory, tmp_path):
 def test_sigkill_mid_job_reruns_it_then_fails_it_as_interrupted(server_factory):
     server = server_factory()
     big = png_bytes(gradient(3000, 3000))
-    job_id = post_job(server, "upscale", {"image": big}, params={"scale": 4}).json()["id"]
+    job_id = post_job(
+        server, "upscale", {"image": big}, params={"scale": 4}, model="classic-lanczos"
+    ).json()["id"]
     wait_running_with_progress(server, job_id)
     server.kill()
 
@@ -133,7 +138,9 @@ def test_sigkill_mid_job_reruns_it_then_fails_it_as_interrupted(server_factory):
 def test_sigkill_once_is_recovered_by_a_rerun(server_factory):
     server = server_factory()
     big = png_bytes(gradient(3000, 3000))
-    job_id = post_job(server, "upscale", {"image": big}, params={"scale": 4}).json()["id"]
+    job_id = post_job(
+        server, "upscale", {"image": big}, params={"scale": 4}, model="classic-lanczos"
+    ).json()["id"]
     wait_running_with_progress(server, job_id)
     server.kill()
     restarted = server_factory(data_dir=server.data_dir)

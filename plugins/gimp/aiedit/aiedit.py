@@ -61,14 +61,14 @@ class AieditPlugIn(Gimp.PlugIn):
         procedure.set_attribution("aiedit", "aiedit authors", "2025")
         add_common_arguments(procedure)
         if op_id != "generate":
-            procedure.add_choice_argument("source", "Pixels from", "Which pixels to send",
+            procedure.add_choice_argument("source", "Pixels _from", "Which pixels to send",
                                           source_choice(), "layer", RW)
         if op_id in SELECTION_OPERATIONS:
-            procedure.add_int_argument("context-margin", "Context margin",
+            procedure.add_int_argument("context-margin", "Context _margin",
                                        "Pixels of surroundings sent around the selection",
                                        0, 2048, host.DEFAULT_MARGIN, RW)
         if op_id == "upscale":
-            procedure.add_choice_argument("upscale-into", "Put the result into",
+            procedure.add_choice_argument("upscale-into", "Put the result _into",
                                           "A new image, or the resized current image",
                                           upscale_choice(), "new-image", RW)
         return procedure
@@ -88,18 +88,18 @@ class AieditPlugIn(Gimp.PlugIn):
 
 
 def add_common_arguments(procedure):
-    procedure.add_string_argument("prompt", "Prompt", "What to create or change", "", RW)
-    procedure.add_string_argument("model", "Model", "Model id; empty: the server's default",
+    procedure.add_string_argument("prompt", "_Prompt", "What to create or change", "", RW)
+    procedure.add_string_argument("model", "_Model", "Model id; empty: the server's default",
                                   "", RW)
-    procedure.add_string_argument("params", "Parameters (JSON)",
+    procedure.add_string_argument("params", "P_arameters (JSON)",
                                   "The operation's parameters as a JSON object", "{}", RW)
     add_server_arguments(procedure)
 
 
 def add_server_arguments(procedure):
-    procedure.add_string_argument("server-url", "Server URL",
+    procedure.add_string_argument("server-url", "_Server URL",
                                   "aiedit server URL; empty: the saved setting", "", RW)
-    procedure.add_string_argument("api-key", "API key",
+    procedure.add_string_argument("api-key", "API _key",
                                   "aiedit API key; empty: the saved setting", "", RW)
 
 

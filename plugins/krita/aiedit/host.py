@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from PyQt5.QtCore import QByteArray
 
 from . import pixels as px
-from .aiedit_client import Mask, Pixels, Region, Result, grow_region, mask_into_alpha
+from .aiedit_client import (
+    Mask,
+    Pixels,
+    Region,
+    Result,
+    crop_mask,
+    crop_pixels,
+    grow_region,
+    mask_into_alpha,
+)
 
 SOURCE_IMAGE = "image"  # the visible image (all layers merged)
 SOURCE_LAYER = "layer"  # the active layer's own pixels
@@ -151,7 +160,12 @@ def insert_image(doc, capture: Capture, operation: str, result: Result, pixels: 
         mask = mask_for(capture, result.x, result.y, pixels.width, pixels.height)
     use_mask_node = mask is not None and hasattr(doc, "createTransparencyMask")
     if mask is not None and not use_mask_node:
-        pixels = mask_into_alpha(pixels, mask)
+        box = _mask_bounds(mask)
+        if box is None:
+            raise HostError("The selection does not overlap the result: nothing to insert.")
+        pixels, mask = crop_pixels(pixels, box), crop_mask(mask, box)
+        x, y = x + box.x, y + box.y
+        pixels = _clear_transparent(mask_into_alpha(pixels, mask))
     node = doc.createNode(name, "paintlayer")
     node.setPixelData(QByteArray(px.from_rgba8(pixels.data, layout(doc))), x, y,
                       pixels.width, pixels.height)
@@ -174,6 +188,29 @@ def mask_for(capture: Capture, x: int, y: int, width: int, height: int) -> Mask:
         dst = (row - y) * width + (left - x)
         out[dst:dst + right - left] = mask.data[src:src + right - left]
     return Mask(width, height, bytes(out))
+
+
+def _mask_bounds(mask: Mask) -> Region | None:
+    """The smallest rectangle holding every selected pixel of ``mask``."""
+    rows = [y for y in range(mask.height)
+            if mask.data[y * mask.width:(y + 1) * mask.width].strip(b"\0")]
+    if not rows:
+        return None
+    left, right = mask.width, 0
+    for y in rows:
+        row = mask.data[y * mask.width:(y + 1) * mask.width]
+        left = min(left, len(row) - len(row.lstrip(b"\0")))
+        right = max(right, len(row.rstrip(b"\0")))
+    return Region(left, rows[0], right - left, rows[-1] - rows[0] + 1)
+
+
+def _clear_transparent(pixels: Pixels) -> Pixels:
+    """Fully transparent pixels as zeros, so Krita sees them as empty."""
+    data = bytearray(pixels.data)
+    for i in range(3, len(data), 4):
+        if not data[i]:
+            data[i - 3:i] = b"\0\0\0"
+    return Pixels(pixels.width, pixels.height, bytes(data))
 
 
 def _add_transparency_mask(doc, layer, mask: Mask, x: int, y: int) -> None:

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from flask import Blueprint, send_from_directory
 
-from aiedit.api import auth, health, jobs, models, operations
+from aiedit.api import auth, health, jobs, models, operations, security
 
 
 def register(api) -> None:
     for module in (health, operations, models, jobs):
         api.register_blueprint(module.blp)
+    security.init_app(api._app)  # first: limits apply before a key is checked
     auth.init_app(api._app)
-    _serve_swagger_assets(api._app)
+    _serve_swagger_assets(api)
 
 
-def _serve_swagger_assets(app) -> None:
+def _serve_swagger_assets(api) -> None:
     """Swagger UI's files come from the swagger-ui-bundle package, so /docs works offline."""
     import swagger_ui_bundle
 
+    app = api._app
     assets = Blueprint("docs_assets", __name__)
 
     @assets.get("/docs/assets/<path:filename>")
@@ -27,3 +29,4 @@ def _serve_swagger_assets(app) -> None:
 
     app.register_blueprint(assets)
     app.config["OPENAPI_SWAGGER_UI_URL"] = "/docs/assets/"
+    api._swagger_ui_url = "/docs/assets/"  # the Api read the setting at init, before this

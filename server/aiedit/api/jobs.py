@@ -10,6 +10,7 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
+from flask_smorest.pagination import PaginationMetadataSchema
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +22,17 @@ from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING, NewJob
 from aiedit.ops.base import INPUT_NAMES, REQUIRED, UNUSED, OperationError, Region, registry
 from aiedit.store.models import Job
 
-blp = Blueprint("jobs", __name__, url_prefix="/v1", description="Submit and follow jobs")
+
+class _JobsBlueprint(Blueprint):
+    def _document_pagination_metadata(self, spec, resp_doc):
+        """X-Pagination is a JSON object: OpenAPI describes that with `content`, not `schema`."""
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata (JSON)",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }
+
+
+blp = _JobsBlueprint("jobs", __name__, url_prefix="/v1", description="Submit and follow jobs")
 
 COORD = validate.Range(-(2**24), 2**24)
 IMAGE_FORMATS = {
@@ -80,6 +91,15 @@ class JobFilesSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
+    mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
+    reference = Upload(metadata={"description": "A reference image (edit)"})
+
+
+class JobSubmissionSchema(Schema):
+    """The documented multipart body: the `request` part is JSON (see `encoding`)."""
+
+    request = fields.Nested(JobRequestSchema, required=True)
     image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
     mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
     reference = Upload(metadata={"description": "A reference image (edit)"})
@@ -175,7 +195,8 @@ def job_json(job: Job) -> dict:
         position = 0 if position is None else position
     elif job.state == RUNNING:
         position = 0
-    progress = dict(job.progress or {})
+    live = services.runner.live_progress(job.id) if job.state == RUNNING else None
+    progress = dict(live or job.progress or {})
     step, total = int(progress.get("step") or 0), int(progress.get("total") or 0)
     fraction = min(1.0, step / total) if total else (1.0 if job.state == "succeeded" else 0.0)
     return {
@@ -357,6 +378,15 @@ class Jobs(MethodView):
     @blp.alt_response(400, description="Undecodable input")
     @blp.alt_response(413, description="Upload or image too large")
     @blp.doc(
+        requestBody={
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": JobSubmissionSchema,
+                    "encoding": {"request": {"contentType": "application/json"}},
+                }
+            },
+        },
         parameters=[
             {
                 "in": "header",
@@ -365,7 +395,7 @@ class Jobs(MethodView):
                 "schema": {"type": "string", "maxLength": 200},
                 "description": "A retried request with the same key returns the same job",
             }
-        ]
+        ],
     )
     def post(self, form, files):
         """Submit a job
@@ -453,13 +483,12 @@ class Jobs(MethodView):
             query = select(Job)
             if not principal.is_admin:
                 query = query.where(Job.owner == principal.owner)
-            pagination_parameters.item_count = s.scalar(
-                select(func.count()).select_from(query.subquery())
-            )
+            item_count = s.scalar(select(func.count()).select_from(query.subquery()))
+            pagination_parameters.item_count = item_count
             jobs = list(
                 s.scalars(
                     query.order_by(Job.created_at.desc())
-                    .offset(pagination_parameters.first_item)
+                    .offset(min(pagination_parameters.first_item, item_count))
                     .limit(pagination_parameters.page_size)
                 )
             )
@@ -568,7 +597,7 @@ def _stream_raw(path, pixels, headers) -> Response:
             fh.seek(offset)
             remaining = size
             while remaining:
-                chunk = fh.read(min(remaining, 1 << 20))
+                chunk = fh.read(min(remaining, 1 << 23))
                 if not chunk:
                     break
                 remaining -= len(chunk)

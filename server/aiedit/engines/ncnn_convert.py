@@ -92,11 +92,15 @@ class _BinReader:
         return out
 
     def tagged(self, count: int) -> np.ndarray:
+        if self._pos + 4 > len(self._data):
+            raise NcnnFormatError("weights file ends early")
         (tag,) = struct.unpack_from("<I", self._data, self._pos)
         self._pos += 4
         if tag == FP32_TAG:
             return self.raw_fp32(count)
         if tag == FP16_TAG:
+            if self._pos + 2 * count > len(self._data):
+                raise NcnnFormatError("weights file ends early")
             out = np.frombuffer(self._data, "<f2", count, self._pos).astype(np.float32)
             self._pos += (2 * count + 3) // 4 * 4
             return out
@@ -155,7 +159,7 @@ def convert(param_path: str | Path, bin_path: str | Path) -> ConvertedNet:
         net = _rrdb(weighted, layers)
     else:
         raise NcnnFormatError(f"{param_path}: neither an RRDBNet nor a compact SRVGG graph")
-    _post_resize(net, layers)
+    net.post_resize, net.post_factor = output_resize(layers)
     return net
 
 
@@ -200,14 +204,13 @@ def _rrdb(weighted, layers) -> ConvertedNet:
     return ConvertedNet("esrgan", 2 ** len(upsamples), state, info={"num_blocks": num_blocks})
 
 
-def _post_resize(net: ConvertedNet, layers: list[NcnnLayer]) -> None:
-    """Record a resampling applied to the net's output (the graph's final layer)."""
+def output_resize(layers: list[NcnnLayer]) -> tuple[str | None, float]:
+    """The resampling the graph applies to the net's output as its last layer, if any:
+    (mode, factor), or (None, 1.0)."""
     last = layers[-1]
     if last.type != "Interp" or "output" not in last.outputs:
-        return
-    factor = float(last.params.get(1, 1.0))
-    net.post_resize = INTERP_MODES.get(int(last.params.get(0, 0)), "bicubic")
-    net.post_factor = factor
+        return None, 1.0
+    return INTERP_MODES.get(int(last.params.get(0, 0)), "bicubic"), float(last.params.get(1, 1.0))
 
 
 def to_torch_state(net: ConvertedNet) -> dict:

@@ -44,11 +44,26 @@ def _open(field: str, data: bytes, max_pixels: int, max_side: int) -> Image.Imag
         raise ImageInputError(field, "image_undecodable", "the file is empty")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Only the header is read here; check_size below applies this server's limits
+            # before any pixel is decoded. Pillow's own error remains for absurd sizes.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageInputError(field, "image_too_large", str(exc), status=413) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Image.DecompressionBombError:
+        raise ImageInputError(
+            field,
+            "image_too_large",
+            f"the image's header declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP; "
+            f"this server accepts at most {max_side} pixels a side and {max_pixels / 1e6:.1f} MP",
+            status=413,
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageInputError(
+            field,
+            "image_undecodable",
+            "cannot decode the file as an image: it is not a PNG, JPEG, WebP, TIFF, BMP or GIF "
+            "file with a usable header",
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageInputError(
             field,
             "image_undecodable",

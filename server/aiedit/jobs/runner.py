@@ -46,7 +46,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
 )
 FINISHED = (SUCCEEDED, FAILED, CANCELED)
 MAX_ATTEMPTS = 2  # a job cut off by a crash is run once more, then fails as interrupted
-PROGRESS_WRITE_INTERVAL_S = 0.2
+PROGRESS_WRITE_INTERVAL_S = 0.5  # to the database; this process serves live progress from memory
 CANCEL_POLL_INTERVAL_S = 1.0
 
 
@@ -81,6 +81,11 @@ class JobRunner:
         self.events = events
         self.retention = retention
         self.queue: JobQueue | None = None
+        self._live: dict[str, dict] = {}
+
+    def live_progress(self, job_id: str) -> dict | None:
+        """The latest progress of a job running in this process (fresher than the database)."""
+        return self._live.get(job_id)
 
     # --- submission -------------------------------------------------------------------------
 
@@ -253,6 +258,7 @@ class JobRunner:
         return results
 
     def _finish(self, job_id: str, state: str, *, results=None, error=None, progress=None) -> None:
+        self._live.pop(job_id, None)
         with self.db.session() as s:
             job = s.get(Job, job_id)
             if job is None:
@@ -263,6 +269,13 @@ class JobRunner:
             if progress is not None:
                 job.progress = progress
         self.events.notify(job_id)
+
+    def report_progress(self, job_id: str, progress: dict, persist: bool) -> None:
+        self._live[job_id] = progress
+        if persist:
+            self.write_progress(job_id, progress)
+        else:
+            self.events.notify(job_id)
 
     def write_progress(self, job_id: str, progress: dict) -> None:
         with self.db.session() as s:
@@ -348,7 +361,7 @@ class _ProgressWriter(Progress):
         self._job_id = job_id
         self._stage = ""
         self._stage_started = time.monotonic()
-        self._last_write = 0.0
+        self._last_write = time.monotonic()  # _start has just written the row
         self._last_cancel_poll = 0.0
         self._state = {"step": 0, "total": 0, "stage": "starting"}
         super().__init__(self._report, self._canceled)
@@ -371,13 +384,10 @@ class _ProgressWriter(Progress):
         if total and step:
             eta = round((now - self._stage_started) / step * (total - step), 1)
         self._state = {"step": step, "total": total, "stage": stage, "eta_s": eta}
-        if (
-            stage != self._state.get("stage")
-            or now - self._last_write >= PROGRESS_WRITE_INTERVAL_S
-            or step in (0, total)
-        ):
+        persist = now - self._last_write >= PROGRESS_WRITE_INTERVAL_S
+        if persist:
             self._last_write = now
-            self._runner.write_progress(self._job_id, self._state)
+        self._runner.report_progress(self._job_id, self._state, persist)
 
     def last(self, stage: str, complete: bool = False) -> dict:
         state = dict(self._state, stage=stage, eta_s=0.0 if complete else None)

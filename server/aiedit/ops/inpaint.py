@@ -93,3 +93,21 @@ def _classic(crop, crop_mask, ctx):
     rgb = cv2.inpaint(np.ascontiguousarray(crop[..., :3]), holes, ctx.params["radius"], method)
     alpha = np.maximum(crop[..., 3], holes * 255).astype(np.uint8)
     return np.dstack([rgb, alpha])
+
+
+def _diffusion(crop, crop_mask, ctx):
+    """Run the model on the crop at its native size (in the multiples it needs) and bring the
+    result back to the crop's size; the caller pastes it through the feathered mask."""
+    import numpy as np
+
+    from aiedit.engines.diffusion import to_pil, to_rgba
+
+    p, model = ctx.params, ctx.model.obj
+    height, width = crop_mask.shape
+    work = model.fit(width, height)
+    result = model(ctx.progress, seed=p["seed"], stage="inpainting", prompt=p["prompt"],
+                   negative_prompt=p["negative_prompt"], steps=p["steps"],
+                   guidance=p["guidance"], strength=p["strength"], image=to_pil(crop, work),
+                   mask=to_pil(crop_mask, work, mode="L"), width=work[0], height=work[1])
+    alpha = np.maximum(crop[..., 3], np.where(crop_mask > 0, 255, 0)).astype(np.uint8)
+    return to_rgba(result.images[0], (width, height), alpha=alpha), result.seed

@@ -116,3 +116,38 @@ def _classic(canvas, hole, ctx):
     )
     alpha = np.where(hole > 0, 255, canvas[..., 3]).astype(np.uint8)
     return np.dstack([rgb, alpha])
+
+
+def _diffusion(canvas, hole, ctx):
+    """Fill the new border with the model (seeing the whole canvas, its new parts seeded with
+    the nearest edge pixels) and blend it `feather` pixels into the original."""
+    import cv2
+    import numpy as np
+
+    from aiedit.engines.diffusion import to_pil, to_rgba
+    from aiedit.imaging import masks
+
+    p, model = ctx.params, ctx.model.obj
+    height, width = hole.shape
+    seeded = _extend_edges(canvas, p)
+    work = model.fit(width, height)
+    result = model(ctx.progress, seed=p["seed"], stage="outpainting", prompt=p["prompt"],
+                   negative_prompt=p["negative_prompt"], steps=p["steps"],
+                   guidance=p["guidance"], strength=1.0, image=to_pil(seeded, work),
+                   mask=to_pil(hole, work, mode="L"), width=work[0], height=work[1])
+    filled = to_rgba(result.images[0], (width, height))
+    blend = hole
+    if p["feather"] > 0:
+        distance = cv2.distanceTransform((hole == 0).astype(np.uint8), cv2.DIST_L2, 5)
+        ramp = np.clip(1.0 - distance / float(p["feather"]), 0.0, 1.0) * 255.0
+        blend = np.maximum(hole, ramp.round().astype(np.uint8))
+    return masks.composite(canvas, filled, blend), result.seed
+
+
+def _extend_edges(canvas, p):
+    import cv2
+
+    height, width = canvas.shape[:2]
+    inner = canvas[p["top"]:height - p["bottom"], p["left"]:width - p["right"]]
+    return cv2.copyMakeBorder(inner, p["top"], p["bottom"], p["left"], p["right"],
+                              cv2.BORDER_REPLICATE)

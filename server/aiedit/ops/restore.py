@@ -32,6 +32,8 @@ def run(ctx: OpContext):
     ctx.progress(0, 1, "restoring")
     if ctx.model.engine == "classic":
         out = _denoise(image, ctx.params["strength"])
+    elif ctx.model.engine == "spandrel":
+        out = _model_restore(image, ctx)
     else:
         raise OperationError(
             "engine_unsupported",
@@ -48,3 +50,50 @@ def _denoise(image, strength: float):
     h = 3.0 + 15.0 * strength
     rgb = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(image[..., :3]), None, h, h, 7, 21)
     return np.dstack([rgb, image[..., 3]])
+
+
+def _model_restore(image, ctx):
+    """Face nets: each detected face, aligned and blended back. Other nets (denoisers): the
+    whole layer in tiles. `strength` is how much of the net's result shows (for CodeFormer it
+    trades fidelity to the input for quality instead)."""
+    import numpy as np
+
+    net = ctx.model.obj
+    strength = ctx.params["strength"]
+    rgb = np.ascontiguousarray(image[..., :3])
+    if net.purpose == "FaceSR":
+        restored = _restore_faces(rgb, net, strength, ctx)
+    elif net.scale == 1:
+        from aiedit.ops.upscale import run_model_tiled
+
+        restored = _mix(rgb, run_model_tiled(rgb, ctx, stage="restoring"), strength)
+    else:
+        raise OperationError("model_unsuitable",
+                             f"model {ctx.model.entry.id} enlarges images ({net.scale}x); use it "
+                             "with upscale, or pick a restore model")
+    return np.dstack([restored, image[..., 3]])
+
+
+def _restore_faces(rgb, net, strength: float, ctx):
+    from aiedit.imaging.faces import restore_faces
+
+    if net.architecture == "CodeFormer":
+        def restore(crop):
+            return net(crop, fidelity=1.0 - strength)
+        blend = 1.0
+    else:
+        restore, blend = net, strength
+    restored, count = restore_faces(rgb, restore, blend,
+                                    lambda done, total: ctx.progress(done, total, "faces"))
+    if count == 0:
+        raise OperationError("no_face_found",
+                             f"model {ctx.model.entry.id} restores faces, and no face was found in "
+                             "the layer (faces must be at least 16 pixels and mostly frontal); "
+                             "use a denoising model for other images")
+    return restored
+
+
+def _mix(original, result, strength: float):
+    import cv2
+
+    return cv2.addWeighted(result, strength, original, 1.0 - strength, 0.0)

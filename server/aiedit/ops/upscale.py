@@ -33,6 +33,10 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
 
 
 def check(params: dict, sizes: dict, config) -> None:
+    if params["tile_overlap"] * 2 >= params["tile_size"]:
+        raise OperationError("tile_overlap_too_large",
+                             f"upscale: tile_overlap ({params['tile_overlap']}) must be less than "
+                             f"half of tile_size ({params['tile_size']})")
     out_w, out_h = output_size(*sizes["image"], params["scale"])
     if (
         out_w > config.max_side
@@ -71,6 +75,8 @@ def run(ctx: OpContext):
     scale = ctx.params["scale"]
     if ctx.model.engine == "classic":
         out = _lanczos(image, *output_size(width, height, scale), ctx)
+    elif ctx.model.engine == "spandrel":
+        out = _model_upscale(image, *output_size(width, height, scale), ctx)
     else:
         raise OperationError(
             "engine_unsupported",
@@ -86,9 +92,9 @@ def _lanczos(image, out_w: int, out_h: int, ctx):
     import numpy as np
     from PIL import Image
 
-    source = Image.fromarray(np.ascontiguousarray(image), "RGBA")
+    source = Image.fromarray(np.ascontiguousarray(image))
     height, width = image.shape[:2]
-    out = np.empty((out_h, out_w, 4), np.uint8)
+    out = np.empty((out_h, out_w, *image.shape[2:]), np.uint8)
     strips = list(range(0, out_h, STRIP_ROWS))
     for i, top in enumerate(strips):
         ctx.progress(i, len(strips), "resampling")
@@ -98,3 +104,53 @@ def _lanczos(image, out_w: int, out_h: int, ctx):
         out[top:bottom] = np.asarray(strip)
     ctx.progress(len(strips), len(strips), "resampling")
     return out
+
+
+def _model_upscale(image, out_w: int, out_h: int, ctx):
+    """Run the net over overlapping tiles at its own scale, then resample to the asked size
+    if that differs. Alpha is resampled (nets enlarge colour only)."""
+    import numpy as np
+
+    net = ctx.model.obj
+    if net.purpose == "FaceSR" or net.scale < 2:
+        raise OperationError("model_unsuitable",
+                             f"model {ctx.model.entry.id} does not enlarge images; pick an "
+                             "upscale model")
+    height, width = image.shape[:2]
+    native_size = (width * net.scale, height * net.scale)
+    out = np.empty((out_h, out_w, 4), np.uint8)
+    if native_size == (out_w, out_h):
+        run_model_tiled(image[..., :3], ctx, out=out[..., :3])
+    else:
+        native = run_model_tiled(image[..., :3], ctx)
+        out[..., :3] = _lanczos(native, out_w, out_h, ctx)
+        del native
+    out[..., 3] = _resize_alpha(image[..., 3], out_w, out_h)
+    return out
+
+
+def run_model_tiled(rgb, ctx, out=None, stage: str = "upscaling"):
+    """The net over tiles (`tile_size`, `tile_overlap` params), progress per tile; out of
+    memory even with smaller tiles becomes a clear failure."""
+    from aiedit.imaging.tiles import OutOfMemory, run_tiled_retrying
+
+    tile = ctx.params.get("tile_size") or 512
+    overlap = ctx.params.get("tile_overlap") or 0
+    try:
+        return run_tiled_retrying(rgb, ctx.model.obj, tile, overlap,
+                                  lambda done, total: ctx.progress(done, total, stage), out=out)
+    except OutOfMemory as exc:
+        raise OperationError("out_of_memory",
+                             f"model {ctx.model.entry.id} ran out of memory on {ctx.device} even "
+                             f"with {exc.tile}-pixel tiles; try a smaller tile_size, a lighter "
+                             "model or free memory on the device") from None
+
+
+def _resize_alpha(alpha, out_w: int, out_h: int):
+    import numpy as np
+    from PIL import Image
+
+    if alpha.min() == alpha.max():
+        return np.full((out_h, out_w), alpha.flat[0], np.uint8)
+    source = Image.fromarray(np.ascontiguousarray(alpha), "L")
+    return np.asarray(source.resize((out_w, out_h), Image.Resampling.LANCZOS))

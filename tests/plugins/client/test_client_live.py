@@ -28,8 +28,8 @@ def square_mask(width, height, x0, y0, x1, y1):
                                      for y in range(height) for x in range(width)))
 
 
-def test_operations_describe_what_the_server_offers(aiedit_server):
-    client = Client(aiedit_server.url)
+def test_operations_describe_what_the_server_offers(live_server):
+    client = Client(live_server.url)
     assert client.health()["status"] == "ok"
     ops = {op["id"]: op for op in client.operations()}
     assert {"inpaint", "upscale", "restore"} <= set(ops)
@@ -37,8 +37,8 @@ def test_operations_describe_what_the_server_offers(aiedit_server):
     assert client.operations() is client.operations()
 
 
-def test_inpaint_round_trip_keeps_region_offset(aiedit_server):
-    client = Client(aiedit_server.url)
+def test_inpaint_round_trip_keeps_region_offset(live_server):
+    client = Client(live_server.url)
     seen = []
     job = client.submit("inpaint", image=flat(40, 30), mask=square_mask(40, 30, 10, 5, 20, 15),
                         region=Region(5, 7, 40, 30), model="classic-telea")
@@ -52,31 +52,32 @@ def test_inpaint_round_trip_keeps_region_offset(aiedit_server):
     assert client.fetch_bytes(result)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_upscale_result_is_bigger_and_offset_scaled(aiedit_server):
-    client = Client(aiedit_server.url)
+def test_upscale_result_is_bigger_and_offset_scaled(live_server):
+    client = Client(live_server.url)
     job = client.wait(client.submit("upscale", image=flat(16, 12), region=Region(3, 4, 16, 12),
-                                    params={"scale": 2})["id"])
+                                    model="classic-lanczos", params={"scale": 2})["id"])
     (result,) = client.results(job)
     assert (result.x, result.y, result.width, result.height) == (6, 8, 32, 24)
 
 
-def test_server_4xx_message_reaches_the_user(aiedit_server):
-    client = Client(aiedit_server.url)
+def test_server_4xx_message_reaches_the_user(live_server):
+    client = Client(live_server.url)
     with pytest.raises(AieditError) as caught:
         client.submit("inpaint", image=flat(8, 8))
     assert caught.value.status == 422 or 400 <= caught.value.status < 500
     assert "mask" in str(caught.value)
 
 
-def test_unknown_operation_is_named(aiedit_server):
+def test_unknown_operation_is_named(live_server):
     with pytest.raises(AieditError, match="no operation 'paint'"):
-        Client(aiedit_server.url).operation("paint")
+        Client(live_server.url).operation("paint")
 
 
-def test_idempotency_key_returns_the_same_job(aiedit_server):
-    client = Client(aiedit_server.url)
-    first = client.submit("restore", image=flat(8, 8), idempotency_key="same-one")
-    second = client.submit("restore", image=flat(8, 8), idempotency_key="same-one")
+def test_idempotency_key_returns_the_same_job(live_server):
+    client = Client(live_server.url)
+    args = {"image": flat(8, 8), "model": "classic-denoise", "idempotency_key": "same-one"}
+    first = client.submit("restore", **args)
+    second = client.submit("restore", **args)
     assert first["id"] == second["id"]
 
 
@@ -88,33 +89,34 @@ def test_unreachable_server_says_how_to_start_it(unused_url):
                                  "start it with `aiedit serve`")
 
 
-def test_wrong_key_is_rejected_with_a_hint(own_server):
-    key = own_server.create_key()
-    own_server.start()
+def test_wrong_key_is_rejected_with_a_hint(server_factory, create_key, tmp_path):
+    key = create_key(tmp_path / "data")
+    own_server = server_factory(data_dir=tmp_path / "data")
     assert Client(own_server.url, key).operations()
     with pytest.raises(AuthFailed) as caught:
         Client(own_server.url, "aiedit_wrong").operations()
     assert str(caught.value) == f"API key rejected by {own_server.url} — check the key in Settings"
 
 
-def test_wait_resumes_after_the_server_restarts(own_server):
-    own_server.start()
-    client = Client(own_server.url)
-    job = client.submit("restore", image=flat(8, 8))
-    own_server.stop()
+def test_wait_resumes_after_the_server_restarts(server_factory, tmp_path):
+    first = server_factory(data_dir=tmp_path / "data")
+    client = Client(first.url)
+    job = client.submit("restore", image=flat(8, 8), model="classic-denoise")
+    first.stop()
     outcome = {}
     waiter = threading.Thread(target=lambda: outcome.update(job=client.wait(job["id"])))
     waiter.start()
     time.sleep(2.0)
-    own_server.start()
+    server_factory(data_dir=tmp_path / "data", port=first.port)
     waiter.join(timeout=90)
     assert outcome["job"]["state"] == "succeeded"
     assert outcome["job"]["id"] == job["id"]
 
 
-def test_should_cancel_cancels_on_the_server(aiedit_server):
-    client = Client(aiedit_server.url)
-    job = client.submit("upscale", image=flat(64, 64), params={"scale": 4})
+def test_should_cancel_cancels_on_the_server(live_server):
+    client = Client(live_server.url)
+    job = client.submit("upscale", image=flat(64, 64), model="classic-lanczos",
+                        params={"scale": 4})
     with pytest.raises(JobCanceled):
         client.wait(job["id"], should_cancel=lambda: True)
     final = client.job(job["id"])

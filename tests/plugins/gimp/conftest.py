@@ -20,7 +20,8 @@ def gimp(tmp_path):
     return Gimp
 
 
-def load_entry_module():
+@pytest.fixture(scope="session")
+def plugin_entry():
     """The plug-in's main file (named aiedit.py like the server package, so loaded by path)."""
     import importlib.util
 

@@ -5,10 +5,7 @@ import json
 import aiedit_client as ac
 import aiedit_gimp as host
 import pytest
-from conftest import load_entry_module
 from gi.repository import Gegl, GLib
-
-AieditPlugIn = load_entry_module().AieditPlugIn
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +28,13 @@ def make_image(gimp, width=48, height=40, layer_offset=(0, 0), layer_size=None):
     return image, layer
 
 
-def run_procedure(gimp, name, image, drawables, **args):
-    procedure = AieditPlugIn().do_create_procedure(name)
+@pytest.fixture
+def plugin(plugin_entry):
+    return plugin_entry.AieditPlugIn()
+
+
+def run_procedure(gimp, plugin, name, image, drawables, **args):
+    procedure = plugin.do_create_procedure(name)
     config = procedure.create_config()
     config.set_property("run-mode", gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
@@ -47,8 +49,8 @@ def assert_success(gimp, values):
     assert status == gimp.PDBStatusType.SUCCESS, error.message
 
 
-def test_procedures_are_registered_under_the_ai_menu(gimp):
-    plug_in = AieditPlugIn()
+def test_procedures_are_registered_under_the_ai_menu(gimp, plugin):
+    plug_in = plugin
     names = plug_in.do_query_procedures()
     assert "plug-in-aiedit-inpaint" in names and "plug-in-aiedit-settings" in names
     assert len(names) == 8
@@ -60,15 +62,15 @@ def test_procedures_are_registered_under_the_ai_menu(gimp):
             assert {"prompt", "model", "params"} <= set(procedure.arguments)
 
 
-def test_inpaint_adds_a_masked_layer_above_the_active_one(gimp, aiedit_server):
+def test_inpaint_adds_a_masked_layer_above_the_active_one(gimp, plugin, live_server):
     image, layer = make_image(gimp)
     top = gimp.Layer.new(image, "Top", 48, 40, gimp.ImageType.RGBA_IMAGE, 100.0,
                          gimp.LayerMode.NORMAL)
     image.insert_layer(top, None, 0)
     image.select_rectangle(gimp.ChannelOps.REPLACE, 20, 15, 10, 8)
     before = image.composite().data
-    values = run_procedure(gimp, "plug-in-aiedit-inpaint", image, [layer],
-                           prompt="a red door", server_url=aiedit_server.url,
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-inpaint", image, [layer],
+                           prompt="a red door", server_url=live_server.url,
                            params=json.dumps({"radius": 3}), context_margin=6)
     assert_success(gimp, values)
     names = [lay.get_name() for lay in image.get_layers()]
@@ -92,16 +94,16 @@ def test_inpaint_adds_a_masked_layer_above_the_active_one(gimp, aiedit_server):
     assert texts[-1] == "Done"
 
 
-def test_inpaint_without_selection_says_what_to_do(gimp, aiedit_server):
+def test_inpaint_without_selection_says_what_to_do(gimp, plugin, live_server):
     image, layer = make_image(gimp)
-    values = run_procedure(gimp, "plug-in-aiedit-inpaint", image, [layer],
-                           server_url=aiedit_server.url)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-inpaint", image, [layer],
+                           server_url=live_server.url)
     assert values.index(0) == gimp.PDBStatusType.EXECUTION_ERROR
     assert values.index(1).message == ("Inpaint needs a selection: select the area to change "
                                        "first")
 
 
-def test_visible_source_reads_all_visible_layers(gimp, aiedit_server):
+def test_visible_source_reads_all_visible_layers(gimp, live_server):
     image, layer = make_image(gimp, layer_size=(10, 10), layer_offset=(5, 5))
     plan = host.plan_job({"id": "restore", "region": "layer", "inputs": {"image": "required"}},
                          image, layer, "", "", {}, source="visible")
@@ -114,10 +116,11 @@ def test_visible_source_reads_all_visible_layers(gimp, aiedit_server):
     assert (plan.region.x, plan.region.y, plan.region.width) == (5, 5, 10)
 
 
-def test_upscale_opens_a_new_image_at_the_new_size(gimp, aiedit_server):
+def test_upscale_opens_a_new_image_at_the_new_size(gimp, plugin, live_server):
     image, layer = make_image(gimp, 20, 16)
-    values = run_procedure(gimp, "plug-in-aiedit-upscale", image, [layer],
-                           server_url=aiedit_server.url, params='{"scale": 2}')
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-upscale", image, [layer],
+                           server_url=live_server.url, params='{"scale": 2}',
+                           model="classic-lanczos")
     assert_success(gimp, values)
     new_image = gimp.get_images()[-1]
     assert new_image is not image
@@ -125,11 +128,11 @@ def test_upscale_opens_a_new_image_at_the_new_size(gimp, aiedit_server):
     assert len(image.get_layers()) == 1
 
 
-def test_upscale_can_resize_this_image_instead(gimp, aiedit_server):
+def test_upscale_can_resize_this_image_instead(gimp, plugin, live_server):
     image, layer = make_image(gimp, 20, 16)
-    values = run_procedure(gimp, "plug-in-aiedit-upscale", image, [layer],
-                           server_url=aiedit_server.url, params='{"scale": 2}',
-                           upscale_into="resize")
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-upscale", image, [layer],
+                           server_url=live_server.url, params='{"scale": 2}',
+                           upscale_into="resize", model="classic-lanczos")
     assert_success(gimp, values)
     assert (image.get_width(), image.get_height()) == (40, 32)
     top = image.get_layers()[0]
@@ -138,31 +141,33 @@ def test_upscale_can_resize_this_image_instead(gimp, aiedit_server):
     assert image.undo_groups == 1
 
 
-def test_restore_with_saved_settings(gimp, aiedit_server):
-    host.save_settings(server_url=aiedit_server.url, api_key="")
+def test_restore_with_saved_settings(gimp, plugin, live_server):
+    host.save_settings(server_url=live_server.url, api_key="")
     image, layer = make_image(gimp, 12, 10)
-    assert_success(gimp, run_procedure(gimp, "plug-in-aiedit-restore", image, [layer]))
+    assert_success(gimp, run_procedure(gimp, plugin, "plug-in-aiedit-restore", image, [layer],
+                                       model="classic-denoise"))
     assert image.get_layers()[0].get_name() == "Restore"
 
 
-def test_bad_params_json_is_reported(gimp, aiedit_server):
+def test_bad_params_json_is_reported(gimp, plugin, live_server):
     image, layer = make_image(gimp, 12, 10)
-    values = run_procedure(gimp, "plug-in-aiedit-restore", image, [layer], params="{strength",
-                           server_url=aiedit_server.url)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-restore", image, [layer],
+                           params="{strength", server_url=live_server.url)
     assert values.index(1).message.startswith("params: not valid JSON")
 
 
-def test_server_rejection_reaches_the_user(gimp, aiedit_server):
+def test_server_rejection_reaches_the_user(gimp, plugin, live_server):
     image, layer = make_image(gimp, 12, 10)
-    values = run_procedure(gimp, "plug-in-aiedit-upscale", image, [layer],
-                           params='{"scale": 99}', server_url=aiedit_server.url)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-upscale", image, [layer],
+                           params='{"scale": 99}', server_url=live_server.url)
     assert values.index(0) == gimp.PDBStatusType.EXECUTION_ERROR
     assert "scale" in values.index(1).message
 
 
-def test_unreachable_server_message(gimp, unused_url):
+def test_unreachable_server_message(gimp, plugin, unused_url):
     image, layer = make_image(gimp, 12, 10)
-    values = run_procedure(gimp, "plug-in-aiedit-restore", image, [layer], server_url=unused_url)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-restore", image, [layer],
+                           server_url=unused_url)
     assert values.index(1).message == (f"Cannot reach the aiedit server at {unused_url} — "
                                        "start it with `aiedit serve`")
 
@@ -193,8 +198,21 @@ def test_outpaint_grows_the_canvas(gimp):
     assert image.get_layers()[0].get_offsets() == (True, 0, 0)
 
 
-def test_results_of_a_job_finished_after_a_crash_are_offered(gimp, aiedit_server):
-    client = ac.Client(aiedit_server.url)
+def test_outpaint_with_the_server_extends_left_and_top(gimp, plugin, live_server):
+    image, layer = make_image(gimp, 12, 10)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-outpaint", image, [layer],
+                           server_url=live_server.url,
+                           params=json.dumps({"left": 4, "top": 2, "right": 0, "bottom": 0}))
+    assert_success(gimp, values)
+    assert (image.get_width(), image.get_height()) == (16, 12)
+    new = image.get_layers()[0]
+    assert new.get_offsets() == (True, 0, 0)
+    assert (new.get_width(), new.get_height()) == (16, 12)
+    assert layer.get_offsets() == (True, 4, 2)
+
+
+def test_results_of_a_job_finished_after_a_crash_are_offered(gimp, live_server):
+    client = ac.Client(live_server.url)
     job = client.submit("restore", image=ac.Pixels(6, 4, BACKGROUND * 24),
                         region=ac.Region(2, 3, 6, 4))
     host.journal().add(job["id"], server_url=client.url, operation="restore", prompt="",
@@ -208,8 +226,8 @@ def test_results_of_a_job_finished_after_a_crash_are_offered(gimp, aiedit_server
     assert host.journal().entries() == []
 
 
-def test_dialog_fields_follow_the_server_schema(gimp, aiedit_server):
-    inpaint = ac.Client(aiedit_server.url).operation("inpaint")
+def test_dialog_fields_follow_the_server_schema(gimp, live_server):
+    inpaint = ac.Client(live_server.url).operation("inpaint")
     fields = {f["name"]: f for f in host.param_fields(inpaint, {"strength": 0.5})}
     assert "prompt" not in fields
     assert fields["strength"]["kind"] == "number" and fields["strength"]["value"] == 0.5

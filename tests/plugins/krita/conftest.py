@@ -124,3 +124,26 @@ def run_kritarunner(home: Path, pythonpath: list[Path], module: str, *args,
     return subprocess.run(["kritarunner", "-s", module, *map(str, args)],
                           env=krita_env(home, pythonpath), timeout=timeout,
                           capture_output=True, text=True, check=False)
+
+
+def run_krita_gui(home: Path, extra_env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``xvfb-run krita --nosplash`` with ``home`` as the profile (the GUI keeps its resource
+    database in ``.local/share/krita``; after a first run it is cached with the profile)."""
+    if not shutil.which("xvfb-run") or not shutil.which("krita"):
+        pytest.fail(MISSING)
+    env = krita_env(home)
+    env.pop("QT_QPA_PLATFORM")
+    env.update(extra_env)
+    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "krita",
+                           "--nosplash"], env=env, timeout=timeout, capture_output=True,
+                          text=True, check=False)
+    _cache_gui_resources(home)
+    return proc
+
+
+def _cache_gui_resources(home: Path) -> None:
+    resources = home / ".local" / "share" / "krita"
+    cached = PROFILE_CACHE / ".local" / "share" / "krita"
+    if cached.exists() or not (resources / "resourcecache.sqlite").exists():
+        return
+    shutil.copytree(resources, cached, ignore=shutil.ignore_patterns("pykrita", "*.log"))

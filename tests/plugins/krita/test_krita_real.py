@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KRITARUNNER_SCRIPTS, run_kritarunner
+from conftest import KRITARUNNER_SCRIPTS, run_krita_gui, run_kritarunner
 from kra_file import Kra
 from PIL import Image
 
-from aiedit.plugins_install import install_krita
+from aiedit.plugins_install import enable_krita_plugin, install_krita
 
 pytestmark = pytest.mark.krita
 
@@ -25,31 +27,38 @@ def scene() -> np.ndarray:
     return image
 
 
-def run_job(krita_home, tmp_path, server_url) -> dict:
+def run_job(krita_home, tmp_path, server_url, operation, model, params=None,
+            selection=SELECTION) -> dict:
+    """Run ``aiedit.run`` in kritarunner on ``scene()`` and return its report."""
     pykrita = tmp_path / "pykrita"
     install_krita(pykrita, enable=False)
     source = tmp_path / "in.png"
     Image.fromarray(scene(), "RGBA").save(source)
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_kritarunner(krita_home, [pykrita, KRITARUNNER_SCRIPTS], "krita_inpaint_job",
-                           out, server_url, source, *SELECTION)
+    orders = tmp_path / "orders.json"
+    orders.write_text(json.dumps({
+        "image": str(source), "out_dir": str(out), "server_url": server_url,
+        "operation": operation, "model": model, "params": params or {},
+        "selection": list(selection) if selection else None}))
+    proc = run_kritarunner(krita_home, [pykrita, KRITARUNNER_SCRIPTS], "krita_run_job", orders)
     report_path = out / "result.json"
     assert report_path.exists(), f"kritarunner wrote no report:\n{proc.stdout[-3000:]}"
     report = json.loads(report_path.read_text())
     assert report["error"] is None, report["error"]
     assert report["plugin_file"].startswith(str(pykrita)), report["plugin_file"]
+    assert report["saved_kra"] and report["exported_png"]
     return report
 
 
 def test_inpaint_from_selection_adds_masked_layer_at_the_selection(krita_home, tmp_path,
                                                                    live_server):
-    report = run_job(krita_home, tmp_path, live_server.url)
+    report = run_job(krita_home, tmp_path, live_server.url, "inpaint", "classic-telea",
+                     {"feather": 0})
     x, y, w, h = SELECTION
     [node] = report["nodes"]
     assert node["name"] == "inpaint · classic-telea"
     assert node["bounds"] == [x, y, w, h]
-    assert report["saved_kra"] and report["exported_png"]
 
     kra = Kra(tmp_path / "out" / "out.kra")
     names = [layer.name for layer in kra.layers()]
@@ -67,3 +76,51 @@ def test_inpaint_from_selection_adds_masked_layer_at_the_selection(krita_home, t
     np.testing.assert_array_equal(exported[~selected], scene()[~selected])
     np.testing.assert_array_equal(exported[selected], layer[selected])
     np.testing.assert_array_equal(kra.merged(), exported)
+
+
+def test_outpaint_grows_the_canvas_and_keeps_the_image_in_place(krita_home, tmp_path,
+                                                                live_server):
+    report = run_job(krita_home, tmp_path, live_server.url, "outpaint", "classic-telea",
+                     {"left": 8, "top": 4, "right": 2}, selection=None)
+    assert report["size"] == [96 + 10, 64 + 4]
+    [node] = report["nodes"]
+    assert node["bounds"] == [0, 0, 106, 68]
+    kra = Kra(tmp_path / "out" / "out.kra")
+    background = kra.pixels(kra.layer("Background"))
+    np.testing.assert_array_equal(background[4:, 8:104], scene())
+    layer = kra.pixels(kra.layer(node["name"]))
+    assert (layer[..., 3] == 255).all(), "the outpainted layer fills the grown canvas"
+
+
+def test_gui_docker_is_created_and_generate_action_inserts_layer(krita_home, tmp_path,
+                                                                 live_server):
+    kritarc = krita_home / ".config" / "kritarc"
+    pykrita = krita_home / ".local" / "share" / "krita" / "pykrita"
+    install_krita(pykrita, kritarc=kritarc)
+    smoke = Path(__file__).parent / "gui_smoke"
+    shutil.copytree(smoke / "aiedit_smoke", pykrita / "aiedit_smoke")
+    shutil.copy(smoke / "aiedit_smoke.desktop", pykrita)
+    enable_krita_plugin(kritarc, "aiedit_smoke")
+    with kritarc.open("a") as f:
+        f.write(f"\n[aiedit]\nserver_url={live_server.url}\noperation=inpaint\n"
+                "model=classic-telea\n")
+    source = tmp_path / "in.png"
+    Image.fromarray(scene(), "RGBA").save(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    orders = tmp_path / "orders.json"
+    orders.write_text(json.dumps({"image": str(source), "selection": list(SELECTION),
+                                  "out_dir": str(out)}))
+    proc = run_krita_gui(krita_home, {"AIEDIT_SMOKE_ORDERS": str(orders)})
+    report_path = out / "report.json"
+    assert report_path.exists(), f"Krita wrote no report:\n{proc.stderr[-3000:]}"
+    report = json.loads(report_path.read_text())
+    assert report["error"] is None, report
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["dockers"]["count"] == 1 and steps["dockers"]["titles"] == ["aiedit"]
+    assert steps["connected"]["model"] == "classic-telea"
+    names = [layer["name"] for layer in report["layers"]]
+    assert "inpaint · classic-telea" in names, report["layers"]
+    layer = next(la for la in report["layers"] if la["name"] == "inpaint · classic-telea")
+    assert layer["bounds"] == list(SELECTION)
+    assert report["saved"]

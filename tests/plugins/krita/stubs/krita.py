@@ -260,10 +260,12 @@ class Node(QObject):
         return True
 
     def bounds(self) -> QRect:
-        if not self._pixels:
+        """Exact bounds of the non-transparent pixels, like Krita's."""
+        painted = [p for p, value in self._pixels.items() if any(value)]
+        if not painted:
             return QRect()
-        xs = [p[0] for p in self._pixels]
-        ys = [p[1] for p in self._pixels]
+        xs = [p[0] for p in painted]
+        ys = [p[1] for p in painted]
         return QRect(min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)
 
     def _pixel_size(self) -> int:

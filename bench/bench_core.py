@@ -1,0 +1,179 @@
+"""Server core: HTTP job overhead, bulk transfer, start-up time (issue: server core)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from bench.common import Row, best_of
+from tests.helpers import LiveServer, box_mask, noise_image, png_bytes
+
+REPEATS = 3
+
+
+def _inpaint_inputs(size: int = 1024):
+    image = noise_image(size, size, seed=7)
+    mask = box_mask(size, size, (size // 3, size // 3, size // 3 + 160, size // 3 + 160))
+    return image, mask
+
+
+def _in_process_inpaint(image, mask) -> float:
+    from aiedit.engines import load
+    from aiedit.engines.catalog import Catalog
+    from aiedit.ops.base import OpContext, Progress, Region, registry
+
+    op = registry()["inpaint"]
+    model = load(Catalog.load().get("classic-telea"), "cpu")
+    params = op.params().load({})
+
+    def call():
+        ctx = OpContext(
+            params=params,
+            inputs={"image": image, "mask": mask},
+            region=Region(0, 0, image.shape[1], image.shape[0]),
+            model=model,
+            progress=Progress(lambda *a: None, lambda: False),
+        )
+        op.run(ctx)
+
+    return best_of(REPEATS, call)
+
+
+def _post(server, operation, files, **request):
+    parts = {"request": (None, json.dumps({"operation": operation, **request}))}
+    parts.update({name: (name, data, "application/octet-stream") for name, data in files.items()})
+    resp = requests.post(server.url + "/v1/jobs", files=parts, timeout=120)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def _wait(server, job_id) -> dict:
+    while True:
+        job = requests.get(f"{server.url}/v1/jobs/{job_id}", params={"wait": 10}, timeout=60).json()
+        if job["state"] in ("succeeded", "failed", "canceled"):
+            return job
+
+
+def _seconds(job, start_key, end_key) -> float:
+    from datetime import datetime
+
+    return (
+        datetime.fromisoformat(job[end_key]) - datetime.fromisoformat(job[start_key])
+    ).total_seconds()
+
+
+def _http_inpaint(server, image, mask) -> tuple[float, float]:
+    """(server-side job time, end-to-end wall time with upload and download), best of REPEATS."""
+    image_png, mask_png = png_bytes(image), png_bytes(mask)
+    best_job, best_wall = float("inf"), float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        job = _wait(server, _post(server, "inpaint", {"image": image_png, "mask": mask_png})["id"])
+        assert requests.get(server.url + job["results"][0]["url"], timeout=60).content
+        best_wall = min(best_wall, time.perf_counter() - started)
+        best_job = min(best_job, _seconds(job, "started_at", "finished_at"))
+    return best_job, best_wall
+
+
+def _raw_socket_roundtrip(payload: bytes) -> float:
+    """Send `payload` to a loopback socket and receive it back: the floor for moving these bytes."""
+
+    def serve(listener):
+        conn, _ = listener.accept()
+        with conn:
+            received = bytearray()
+            while len(received) < len(payload):
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                received += chunk
+            conn.sendall(received)
+
+    def once():
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            thread = threading.Thread(target=serve, args=(listener,))
+            thread.start()
+            with socket.create_connection(listener.getsockname()) as client:
+                client.sendall(payload)
+                got = 0
+                while got < len(payload):
+                    got += len(client.recv(1 << 20))
+            thread.join()
+
+    return best_of(REPEATS, once)
+
+
+def _http_bulk_roundtrip(server, width: int, height: int) -> float:
+    """Upload raw RGBA (POST until 202) + download the same-size result as raw RGBA."""
+    payload = noise_image(width, height, seed=3).tobytes()
+    raw = {"image": {"width": width, "height": height}}
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        job = _post(server, "upscale", {"image": payload}, raw=raw, params={"scale": 1})
+        upload = time.perf_counter() - started
+        job = _wait(server, job["id"])
+        started = time.perf_counter()
+        data = requests.get(
+            server.url + job["results"][0]["url"],
+            params={"format": "rgba"},
+            timeout=120,
+            stream=True,
+        ).raw.read()
+        download = time.perf_counter() - started
+        assert len(data) == len(payload)
+        best = min(best, upload + download)
+        requests.delete(f"{server.url}/v1/jobs/{job['id']}", timeout=30)
+    return best
+
+
+def _startup(data_dir: Path) -> float:
+    best = float("inf")
+    for i in range(REPEATS):
+        server = LiveServer(data_dir / f"start{i}")
+        started = time.perf_counter()
+        server.start()
+        best = min(best, time.perf_counter() - started)
+        server.stop()
+    return best
+
+
+def main() -> list[Row]:
+    image, mask = _inpaint_inputs()
+    in_process = _in_process_inpaint(image, mask)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LiveServer(Path(tmp) / "data").start()
+        try:
+            job_time, wall = _http_inpaint(server, image, mask)
+            bulk = _http_bulk_roundtrip(server, 4096, 4096)
+        finally:
+            server.stop()
+        startup = _startup(Path(tmp))
+    floor = _raw_socket_roundtrip(np.zeros(4096 * 4096 * 4, np.uint8).tobytes())
+    return [
+        Row(
+            "1024² classic inpaint: job over HTTP (decoded) ÷ in-process",
+            job_time,
+            in_process,
+            target=1.05,
+        ),
+        Row(
+            "1024² classic inpaint: with PNG upload+download ÷ in-process",
+            wall,
+            in_process,
+            note="transfer and PNG coding included",
+        ),
+        Row(
+            "4096² RGBA upload + download over HTTP ÷ raw loopback socket", bulk, floor, target=3.0
+        ),
+        Row("aiedit serve start to /v1/health ÷ 1.5 s budget", startup, 1.5, target=1.0),
+    ]

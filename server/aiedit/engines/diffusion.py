@@ -1,0 +1,480 @@
+"""Diffusion engine: catalog entries whose weights are a diffusers pipeline.
+
+An entry's `source` names a hub repo and the pipeline class that runs it:
+
+    source = { repo = "stabilityai/sdxl-turbo", revision = "main", variant = "fp16",
+               pipeline = "StableDiffusionXLPipeline" }
+
+(`subfolder` selects a pipeline inside a repo; `path` instead of `repo` loads a local folder).
+Models resolve through the Hugging Face cache exactly as `from_pretrained` does, so
+`HF_HUB_OFFLINE`, `HF_HUB_CACHE` and `HF_HOME` are honoured. Loading never downloads behind a
+job's back unless the hub is reachable; offline, a missing model fails with the command to get it.
+
+`options` in an entry tune how it runs: `dtype`, the memory savers of `devices.SAVERS`,
+`native_size` (int side or [width, height]), `multiple` (pixel multiple the model needs) and
+`call` (fixed keyword arguments for the pipeline call, e.g. `max_sequence_length`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import json
+import random
+import shutil
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiedit.engines import devices, downloads
+from aiedit.engines.cache import LoadedModel
+from aiedit.engines.catalog import ModelEntry
+from aiedit.ops.base import OperationError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
+VARIANTS = ("fp16", "bf16", "fp32", "fp8", "int8")
+
+
+# --- where the weights are ----------------------------------------------------------------------
+
+def local_folder(entry: ModelEntry) -> Path | None:
+    """The pipeline folder on disk (inside the HF cache, or a local path), or None."""
+    source = entry.source
+    if "path" in source:
+        folder = Path(source["path"]).expanduser()
+    else:
+        folder = downloads.snapshot_folder(source["repo"], source.get("revision"))
+        if folder is None:
+            return None
+    if source.get("subfolder"):
+        folder = folder / source["subfolder"]
+    return folder if folder.is_dir() else None
+
+
+def is_installed(entry: ModelEntry) -> bool:
+    """The pipeline's files are on disk (model index and every component folder)."""
+    return downloads.pipeline_complete(local_folder(entry))
+
+
+def pull_command(entry: ModelEntry) -> str:
+    return f"aiedit models pull {entry.id}"
+
+
+def not_available(entry: ModelEntry, why: str) -> OperationError:
+    return OperationError(
+        "model_not_available",
+        f"model {entry.id} is not downloaded and {why}. Get it with `{pull_command(entry)}` "
+        f"({entry.download_size / 1e9:.1f} GB) on a machine that can reach the Hugging Face hub "
+        "(then copy its Hugging Face cache here), or unset HF_HUB_OFFLINE and retry.")
+
+
+def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
+    """Make sure the weights are on disk: download them (online) or fail with how to get them."""
+    if is_installed(entry):
+        return
+    if "path" in entry.source:
+        raise OperationError("model_not_available",
+                             f"model {entry.id}: no diffusers pipeline in {entry.source['path']}")
+    if downloads.hub_offline():
+        raise not_available(entry, "this server is offline (HF_HUB_OFFLINE=1)")
+    tracker = downloads.tracker()
+    tracker.start(entry.id, entry.download_size)
+
+    def both(done: int, total: int) -> None:
+        tracker.update(entry.id, done, total)
+        if report is not None:
+            report(done, total)
+
+    try:
+        download(entry, both)
+    except Exception as exc:
+        tracker.finish(entry.id, ok=False, message=str(exc))
+        raise OperationError("model_not_available",
+                             f"downloading model {entry.id} failed: {exc}. "
+                             f"Retry with `{pull_command(entry)}`.") from exc
+    tracker.finish(entry.id, ok=True)
+
+
+# --- downloading, verifying, removing -----------------------------------------------------------
+
+def download(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
+    """Fetch the files the pipeline needs (one variant, safetensors) into the HF cache."""
+    source = entry.source
+    if "path" in source:
+        folder = local_folder(entry)
+        if folder is None:
+            raise FileNotFoundError(f"{source['path']} does not exist")
+        return folder
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+
+    repo, revision = source["repo"], source.get("revision", "main")
+    prefix = f"{source['subfolder'].strip('/')}/" if source.get("subfolder") else ""
+    cache = str(downloads.hub_cache())
+    info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+    sizes = {s.rfilename: int(s.size or 0) for s in info.siblings}
+    index = hf_hub_download(repo, f"{prefix}model_index.json", revision=revision, cache_dir=cache)
+    components = pipeline_components(json.loads(Path(index).read_text()))
+    wanted = select_files(sizes, components, source.get("variant"), prefix)
+    total = sum(sizes[name] for name in wanted)
+    report = report or (lambda done, total: None)
+    report(0, total)
+    snapshot_download(repo, revision=revision, cache_dir=cache, allow_patterns=wanted,
+                      tqdm_class=downloads.make_tqdm(lambda done, _t: report(done, total)))
+    report(total, total)
+    return local_folder(entry)
+
+
+def pipeline_components(model_index: dict) -> list[str]:
+    return [name for name, spec in model_index.items()
+            if not name.startswith("_") and isinstance(spec, list) and None not in spec]
+
+
+def select_files(sizes: dict[str, int], components: list[str], variant: str | None,
+                 prefix: str = "") -> list[str]:
+    """The repo files a pipeline needs: its index, each component's configs and tokenizer files,
+    and each component's safetensors weights in `variant` (when the repo has it) or plain."""
+    wanted = [f"{prefix}model_index.json"]
+    for component in components:
+        folder = f"{prefix}{component}/"
+        files = [n for n in sizes if n.startswith(folder) and "/" not in n[len(folder):]]
+        weights = [n for n in files if n.endswith(".safetensors")
+                   or fnmatch.fnmatch(n, "*.safetensors.index*.json")]
+        wanted += [n for n in files if not n.endswith(WEIGHT_SUFFIXES) and n not in weights]
+        tagged = [n for n in weights if variant and _variant_of(n) == variant]
+        wanted += tagged or [n for n in weights if _variant_of(n) is None]
+    return sorted(set(wanted) & set(sizes) | {f"{prefix}model_index.json"})
+
+
+def _variant_of(filename: str) -> str | None:
+    parts = Path(filename).name.replace("-", ".").split(".")
+    return next((p for p in parts if p in VARIANTS), None)
+
+
+def verify(entry: ModelEntry, online_hashes: bool = False) -> list[str]:
+    """Problems with the files on disk (empty when all is well): missing parts, truncated
+    safetensors files, dangling cache links; with `online_hashes`, sha256 against the hub."""
+    folder = local_folder(entry)
+    if folder is None or not downloads.pipeline_complete(folder):
+        return [f"not downloaded (or incomplete); get it with `{pull_command(entry)}`"]
+    problems = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() and not path.exists():
+            problems.append(f"{path.relative_to(folder)}: its data is missing from the cache")
+        elif path.suffix == ".safetensors" and path.is_file():
+            problem = _check_safetensors(path)
+            if problem:
+                problems.append(f"{path.relative_to(folder)}: {problem}")
+    if online_hashes and "repo" in entry.source:
+        problems += _check_hashes(entry, folder)
+    return problems
+
+
+def _check_safetensors(path: Path) -> str | None:
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "truncated (no header)"
+        (length,) = struct.unpack("<Q", head)
+        if length > size - 8:
+            return "truncated (header runs past the end)"
+        try:
+            header = json.loads(fh.read(length))
+        except ValueError:
+            return "corrupt header"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if 8 + length + end != size:
+        return f"truncated or padded: {size} bytes on disk, {8 + length + end} expected"
+    return None
+
+
+def _check_hashes(entry: ModelEntry, folder: Path) -> list[str]:
+    import hashlib
+
+    from huggingface_hub import HfApi
+
+    source = entry.source
+    info = HfApi().model_info(source["repo"], revision=source.get("revision", "main"),
+                              files_metadata=True)
+    root = downloads.snapshot_folder(source["repo"], source.get("revision"))
+    problems = []
+    for sibling in info.siblings:
+        path = root / sibling.rfilename
+        if sibling.lfs is None or not path.is_file():
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != sibling.lfs.sha256:
+            problems.append(f"{sibling.rfilename}: sha256 differs from the hub's")
+    return problems
+
+
+def remove(entry: ModelEntry) -> int:
+    """Delete the entry's files from the cache (blobs no other revision uses). Returns bytes."""
+    if "path" in entry.source:
+        raise ValueError(f"model {entry.id} is a local folder ({entry.source['path']}); "
+                         "delete it yourself")
+    snapshot = downloads.snapshot_folder(entry.source["repo"], entry.source.get("revision"))
+    if snapshot is None:
+        return 0
+    from huggingface_hub import scan_cache_dir
+
+    cache = scan_cache_dir(downloads.hub_cache())
+    strategy = cache.delete_revisions(snapshot.name)
+    freed = strategy.expected_freed_size
+    strategy.execute()
+    if snapshot.exists():  # a snapshot written by hand (no blobs): remove it directly
+        freed = freed or sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
+        shutil.rmtree(snapshot)
+    repo = downloads.repo_folder(entry.source["repo"])
+    if repo.is_dir() and not any((repo / "snapshots").glob("*")):
+        shutil.rmtree(repo)
+    return int(freed)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def load(entry: ModelEntry, device: str) -> LoadedModel:
+    """Load the entry's pipeline onto `device` ('auto' = cuda > mps > cpu) with memory savers
+    chosen from free memory; downloads first only when the hub is reachable."""
+    prepare(entry)
+    device = devices.resolve(device)
+    pipe = _from_pretrained(entry, devices.dtype_for(device, entry))
+    chosen = devices.plan(entry, device)
+    try:
+        devices.apply(pipe, chosen, device)
+    except Exception as exc:
+        if not devices.is_out_of_memory(exc):
+            raise
+        devices.release(device)
+        chosen = devices.lowest(entry, device)
+        devices.apply(pipe, chosen, device)
+    pipe.set_progress_bar_config(disable=True)
+    model = DiffusionModel(pipe, entry, device, chosen)
+    return LoadedModel(entry=entry, engine="diffusion", obj=model, device=device,
+                       size_bytes=model.size_bytes,
+                       info={"pipeline": type(pipe).__name__, "dtype": str(model.dtype),
+                             "memory": chosen.describe()})
+
+
+def _from_pretrained(entry: ModelEntry, dtype):
+    import diffusers
+
+    source = entry.source
+    name = source.get("pipeline", "DiffusionPipeline")
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        raise OperationError("engine_unsupported",
+                             f"model {entry.id} needs diffusers' {name}, which this diffusers "
+                             f"({diffusers.__version__}) lacks; upgrade diffusers")
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if source.get("variant"):
+        kwargs["variant"] = source["variant"]
+    if "repo" in source and not source.get("subfolder"):
+        return cls.from_pretrained(source["repo"], revision=source.get("revision"),
+                                   cache_dir=str(downloads.hub_cache()), local_files_only=True,
+                                   **kwargs)
+    return cls.from_pretrained(str(local_folder(entry)), **kwargs)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    images: list[Image.Image]  # the images, or a video's frames
+    seed: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class DiffusionModel:
+    """A loaded pipeline and how to call it with the operations' generic parameters."""
+
+    def __init__(self, pipe, entry: ModelEntry, device: str, plan: devices.MemoryPlan):
+        self.pipe = pipe
+        self.entry = entry
+        self.device = device
+        self.plan = plan
+        self._accepted = set(inspect.signature(type(pipe).__call__).parameters)
+
+    # facts the operations need
+
+    @property
+    def name(self) -> str:
+        return type(self.pipe).__name__
+
+    @property
+    def dtype(self):
+        return getattr(self.pipe, "dtype", None)
+
+    @property
+    def size_bytes(self) -> int:
+        import torch
+
+        total = 0
+        for part in self.pipe.components.values():
+            if isinstance(part, torch.nn.Module):
+                total += sum(t.numel() * t.element_size()
+                             for t in (*part.parameters(), *part.buffers()))
+        return total
+
+    @property
+    def is_qwen(self) -> bool:
+        return self.name.startswith("QwenImage")
+
+    @property
+    def multiple(self) -> int:
+        """Width and height must be multiples of this many pixels."""
+        if "multiple" in self.entry.options:
+            return int(self.entry.options["multiple"])
+        pipe = self.pipe
+        if hasattr(pipe, "vae_spatial_compression_ratio"):  # LTX
+            return int(pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size)
+        if hasattr(pipe, "vae_scale_factor_spatial"):  # Wan
+            return int(pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1])
+        unet = getattr(pipe, "unet", None)
+        if unet is not None:
+            return int(pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1))
+        return int(pipe.vae_scale_factor * 2)  # packed 2x2 latents (FLUX, Qwen-Image)
+
+    @property
+    def frame_multiple(self) -> int:
+        """Video: frame counts must be k * this + 1."""
+        pipe = self.pipe
+        return int(getattr(pipe, "vae_temporal_compression_ratio", None)
+                   or getattr(pipe, "vae_scale_factor_temporal", 1))
+
+    @property
+    def native_area(self) -> int:
+        size = self.entry.options.get("native_size", 1024)
+        if isinstance(size, (list, tuple)):
+            return int(size[0]) * int(size[1])
+        return int(size) ** 2
+
+    def fit(self, width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+        """A working size with the aspect of width x height, about the model's native area (and
+        at most `max_side` on its longer side), in the multiples the model needs."""
+        scale = (self.native_area / float(width * height)) ** 0.5
+        if max_side:
+            scale = min(scale, max_side / float(max(width, height)))
+        step = self.multiple
+        return (max(step, round(width * scale / step) * step),
+                max(step, round(height * scale / step) * step))
+
+    def accepts(self, name: str) -> bool:
+        return name in self._accepted
+
+    # the call
+
+    def __call__(self, progress, *, seed: int | None = None, stage: str = "denoising",
+                 **generic) -> Result:
+        """Run the pipeline with generic parameters (prompt, negative_prompt, steps, guidance,
+        image, mask, reference, width, height, strength, frames, fps, max_area, count).
+        Reports each step to `progress` (which raises Canceled to stop at the next step); an
+        out-of-memory error retries once with the lowest-memory settings."""
+        seed = random.randrange(2**32) if seed is None else int(seed)
+        kwargs = self.pipeline_kwargs(generic)
+        for attempt in (1, 2):
+            try:
+                return Result(self._run(progress, seed, kwargs, stage), seed,
+                              {"memory": self.plan.describe()})
+            except Exception as exc:
+                if not devices.is_out_of_memory(exc):
+                    raise
+                devices.release(self.device)
+                lowest = devices.lowest(self.entry, self.device)
+                if attempt == 2 or self.plan == lowest:
+                    raise OperationError(
+                        "out_of_memory",
+                        f"model {self.entry.id} ran out of memory on {self.device} even with "
+                        f"memory savers ({lowest.describe()}); try a smaller region, a lower "
+                        "working resolution or a lighter model") from exc
+                self.plan = lowest
+                devices.apply(self.pipe, lowest, self.device)
+        raise AssertionError("unreachable")
+
+    def pipeline_kwargs(self, generic: dict) -> dict:
+        kwargs: dict[str, Any] = {}
+
+        def put(name: str, value) -> None:
+            if value is not None and name in self._accepted:
+                kwargs[name] = value
+
+        guidance = generic.get("guidance")
+        negative = generic.get("negative_prompt") or None
+        if self.is_qwen and negative is None and guidance and guidance > 1:
+            negative = " "  # Qwen-Image applies true CFG only with a negative prompt
+        put("prompt", generic.get("prompt"))
+        put("negative_prompt", negative)
+        put("num_inference_steps", generic.get("steps"))
+        put("true_cfg_scale" if self.is_qwen else "guidance_scale", guidance)
+        image = generic.get("image")
+        if image is not None and generic.get("reference") is not None:
+            image = [image, generic["reference"]]
+        put("image", image)
+        put("mask_image", generic.get("mask"))
+        for name in ("width", "height", "strength", "max_area"):
+            put(name, generic.get(name))
+        put("num_frames", generic.get("frames"))
+        put("frame_rate", generic.get("fps"))
+        put("num_images_per_prompt", generic.get("count"))
+        kwargs.update(self.entry.options.get("call", {}))
+        return kwargs
+
+    def _run(self, progress, seed: int, kwargs: dict, stage: str) -> list[Image.Image]:
+        import torch
+
+        pipe = self.pipe
+        steps = int(kwargs.get("num_inference_steps") or 0)
+        progress(0, steps, stage)
+
+        def on_step_end(pipeline, step, timestep, tensors):
+            total = getattr(pipeline, "num_timesteps", None) or steps
+            progress(min(step + 1, total), total, stage)
+            return {}
+
+        def legacy(step, timestep, latents):
+            progress(step + 1, steps, stage)
+
+        hooks: dict[str, Any] = {}
+        if "callback_on_step_end" in self._accepted:
+            hooks["callback_on_step_end"] = on_step_end
+        elif "callback" in self._accepted:
+            hooks.update(callback=legacy, callback_steps=1)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        with torch.inference_mode():
+            out = pipe(**kwargs, generator=generator, output_type="pil", **hooks)
+        if hasattr(out, "frames"):
+            return list(out.frames[0])
+        return list(out.images)
+
+
+# --- pixels in and out --------------------------------------------------------------------------
+
+def to_pil(pixels, size: tuple[int, int] | None = None, mode: str = "RGB"):
+    """An RGBA (or single-channel) uint8 array as a PIL image, resized to `size` if given."""
+    from PIL import Image
+
+    image = Image.fromarray(pixels[..., :3] if pixels.ndim == 3 else pixels)
+    image = image.convert(mode)
+    if size is not None and image.size != tuple(size):
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return image
+
+
+def to_rgba(image, size: tuple[int, int], alpha=None):
+    """A PIL image as an H x W x 4 uint8 array of `size`; alpha from `alpha` (or opaque)."""
+    import numpy as np
+    from PIL import Image
+
+    if image.size != tuple(size):
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if alpha is None:
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    return np.dstack([rgb, alpha]).astype(np.uint8)

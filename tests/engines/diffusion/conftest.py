@@ -1,0 +1,75 @@
+"""Tiny random diffusers pipelines in a Hugging Face cache, found by hub id with the hub offline.
+
+The cache is built once and kept under ~/.cache/aiedit/tiny-models/<key> (the key changes with
+the library versions and the fixture code), so reruns start at once. Jobs go through the real
+catalog -> engine -> `from_pretrained` path: a user catalog file lists `tiny/...` repos."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aiedit.app import create_app, services_of
+from aiedit.config import Config
+from tests.fixtures import tiny_diffusion
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub, whatever the caller's shell says
+TINY_CATALOG = Path(__file__).with_name("tiny_catalog.toml")
+CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
+
+
+def _use_hub_cache(path: Path) -> str | None:
+    previous = os.environ.get("HF_HUB_CACHE")
+    os.environ["HF_HUB_CACHE"] = str(path)
+    return previous
+
+
+def _restore_hub_cache(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("HF_HUB_CACHE", None)
+    else:
+        os.environ["HF_HUB_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_hub() -> Path:
+    """A HF hub cache holding every tiny pipeline as repo `tiny/<name>`; HF_HUB_CACHE points
+    at it for the session."""
+    hub = CACHE_ROOT / tiny_diffusion.versions_key() / "hub"
+    tiny_diffusion.build_hub_cache(hub)
+    previous = _use_hub_cache(hub)
+    yield hub
+    _restore_hub_cache(previous)
+
+
+@pytest.fixture
+def scratch_hub(tmp_path, tiny_hub):
+    """A private copy of the tiny cache for tests that delete or damage files."""
+    hub = tmp_path / "hub"
+    shutil.copytree(tiny_hub, hub, symlinks=True)
+    previous = _use_hub_cache(hub)
+    yield hub
+    _restore_hub_cache(previous)
+
+
+@pytest.fixture(scope="session")
+def diffusion_app(tiny_hub, tmp_path_factory):
+    """One server app for the session, so models stay warm between tests as they would."""
+    config = Config(data_dir=tmp_path_factory.mktemp("diffusion") / "data", testing=True,
+                    catalog_file=str(TINY_CATALOG), devices=["cpu"])
+    app = create_app(config)
+    yield app
+    services_of(app).stop()
+
+
+@pytest.fixture
+def dclient(diffusion_app):
+    return diffusion_app.test_client()
+
+
+@pytest.fixture
+def dservices(diffusion_app):
+    return services_of(diffusion_app)

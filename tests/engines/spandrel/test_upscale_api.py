@@ -1,0 +1,115 @@
+"""Upscale jobs with spandrel models, through the HTTP API and the catalog -> engine path."""
+
+from __future__ import annotations
+
+import numpy as np
+import spandrel
+import torch
+
+from aiedit.app import services_of
+from aiedit.engines.spandrel import SpandrelNet
+from aiedit.ops.base import Canceled, OpContext, Progress, Region
+from aiedit.ops.upscale import run as upscale_run
+from tests.engines.spandrel.conftest import face_photo, psnr
+from tests.engines.spandrel.test_ncnn_convert import package_runner
+from tests.helpers import decode_png, png_bytes, submit, wait_finished
+
+
+def rgba_with_soft_alpha(size: int) -> np.ndarray:
+    image = face_photo(size).copy()
+    image[..., 3] = np.linspace(0, 255, size, dtype=np.uint8)[None, :]
+    return image
+
+
+def upscale_job(client, image, model, **params):
+    height, width = image.shape[:2]
+    resp = submit(client, "upscale", {"image": png_bytes(image)}, model=model,
+                  region={"x": 10, "y": 4, "width": width, "height": height}, params=params)
+    assert resp.status_code == 202, resp.get_json()
+    job = wait_finished(client, resp.get_json()["id"], timeout=120)
+    assert job["state"] == "succeeded", job
+    return job, decode_png(client.get(job["results"][0]["url"]).data)
+
+
+def test_compact_model_upscales_in_tiles_like_one_whole_call(client, tiny_compact):
+    image = rgba_with_soft_alpha(64)
+    job, out = upscale_job(client, image, "tiny-compact-x4", scale=4, tile_size=40,
+                           tile_overlap=16)
+    result = job["results"][0]
+    assert (result["width"], result["height"]) == (256, 256)
+    assert result["offset"] == {"x": 40, "y": 16}
+    assert job["progress"]["stage"] == "done" and job["progress"]["total"] >= 4
+    descriptor = spandrel.ModelLoader().load_from_file(tiny_compact).eval()
+    padded = np.pad(image[..., :3].astype(np.float32) / 255, ((10, 10), (10, 10), (0, 0)),
+                    mode="reflect")
+    whole = SpandrelNet(descriptor, "cpu", torch.float32)(padded)[40:-40, 40:-40]
+    expected = np.clip(whole * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert np.abs(out[..., :3].astype(int) - expected.astype(int)).max() <= 1
+    assert abs(int(out[0, -1, 3]) - 255) <= 2 and out[0, 0, 3] <= 2  # alpha enlarged too
+
+
+def test_esrgan_model_resamples_to_a_scale_it_does_not_have(client, tiny_esrgan):
+    image = face_photo(40)
+    job, out = upscale_job(client, image, "tiny-esrgan-x2", scale=3)
+    assert out.shape == (120, 120, 4)
+    assert job["model"] == "tiny-esrgan-x2"
+
+
+def test_a_second_job_reuses_the_loaded_model(app, client, tiny_compact):
+    image = face_photo(24)
+    upscale_job(client, image, "tiny-compact-x4", scale=4)
+    upscale_job(client, image, "tiny-compact-x4", scale=2)
+    assert services_of(app).cache.loads == 1
+
+
+def test_bundled_ncnn_model_is_the_cpu_default_and_matches_the_package(client):
+    ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
+    assert ops["upscale"]["default_model"] == "realesr-animevideov3-x4-ncnn"
+    image = face_photo(128)[48:80, 48:80].copy()
+    job, out = upscale_job(client, image, "realesr-animevideov3-x2-ncnn", scale=2)
+    assert out.shape == (64, 64, 4)
+    theirs = package_runner(0, np.ascontiguousarray(image[..., :3]))
+    assert psnr(out[..., :3], theirs) >= 30.0
+
+
+def test_overlap_of_half_a_tile_is_refused_before_queueing(client):
+    resp = submit(client, "upscale", {"image": png_bytes(face_photo(32))},
+                  model="tiny-compact-x4", params={"tile_size": 64, "tile_overlap": 32})
+    assert resp.status_code in (400, 422), resp.get_json()
+    assert "tile_overlap" in resp.get_json()["message"]
+
+
+def test_cancel_stops_at_the_next_tile(tiny_compact):
+    """The op checks for cancellation before each tile: canceled after tile 2, no tile 3."""
+    from aiedit.engines import load
+    from aiedit.engines.catalog import ModelEntry
+
+    entry = ModelEntry(id="t", name="t", operations=("upscale",), engine="spandrel",
+                       source={"path": str(tiny_compact)})
+    model = load(entry, "auto")
+    calls = []
+    real_net = model.obj
+    model.obj = CountingNet(real_net, calls)
+    reports = []
+    progress = Progress(lambda step, total, stage: reports.append(step),
+                        canceled=lambda: len(calls) >= 2)
+    ctx = OpContext(params={"scale": 4.0, "tile_size": 32, "tile_overlap": 8},
+                    inputs={"image": face_photo(96)}, region=Region(0, 0, 96, 96), model=model,
+                    progress=progress)
+    try:
+        upscale_run(ctx)
+    except Canceled:
+        pass
+    else:
+        raise AssertionError("the job was not canceled")
+    assert len(calls) == 2 and reports == [0, 1]
+
+
+class CountingNet:
+    def __init__(self, net, calls):
+        self.net, self.calls = net, calls
+        self.scale, self.purpose, self.edge_pad = net.scale, net.purpose, net.edge_pad
+
+    def __call__(self, x):
+        self.calls.append(x.shape)
+        return self.net(x)

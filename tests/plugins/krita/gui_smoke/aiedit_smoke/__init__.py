@@ -1,0 +1,107 @@
+"""Test helper loaded by Krita's GUI next to aiedit: once the window is up it opens an image,
+selects a rectangle, triggers the ``aiedit_generate`` action, waits for the docker's result,
+triggers ``aiedit_apply``, saves the document and writes ``report.json``; then Krita exits.
+
+Reads its orders from the JSON file named by ``AIEDIT_SMOKE_ORDERS``.
+"""
+
+import json
+import os
+import time
+import traceback
+
+from krita import Krita, Selection
+from PyQt5.QtCore import QTimer
+
+ORDERS = os.environ.get("AIEDIT_SMOKE_ORDERS")
+state = {"report": {"steps": []}, "started": None}
+
+
+def step(name, **info):
+    state["report"]["steps"].append(dict(info, step=name, t=round(time.monotonic(), 2)))
+
+
+def finish(error=None):
+    orders = json.load(open(ORDERS))
+    state["report"]["error"] = error
+    with open(os.path.join(orders["out_dir"], "report.json"), "w") as f:
+        json.dump(state["report"], f, indent=1)
+    os._exit(0)
+
+
+def guarded(function):
+    def run():
+        try:
+            function()
+        except BaseException:  # noqa: BLE001
+            finish(traceback.format_exc())
+    return run
+
+
+@guarded
+def start():
+    from aiedit.docker import live_dockers
+
+    orders = json.load(open(ORDERS))
+    app = Krita.instance()
+    dockers = live_dockers()
+    step("dockers", count=len(dockers), titles=[d.windowTitle() for d in dockers],
+         in_window=[d.objectName() for d in app.dockers() if "aiedit" in d.objectName()])
+    doc = app.openDocument(orders["image"])
+    app.activeWindow().addView(doc)
+    selection = Selection()
+    selection.select(*orders["selection"], 255)
+    doc.setSelection(selection)
+    state["doc"] = doc
+    state["layers_before"] = len(doc.topLevelNodes())
+    step("document", active=app.activeDocument() is not None)
+    wait_connected()
+
+
+@guarded
+def wait_connected():
+    from aiedit.docker import live_dockers
+
+    docker = live_dockers()[-1]
+    if docker.client is None:
+        if time.monotonic() - state["started"] > 60:
+            return finish(f"docker never connected: {docker.status.text()}")
+        return QTimer.singleShot(200, wait_connected)
+    step("connected", status=docker.status.text(),
+         operation=docker.operation_combo.currentData(), model=docker.model_combo.currentData())
+    Krita.instance().action("aiedit_generate").trigger()
+    step("generate triggered", progress=docker.progress.format())
+    QTimer.singleShot(200, wait_result)
+
+
+@guarded
+def wait_result():
+    from aiedit.docker import live_dockers
+
+    docker = live_dockers()[-1]
+    if docker.results.count() == 0:
+        if docker.job_thread is None and docker.progress.format() != "Done":
+            return finish(f"generate did not run: {docker.progress.format()}")
+        if time.monotonic() - state["started"] > 90:
+            return finish("no result within 90 s")
+        return QTimer.singleShot(200, wait_result)
+    step("result", count=docker.results.count(), progress=docker.progress.format())
+    Krita.instance().action("aiedit_apply").trigger()
+    doc = state["doc"]
+    doc.waitForDone()
+    orders = json.load(open(ORDERS))
+    state["report"]["layers"] = [
+        {"name": n.name(), "type": n.type(), "bounds": list(n.bounds().getRect())}
+        for n in doc.topLevelNodes()]
+    doc.setBatchmode(True)
+    state["report"]["saved"] = bool(doc.saveAs(os.path.join(orders["out_dir"], "gui.kra")))
+    finish()
+
+
+def window_created():
+    state["started"] = time.monotonic()
+    QTimer.singleShot(1500, start)
+
+
+if ORDERS:
+    Krita.instance().notifier().windowCreated.connect(window_created)

@@ -1,0 +1,379 @@
+"""The Krita plugin against the ``krita`` stub and a live ``aiedit serve`` (fast, no Krita)."""
+
+from __future__ import annotations
+
+import array
+import struct
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aiedit import plugins_install
+
+W, H = 64, 48
+SELECTION = (20, 12, 16, 10)  # x, y, width, height
+
+
+def scene() -> np.ndarray:
+    ys, xs = np.mgrid[0:H, 0:W]
+    image = np.dstack([np.full_like(xs, 30), 3 * xs, 4 * ys, np.full_like(xs, 255)])
+    image = image.astype(np.uint8)
+    image[14:20, 24:32] = (250, 0, 0, 255)
+    return image
+
+
+def bgra(rgba: np.ndarray) -> bytes:
+    return rgba[..., [2, 1, 0, 3]].tobytes()
+
+
+def make_document(app, rgba=None, depth="U8", model="RGBA", selection=SELECTION):
+    doc = app.createDocument(W, H, "test", model, depth, "", 72.0)
+    if rgba is not None:
+        doc.rootNode().childNodes()[0].setPixelData(bgra(rgba), 0, 0, W, H)
+    if selection:
+        from krita import Selection
+
+        sel = Selection()
+        sel.select(*selection, 255)
+        doc.setSelection(sel)
+    app.setActiveDocument(doc)
+    return doc
+
+
+def layer_rgba(node, w=W, h=H) -> np.ndarray:
+    data = np.frombuffer(bytes(node.pixelData(0, 0, w, h)), np.uint8).reshape(h, w, 4)
+    return data[..., [2, 1, 0, 3]]
+
+
+def wait_until(qapp, condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        qapp.processEvents()
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def selected_area() -> np.ndarray:
+    x, y, w, h = SELECTION
+    mask = np.zeros((H, W), bool)
+    mask[y:y + h, x:x + w] = True
+    return mask
+
+
+# -- pixel layouts ------------------------------------------------------------------------------
+
+def test_8bit_bgra_becomes_rgba_and_back(plugin):
+    px = plugin.pixels
+    layout = px.layout_of("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+    assert px.to_rgba8(bytes([0, 64, 255, 200]), layout) == bytes([255, 64, 0, 200])
+    assert px.from_rgba8(bytes([255, 64, 0, 200]), layout) == bytes([0, 64, 255, 200])
+
+
+@pytest.mark.parametrize("depth, profile, raw", [
+    # values read from Krita 5.1.5 for RGBA (255, 64, 0, 200) converted to each depth
+    ("U16", "sRGB-elle-V2-srgbtrc.icc", "00004140ffffc8c8"),
+    ("U16", "sRGB-elle-V2-g10.icc", "0000200dffffc8c8"),
+    ("F16", "sRGB-elle-V2-g10.icc", "003c902a0000463a"),
+    ("F32", "sRGB-elle-V2-g10.icc", "0000803fd200523d00000000c9c8483f"),
+    ("F32", "sRGB-elle-V2-srgbtrc.icc", "0000803f8182803e00000000c9c8483f"),
+])
+def test_deep_documents_read_as_8bit_srgb(plugin, depth, profile, raw):
+    px = plugin.pixels
+    layout = px.layout_of("RGBA", depth, profile)
+    assert list(px.to_rgba8(bytes.fromhex(raw), layout)) == [255, 64, 0, 200]
+    written = px.from_rgba8(bytes([255, 64, 0, 200]), layout)
+    assert list(px.to_rgba8(written, layout)) == [255, 64, 0, 200]
+
+
+def test_float_values_out_of_range_are_clamped(plugin):
+    px = plugin.pixels
+    layout = px.layout_of("RGBA", "F32", "sRGB-elle-V2-g10.icc")
+    raw = array.array("f", [2.5, -1.0, float("nan"), 1.0]).tobytes()
+    assert list(px.to_rgba8(raw, layout)) == [255, 0, 0, 255]
+
+
+def test_gray_documents_read_as_rgba(plugin):
+    px = plugin.pixels
+    layout = px.layout_of("GRAYA", "U8", "Gray-D50-elle-V2-srgbtrc.icc")
+    assert list(px.to_rgba8(bytes([9, 200]), layout)) == [9, 9, 9, 200]
+    assert list(px.from_rgba8(bytes([9, 9, 9, 200]), layout)) == [9, 200]
+
+
+def test_cmyk_is_refused_with_what_to_do(plugin):
+    with pytest.raises(plugin.pixels.UnsupportedDocument, match="Convert Image Color Space"):
+        plugin.pixels.layout_of("CMYKA", "U8", "")
+
+
+# -- reading a document -------------------------------------------------------------------------
+
+def test_capture_reads_selection_grown_by_margin_and_its_mask(plugin, krita_app):
+    doc = make_document(krita_app, scene())
+    op = {"id": "inpaint", "region": "selection", "inputs": {"image": "required",
+                                                             "mask": "required"}}
+    capture = plugin.host.read_capture(doc, op, margin=8)
+    x, y, w, h = SELECTION
+    region = capture.region
+    assert (region.x, region.y, region.width, region.height) == (x - 8, y - 8, w + 16, h + 16)
+    image = np.frombuffer(capture.image.data, np.uint8).reshape(h + 16, w + 16, 4)
+    np.testing.assert_array_equal(image, scene()[y - 8:y + h + 8, x - 8:x + w + 8])
+    mask = np.frombuffer(capture.mask.data, np.uint8).reshape(h + 16, w + 16)
+    assert mask[8:8 + h, 8:8 + w].min() == 255 and mask.sum() == 255 * w * h
+
+
+def test_capture_margin_is_clamped_to_the_image(plugin, krita_app):
+    doc = make_document(krita_app, scene(), selection=(0, 0, 10, 10))
+    op = {"id": "inpaint", "region": "selection", "inputs": {"image": "required",
+                                                             "mask": "required"}}
+    region = plugin.host.read_capture(doc, op, margin=32).region
+    assert (region.x, region.y, region.width, region.height) == (0, 0, 42, 42)
+
+
+def test_inpaint_without_selection_says_to_select(plugin, krita_app):
+    doc = make_document(krita_app, scene(), selection=None)
+    op = {"id": "inpaint", "region": "selection", "inputs": {"image": "required",
+                                                             "mask": "required"}}
+    with pytest.raises(plugin.host.HostError, match="Select the area to inpaint"):
+        plugin.host.read_capture(doc, op)
+
+
+def test_capture_falls_back_to_topmost_visible_layer_without_active_node(plugin, krita_app):
+    doc = make_document(krita_app, scene(), selection=None)
+    top = doc.createNode("top", "paintlayer")
+    top.setPixelData(bytes([1, 2, 3, 255]) * (W * H), 0, 0, W, H)
+    doc.rootNode().addChildNode(top, doc.rootNode().childNodes()[0])
+    op = {"id": "restore", "region": "layer", "inputs": {"image": "required"}}
+    capture = plugin.host.read_capture(doc, op, source="layer")
+    assert capture.source_node is top
+    assert capture.image.data[:4] == bytes([3, 2, 1, 255])
+
+
+# -- aiedit.run against a live server -----------------------------------------------------------
+
+def test_run_inpaint_adds_layer_masked_by_selection(plugin, krita_app, live_server):
+    doc = make_document(krita_app, scene())
+    nodes = plugin.run(doc, "inpaint", model="classic-telea", server_url=live_server.url,
+                       params={"seed": 7, "feather": 0})
+    [node] = nodes
+    assert node.name() == "inpaint · classic-telea"
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert names.index("inpaint · classic-telea") > names.index("Background")
+    x, y, w, h = SELECTION
+    assert node.bounds().getRect() == (x, y, w, h)
+    pixels = layer_rgba(node)
+    inside = selected_area()
+    assert (pixels[..., 3][inside] == 255).all() and (pixels[..., 3][~inside] == 0).all()
+    red = (pixels[..., 0] > 200) & (pixels[..., 1] < 40)
+    assert not red.any(), "the red block is painted over"
+    merged = np.frombuffer(bytes(doc.pixelData(0, 0, W, H)), np.uint8).reshape(H, W, 4)
+    np.testing.assert_array_equal(merged[..., [2, 1, 0, 3]][~inside], scene()[~inside])
+
+
+def test_run_on_krita_52_adds_a_transparency_mask(plugin, krita_stub, live_server):
+    app = krita_stub.Krita.reset(version="5.2.0")
+    doc = make_document(app, scene())
+    [node] = plugin.run(doc, "inpaint", model="classic-telea", server_url=live_server.url)
+    [mask] = node.childNodes()
+    assert mask.type() == "transparencymask"
+    x, y, w, h = SELECTION
+    assert (mask.selection.x(), mask.selection.y(), mask.selection.width(),
+            mask.selection.height()) == (x, y, w, h)
+    assert (layer_rgba(node)[..., 3][y:y + h, x:x + w] == 255).all()
+
+
+def test_run_uses_settings_and_reports_unreachable_server(plugin, krita_app, unused_url):
+    krita_app.writeSetting("aiedit", "server_url", unused_url)
+    doc = make_document(krita_app, scene())
+    with pytest.raises(plugin.aiedit_client.ConnectionFailed, match="Cannot reach"):
+        plugin.run(doc, "inpaint", model="classic-telea")
+
+
+def test_run_on_16bit_layer_writes_16bit_pixels(plugin, krita_app, live_server):
+    doc = make_document(krita_app, None, depth="U16", selection=None)
+    node = doc.rootNode().childNodes()[0]
+    layout = plugin.pixels.layout_of("RGBA", "U16", doc.colorProfile())
+    node.setPixelData(plugin.pixels.from_rgba8(scene().tobytes(), layout), 0, 0, W, H)
+    [result] = plugin.run(doc, "restore", model="classic-denoise", server_url=live_server.url,
+                          source="layer", node=node)
+    raw = bytes(result.pixelData(0, 0, W, H))
+    assert len(raw) == W * H * 8
+    back = np.frombuffer(plugin.pixels.to_rgba8(raw, layout), np.uint8).reshape(H, W, 4)
+    assert np.abs(back.astype(int) - scene()).mean() < 12, "a denoised copy of the layer"
+
+
+def test_outpaint_grows_the_canvas(plugin, krita_app, live_server):
+    doc = make_document(krita_app, scene(), selection=None)
+    [node] = plugin.run(doc, "outpaint", model="classic-telea", server_url=live_server.url,
+                        params={"left": 8, "top": 4})
+    assert (doc.width(), doc.height()) == (W + 8, H + 4)
+    assert node.bounds().getRect() == (0, 0, W + 8, H + 4)
+    background = layer_rgba(doc.nodeByName("Background"), W + 8, H + 4)
+    np.testing.assert_array_equal(background[4:, 8:], scene())
+
+
+def test_upscale_opens_a_new_document(plugin, krita_app, live_server):
+    doc = make_document(krita_app, scene(), selection=None)
+    [node] = plugin.run(doc, "upscale", model="classic-lanczos", server_url=live_server.url,
+                        params={"scale": 2})
+    new = krita_app.documents()[-1]
+    assert new is not doc and (new.width(), new.height()) == (2 * W, 2 * H)
+    assert node.bounds().getRect() == (0, 0, 2 * W, 2 * H)
+    assert (doc.width(), doc.height()) == (W, H)
+
+
+# -- video results --------------------------------------------------------------------------------
+
+def frames_png(tmp_path, count=3) -> list:
+    out = []
+    for i in range(count):
+        path = tmp_path / f"f{i}.png"
+        Image.new("RGBA", (W, H), (80 * i, 10, 200, 255)).save(path)
+        out.append(path.read_bytes())
+    return out
+
+
+def test_video_becomes_animated_layer_with_frame_rate(plugin, krita_stub, tmp_path):
+    app = krita_stub.Krita.reset(window=True)
+    doc = make_document(app, scene(), selection=None)
+    capture = plugin.host.Capture(plugin.aiedit_client.Region(0, 0, W, H), None, None, W, H)
+    node = plugin.host.insert_animation(doc, capture, frames_png(tmp_path), 12, "video · a cat")
+    assert node.name() == "video · a cat" and node.animated()
+    assert len(node._frames) == 3
+    assert doc.framesPerSecond() == 12 and doc.fullClipRangeEndTime() >= 2
+
+
+def test_video_without_window_becomes_group_of_frames(plugin, krita_app, tmp_path):
+    doc = make_document(krita_app, scene(), selection=None)
+    capture = plugin.host.Capture(plugin.aiedit_client.Region(0, 0, W, H), None, None, W, H)
+    group = plugin.host.insert_animation(doc, capture, frames_png(tmp_path), 12, "video")
+    frames = group.childNodes()
+    assert [f.name() for f in frames] == ["frame 001", "frame 002", "frame 003"]
+    assert list(bytes(frames[1].pixelData(0, 0, 1, 1))) == [200, 10, 80, 255]
+
+
+# -- the docker ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def docker(plugin, krita_app, live_server, qapp):
+    krita_app.writeSetting("aiedit", "server_url", live_server.url)
+    krita_app.writeSetting("aiedit", "operation", "inpaint")
+    dock = plugin.docker.AieditDocker()
+    wait_until(qapp, lambda: dock.client is not None, timeout=15)
+    yield dock
+    dock.deleteLater()
+
+
+def test_docker_builds_its_form_from_the_server(docker, live_server):
+    assert "Connected to aiedit" in docker.status.text() and live_server.url in docker.status.text()
+    ops = [docker.operation_combo.itemData(i) for i in range(docker.operation_combo.count())]
+    assert {"inpaint", "upscale", "outpaint", "generate"} <= set(ops)
+    assert docker.operation_combo.currentData() == "inpaint"
+    assert docker.model_combo.currentData() == "classic-telea"
+    assert {"seed", "feather", "context_margin"} <= set(docker.form.fields)
+    assert "prompt" not in docker.form.fields and not docker.strength.isHidden()
+    assert docker.form.fields["seed"].value() is None  # "auto"
+    docker.operation_combo.setCurrentIndex(docker.operation_combo.findData("upscale"))
+    upscale = docker.current_operation()
+    assert docker.model_combo.currentData() == upscale["default_model"]
+    installed = {m["id"] for m in upscale["models"] if m["installed"]}
+    assert {"classic-lanczos", upscale["default_model"]} <= installed
+    assert "scale" in docker.form.fields and docker.strength.isHidden()
+
+
+def test_docker_generate_runs_off_the_gui_thread_then_apply_inserts(docker, krita_app, qapp):
+    doc = make_document(krita_app, scene())
+    docker.form.fields["seed"].set(11)
+    started = time.monotonic()
+    assert docker.generate()
+    assert time.monotonic() - started < 0.5, "generate() returns at once"
+    assert not docker.generate_button.isEnabled() and docker.cancel_button.isEnabled()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    assert docker.progress.format() == "Done"
+    assert len(doc.topLevelNodes()) == 2, "nothing is inserted before Apply"
+    [node] = docker.apply()
+    assert docker.results.count() == 0
+    assert node.name() == "inpaint · classic-telea"
+    assert node.bounds().getRect() == SELECTION
+    assert krita_app.readSetting("aiedit", "model", "") == "classic-telea"
+
+
+def test_docker_discard_drops_results(docker, krita_app, qapp):
+    doc = make_document(krita_app, scene())
+    assert docker.generate()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    docker.discard()
+    assert docker.results.count() == 0 and len(doc.topLevelNodes()) == 2
+
+
+def test_docker_shows_why_it_cannot_generate(docker, krita_app):
+    make_document(krita_app, scene(), selection=None)
+    assert not docker.generate()
+    assert "Select the area to inpaint" in docker.progress.format()
+    krita_app.setActiveDocument(None)
+    assert not docker.generate()
+    assert docker.progress.format() == "Open an image first."
+
+
+def test_docker_remembers_server_and_key_in_krita_settings(docker, krita_app, unused_url, qapp):
+    docker.url_edit.setText(unused_url)
+    docker.key_edit.setText("secret-key")
+    docker.connect_server()
+    wait_until(qapp, lambda: "Cannot reach" in docker.status.text())
+    assert krita_app.readSetting("aiedit", "server_url", "") == unused_url
+    assert krita_app.readSetting("aiedit", "api_key", "") == "secret-key"
+
+
+def test_plugin_registers_docker_and_actions(plugin, krita_stub, qapp):
+    app = krita_stub.Krita.reset(window=True)
+    plugin._register_with_krita()
+    [factory] = app.dock_factories
+    assert factory.id() == "aiedit_docker"
+    [extension] = app.extension_list
+    window = app.activeWindow()
+    extension.createActions(window)
+    assert {"aiedit_generate", "aiedit_apply"} <= set(window.actions)
+
+
+# -- installing ---------------------------------------------------------------------------------
+
+def test_install_enables_plugin_and_keeps_other_settings(tmp_path):
+    kritarc = tmp_path / "kritarc"
+    kritarc.write_text("[General]\nfoo=1\n\n[python]\nenable_other=true\nenable_aiedit=false\n")
+    folder = plugins_install.install_krita(tmp_path / "pykrita", kritarc=kritarc)
+    assert (folder / "aiedit_client.py").is_file() and (folder / "__init__.py").is_file()
+    assert (tmp_path / "pykrita" / "aiedit.desktop").is_file()
+    text = kritarc.read_text()
+    assert "[General]\nfoo=1\n" in text and "enable_other=true" in text
+    assert "enable_aiedit=true" in text and "enable_aiedit=false" not in text
+
+
+@pytest.mark.parametrize("platform, env, expected", [
+    ("linux", {"XDG_DATA_HOME": "/x/data"}, "/x/data/krita/pykrita"),
+    ("linux", {}, "/home/u/.local/share/krita/pykrita"),
+    ("win32", {"APPDATA": "C:/Users/u/AppData/Roaming"},
+     "C:/Users/u/AppData/Roaming/krita/pykrita"),
+    ("darwin", {}, "/home/u/Library/Application Support/krita/pykrita"),
+])
+def test_pykrita_folder_per_platform(platform, env, expected):
+    from pathlib import Path
+
+    path = plugins_install.krita_pykrita_dir(platform, env, Path("/home/u"))
+    assert path.as_posix() == expected
+
+
+def test_zip_imports_with_krita_script_importer(tmp_path):
+    path = plugins_install.build_zip("krita", tmp_path)
+    names = zipfile.ZipFile(path).namelist()
+    assert "aiedit.desktop" in names and "aiedit/__init__.py" in names
+    assert "aiedit/aiedit_client.py" in names
+    assert not any("__pycache__" in n for n in names)
+
+
+def test_float16_pack_roundtrip_is_native_order(plugin):
+    layout = plugin.pixels.layout_of("RGBA", "F16", "sRGB-elle-V2-srgbtrc.icc")
+    raw = plugin.pixels.from_rgba8(bytes([255, 0, 0, 255]), layout)
+    assert struct.unpack("=4e", raw) == (1.0, 0.0, 0.0, 1.0)
