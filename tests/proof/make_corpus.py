@@ -179,7 +179,8 @@ def zip_archive() -> bytes:
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("image.png", _encoded(_noise(8, 8), "PNG"))
+        entry = zipfile.ZipInfo("image.png", date_time=(2020, 1, 1, 0, 0, 0))
+        zf.writestr(entry, _encoded(_noise(8, 8), "PNG"))
     return buf.getvalue()
 
 

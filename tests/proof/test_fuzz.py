@@ -140,9 +140,15 @@ JSON_VALUES = st.recursive(
 
 
 def _params(op_id: str):
+    """Half of the time plausible values for known params (so many jobs run), else anything."""
     known = sorted(params_json_schema(op_id)["properties"])
-    names = st.sampled_from(known) | st.text(max_size=12)
-    return st.dictionaries(names, JSON_VALUES, max_size=4)
+    plausible = st.dictionaries(
+        st.sampled_from(known),
+        st.integers(-4, 600) | st.floats(-1.0, 10.0) | st.text(max_size=20),
+        max_size=3,
+    )
+    anything = st.dictionaries(st.sampled_from(known) | st.text(max_size=12), JSON_VALUES)
+    return plausible | anything
 
 
 @st.composite

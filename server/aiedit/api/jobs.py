@@ -468,7 +468,7 @@ class Jobs(MethodView):
             raise ApiError(
                 507,
                 "insufficient_storage",
-                f"the server could not store the upload ({exc.strerror}); free space "
+                f"the server could not store the upload ({exc.strerror or exc}); free space "
                 "in its data directory and retry",
             ) from None
         return job_json(job)

@@ -45,8 +45,14 @@ def dtype_for(device: str, entry: ModelEntry):
 
     wanted = entry.options.get("dtype")
     if wanted:
-        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[wanted]
+        return {
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+            "fp32": torch.float32,
+            "float32": torch.float32,
+        }[wanted]
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.startswith("mps"):
@@ -81,8 +87,9 @@ def plan(entry: ModelEntry, device: str, free: int | None = None) -> MemoryPlan:
 
 def lowest(entry: ModelEntry, device: str) -> MemoryPlan:
     """The plan that needs least memory on `device` (what an out-of-memory retry uses)."""
-    return MemoryPlan(vae_tiling=True, attention_slicing=True,
-                      cpu_offload=device.startswith("cuda"))
+    return MemoryPlan(
+        vae_tiling=True, attention_slicing=True, cpu_offload=device.startswith("cuda")
+    )
 
 
 def _with_overrides(chosen: MemoryPlan, entry: ModelEntry) -> MemoryPlan:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import json
+import math
 import random
 import shutil
 import struct
@@ -40,6 +41,7 @@ VARIANTS = ("fp16", "bf16", "fp32", "fp8", "int8")
 
 
 # --- where the weights are ----------------------------------------------------------------------
+
 
 def local_folder(entry: ModelEntry) -> Path | None:
     """The pipeline folder on disk (inside the HF cache, or a local path), or None."""
@@ -69,7 +71,8 @@ def not_available(entry: ModelEntry, why: str) -> OperationError:
         "model_not_available",
         f"model {entry.id} is not downloaded and {why}. Get it with `{pull_command(entry)}` "
         f"({entry.download_size / 1e9:.1f} GB) on a machine that can reach the Hugging Face hub "
-        "(then copy its Hugging Face cache here), or unset HF_HUB_OFFLINE and retry.")
+        "(then copy its Hugging Face cache here), or unset HF_HUB_OFFLINE and retry.",
+    )
 
 
 def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
@@ -77,8 +80,10 @@ def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
     if is_installed(entry):
         return
     if "path" in entry.source:
-        raise OperationError("model_not_available",
-                             f"model {entry.id}: no diffusers pipeline in {entry.source['path']}")
+        raise OperationError(
+            "model_not_available",
+            f"model {entry.id}: no diffusers pipeline in {entry.source['path']}",
+        )
     if downloads.hub_offline():
         raise not_available(entry, "this server is offline (HF_HUB_OFFLINE=1)")
     tracker = downloads.tracker()
@@ -93,13 +98,15 @@ def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
         download(entry, both)
     except Exception as exc:
         tracker.finish(entry.id, ok=False, message=str(exc))
-        raise OperationError("model_not_available",
-                             f"downloading model {entry.id} failed: {exc}. "
-                             f"Retry with `{pull_command(entry)}`.") from exc
+        raise OperationError(
+            "model_not_available",
+            f"downloading model {entry.id} failed: {exc}. Retry with `{pull_command(entry)}`.",
+        ) from exc
     tracker.finish(entry.id, ok=True)
 
 
 # --- downloading, verifying, removing -----------------------------------------------------------
+
 
 def download(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
     """Fetch the files the pipeline needs (one variant, safetensors) into the HF cache."""
@@ -109,6 +116,10 @@ def download(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
         if folder is None:
             raise FileNotFoundError(f"{source['path']} does not exist")
         return folder
+    if downloads.hub_offline():
+        raise RuntimeError(
+            "HF_HUB_OFFLINE is set, so the hub cannot be reached; unset it to download"
+        )
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     repo, revision = source["repo"], source.get("revision", "main")
@@ -122,27 +133,39 @@ def download(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
     total = sum(sizes[name] for name in wanted)
     report = report or (lambda done, total: None)
     report(0, total)
-    snapshot_download(repo, revision=revision, cache_dir=cache, allow_patterns=wanted,
-                      tqdm_class=downloads.make_tqdm(lambda done, _t: report(done, total)))
+    snapshot_download(
+        repo,
+        revision=revision,
+        cache_dir=cache,
+        allow_patterns=wanted,
+        tqdm_class=downloads.make_tqdm(lambda done, _t: report(done, total)),
+    )
     report(total, total)
     return local_folder(entry)
 
 
 def pipeline_components(model_index: dict) -> list[str]:
-    return [name for name, spec in model_index.items()
-            if not name.startswith("_") and isinstance(spec, list) and None not in spec]
+    return [
+        name
+        for name, spec in model_index.items()
+        if not name.startswith("_") and isinstance(spec, list) and None not in spec
+    ]
 
 
-def select_files(sizes: dict[str, int], components: list[str], variant: str | None,
-                 prefix: str = "") -> list[str]:
+def select_files(
+    sizes: dict[str, int], components: list[str], variant: str | None, prefix: str = ""
+) -> list[str]:
     """The repo files a pipeline needs: its index, each component's configs and tokenizer files,
     and each component's safetensors weights in `variant` (when the repo has it) or plain."""
     wanted = [f"{prefix}model_index.json"]
     for component in components:
         folder = f"{prefix}{component}/"
-        files = [n for n in sizes if n.startswith(folder) and "/" not in n[len(folder):]]
-        weights = [n for n in files if n.endswith(".safetensors")
-                   or fnmatch.fnmatch(n, "*.safetensors.index*.json")]
+        files = [n for n in sizes if n.startswith(folder) and "/" not in n[len(folder) :]]
+        weights = [
+            n
+            for n in files
+            if n.endswith(".safetensors") or fnmatch.fnmatch(n, "*.safetensors.index*.json")
+        ]
         wanted += [n for n in files if not n.endswith(WEIGHT_SUFFIXES) and n not in weights]
         tagged = [n for n in weights if variant and _variant_of(n) == variant]
         wanted += tagged or [n for n in weights if _variant_of(n) is None]
@@ -198,8 +221,9 @@ def _check_hashes(entry: ModelEntry, folder: Path) -> list[str]:
     from huggingface_hub import HfApi
 
     source = entry.source
-    info = HfApi().model_info(source["repo"], revision=source.get("revision", "main"),
-                              files_metadata=True)
+    info = HfApi().model_info(
+        source["repo"], revision=source.get("revision", "main"), files_metadata=True
+    )
     root = downloads.snapshot_folder(source["repo"], source.get("revision"))
     problems = []
     for sibling in info.siblings:
@@ -218,8 +242,9 @@ def _check_hashes(entry: ModelEntry, folder: Path) -> list[str]:
 def remove(entry: ModelEntry) -> int:
     """Delete the entry's files from the cache (blobs no other revision uses). Returns bytes."""
     if "path" in entry.source:
-        raise ValueError(f"model {entry.id} is a local folder ({entry.source['path']}); "
-                         "delete it yourself")
+        raise ValueError(
+            f"model {entry.id} is a local folder ({entry.source['path']}); delete it yourself"
+        )
     snapshot = downloads.snapshot_folder(entry.source["repo"], entry.source.get("revision"))
     if snapshot is None:
         return 0
@@ -240,6 +265,7 @@ def remove(entry: ModelEntry) -> int:
 
 # --- loading ------------------------------------------------------------------------------------
 
+
 def load(entry: ModelEntry, device: str) -> LoadedModel:
     """Load the entry's pipeline onto `device` ('auto' = cuda > mps > cpu) with memory savers
     chosen from free memory; downloads first only when the hub is reachable."""
@@ -257,10 +283,18 @@ def load(entry: ModelEntry, device: str) -> LoadedModel:
         devices.apply(pipe, chosen, device)
     pipe.set_progress_bar_config(disable=True)
     model = DiffusionModel(pipe, entry, device, chosen)
-    return LoadedModel(entry=entry, engine="diffusion", obj=model, device=device,
-                       size_bytes=model.size_bytes,
-                       info={"pipeline": type(pipe).__name__, "dtype": str(model.dtype),
-                             "memory": chosen.describe()})
+    return LoadedModel(
+        entry=entry,
+        engine="diffusion",
+        obj=model,
+        device=device,
+        size_bytes=model.size_bytes,
+        info={
+            "pipeline": type(pipe).__name__,
+            "dtype": str(model.dtype),
+            "memory": chosen.describe(),
+        },
+    )
 
 
 def _from_pretrained(entry: ModelEntry, dtype):
@@ -270,20 +304,27 @@ def _from_pretrained(entry: ModelEntry, dtype):
     name = source.get("pipeline", "DiffusionPipeline")
     cls = getattr(diffusers, name, None)
     if cls is None:
-        raise OperationError("engine_unsupported",
-                             f"model {entry.id} needs diffusers' {name}, which this diffusers "
-                             f"({diffusers.__version__}) lacks; upgrade diffusers")
+        raise OperationError(
+            "engine_unsupported",
+            f"model {entry.id} needs diffusers' {name}, which this diffusers "
+            f"({diffusers.__version__}) lacks; upgrade diffusers",
+        )
     kwargs: dict[str, Any] = {"dtype": dtype}
     if source.get("variant"):
         kwargs["variant"] = source["variant"]
     if "repo" in source and not source.get("subfolder"):
-        return cls.from_pretrained(source["repo"], revision=source.get("revision"),
-                                   cache_dir=str(downloads.hub_cache()), local_files_only=True,
-                                   **kwargs)
+        return cls.from_pretrained(
+            source["repo"],
+            revision=source.get("revision"),
+            cache_dir=str(downloads.hub_cache()),
+            local_files_only=True,
+            **kwargs,
+        )
     return cls.from_pretrained(str(local_folder(entry)), **kwargs)
 
 
 # --- running ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Result:
@@ -319,8 +360,9 @@ class DiffusionModel:
         total = 0
         for part in self.pipe.components.values():
             if isinstance(part, torch.nn.Module):
-                total += sum(t.numel() * t.element_size()
-                             for t in (*part.parameters(), *part.buffers()))
+                total += sum(
+                    t.numel() * t.element_size() for t in (*part.parameters(), *part.buffers())
+                )
         return total
 
     @property
@@ -333,21 +375,25 @@ class DiffusionModel:
         if "multiple" in self.entry.options:
             return int(self.entry.options["multiple"])
         pipe = self.pipe
-        if hasattr(pipe, "vae_spatial_compression_ratio"):  # LTX
-            return int(pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size)
+        if hasattr(pipe, "vae_spatial_compression_ratio"):  # LTX checks for multiples of 32
+            ratio = pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size
+            return math.lcm(32, int(ratio))
         if hasattr(pipe, "vae_scale_factor_spatial"):  # Wan
             return int(pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1])
         unet = getattr(pipe, "unet", None)
-        if unet is not None:
-            return int(pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1))
+        if unet is not None:  # Stable Diffusion pipelines check for multiples of 8
+            downs = 2 ** (len(unet.config.block_out_channels) - 1)
+            return math.lcm(8, int(pipe.vae_scale_factor * downs))
         return int(pipe.vae_scale_factor * 2)  # packed 2x2 latents (FLUX, Qwen-Image)
 
     @property
     def frame_multiple(self) -> int:
         """Video: frame counts must be k * this + 1."""
         pipe = self.pipe
-        return int(getattr(pipe, "vae_temporal_compression_ratio", None)
-                   or getattr(pipe, "vae_scale_factor_temporal", 1))
+        return int(
+            getattr(pipe, "vae_temporal_compression_ratio", None)
+            or getattr(pipe, "vae_scale_factor_temporal", 1)
+        )
 
     @property
     def native_area(self) -> int:
@@ -363,16 +409,19 @@ class DiffusionModel:
         if max_side:
             scale = min(scale, max_side / float(max(width, height)))
         step = self.multiple
-        return (max(step, round(width * scale / step) * step),
-                max(step, round(height * scale / step) * step))
+        return (
+            max(step, round(width * scale / step) * step),
+            max(step, round(height * scale / step) * step),
+        )
 
     def accepts(self, name: str) -> bool:
         return name in self._accepted
 
     # the call
 
-    def __call__(self, progress, *, seed: int | None = None, stage: str = "denoising",
-                 **generic) -> Result:
+    def __call__(
+        self, progress, *, seed: int | None = None, stage: str = "denoising", **generic
+    ) -> Result:
         """Run the pipeline with generic parameters (prompt, negative_prompt, steps, guidance,
         image, mask, reference, width, height, strength, frames, fps, max_area, count).
         Reports each step to `progress` (which raises Canceled to stop at the next step); an
@@ -381,8 +430,9 @@ class DiffusionModel:
         kwargs = self.pipeline_kwargs(generic)
         for attempt in (1, 2):
             try:
-                return Result(self._run(progress, seed, kwargs, stage), seed,
-                              {"memory": self.plan.describe()})
+                return Result(
+                    self._run(progress, seed, kwargs, stage), seed, {"memory": self.plan.describe()}
+                )
             except Exception as exc:
                 if not devices.is_out_of_memory(exc):
                     raise
@@ -393,7 +443,8 @@ class DiffusionModel:
                         "out_of_memory",
                         f"model {self.entry.id} ran out of memory on {self.device} even with "
                         f"memory savers ({lowest.describe()}); try a smaller region, a lower "
-                        "working resolution or a lighter model") from exc
+                        "working resolution or a lighter model",
+                    ) from exc
                 self.plan = lowest
                 devices.apply(self.pipe, lowest, self.device)
         raise AssertionError("unreachable")
@@ -455,6 +506,7 @@ class DiffusionModel:
 
 
 # --- pixels in and out --------------------------------------------------------------------------
+
 
 def to_pil(pixels, size: tuple[int, int] | None = None, mode: str = "RGB"):
     """An RGBA (or single-channel) uint8 array as a PIL image, resized to `size` if given."""

@@ -27,13 +27,18 @@ class DownloadTracker:
 
     def start(self, model_id: str, bytes_total: int = 0) -> None:
         with self._lock:
-            self._state[model_id] = {"state": DOWNLOADING, "bytes_done": 0,
-                                     "bytes_total": int(bytes_total), "updated": time.time()}
+            self._state[model_id] = {
+                "state": DOWNLOADING,
+                "bytes_done": 0,
+                "bytes_total": int(bytes_total),
+                "updated": time.time(),
+            }
 
     def update(self, model_id: str, bytes_done: int, bytes_total: int) -> None:
         with self._lock:
-            row = self._state.setdefault(model_id, {"state": DOWNLOADING, "bytes_done": 0,
-                                                    "bytes_total": 0})
+            row = self._state.setdefault(
+                model_id, {"state": DOWNLOADING, "bytes_done": 0, "bytes_total": 0}
+            )
             row["bytes_done"] = max(int(bytes_done), 0)
             row["bytes_total"] = max(int(bytes_total), row["bytes_done"])
             row["updated"] = time.time()
@@ -62,8 +67,11 @@ class DownloadTracker:
 
 
 def _public(row: dict) -> dict:
-    return {"state": row.get("state", QUEUED), "bytes_done": row.get("bytes_done", 0),
-            "bytes_total": row.get("bytes_total", 0)}
+    return {
+        "state": row.get("state", QUEUED),
+        "bytes_done": row.get("bytes_done", 0),
+        "bytes_total": row.get("bytes_total", 0),
+    }
 
 
 _TRACKER = DownloadTracker()
@@ -75,6 +83,7 @@ def tracker() -> DownloadTracker:
 
 
 # --- the Hugging Face cache ---------------------------------------------------------------------
+
 
 def hub_cache() -> Path:
     """The hub cache directory, honouring HF_HUB_CACHE / HF_HOME as set when called."""
@@ -137,8 +146,9 @@ def make_tqdm(report: Report):
             kwargs.pop("name", None)
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
-            self._bytes = kwargs.get("unit") == "B" and \
-                not str(kwargs.get("desc", "")).startswith("Downloading bytes")
+            self._bytes = kwargs.get("unit") == "B" and not str(kwargs.get("desc", "")).startswith(
+                "Downloading bytes"
+            )
             self._done = int(kwargs.get("initial", 0) or 0)
 
         def update(self, n=1):

@@ -49,6 +49,35 @@ def cost(params: dict, sizes: dict) -> float:
 @operation("generate", version=1, title="Generate", params=GenerateParams, inputs={}, cost=cost)
 def run(ctx: OpContext):
     """Draw new images from a prompt, sized to the selection (or the given width and height)."""
-    raise OperationError(
-        "engine_unsupported", f"model {ctx.model.entry.id} cannot generate with this server version"
-    )
+    if ctx.model.engine != "diffusion":
+        raise OperationError(
+            "engine_unsupported",
+            f"model {ctx.model.entry.id} cannot generate with this server version",
+        )
+    return _diffusion(ctx)
+
+
+def _diffusion(ctx: OpContext):
+    from aiedit.engines.diffusion import to_rgba
+    from aiedit.ops.base import ImageOutput
+
+    p, model = ctx.params, ctx.model.obj
+    size = (p["width"] or ctx.region.width, p["height"] or ctx.region.height)
+    work_w, work_h = model.fit(*size)
+    outputs = []
+    for index in range(p["count"]):
+        seed = None if p["seed"] is None else (p["seed"] + index) % 2**32
+        stage = "denoising" if p["count"] == 1 else f"denoising {index + 1}/{p['count']}"
+        result = model(
+            ctx.progress,
+            seed=seed,
+            stage=stage,
+            prompt=p["prompt"],
+            negative_prompt=p["negative_prompt"],
+            steps=p["steps"],
+            guidance=p["guidance"],
+            width=work_w,
+            height=work_h,
+        )
+        outputs.append(ImageOutput(to_rgba(result.images[0], size), seed=result.seed))
+    return outputs

@@ -72,6 +72,8 @@ def run(ctx: OpContext):
     ctx.progress(0, 1, "inpainting")
     if ctx.model.engine == "classic":
         filled, seed = _classic(crop, crop_mask, ctx), None
+    elif ctx.model.engine == "diffusion":
+        filled, seed = _diffusion(crop, crop_mask, ctx)
     else:
         raise OperationError(
             "engine_unsupported",
@@ -105,9 +107,19 @@ def _diffusion(crop, crop_mask, ctx):
     p, model = ctx.params, ctx.model.obj
     height, width = crop_mask.shape
     work = model.fit(width, height)
-    result = model(ctx.progress, seed=p["seed"], stage="inpainting", prompt=p["prompt"],
-                   negative_prompt=p["negative_prompt"], steps=p["steps"],
-                   guidance=p["guidance"], strength=p["strength"], image=to_pil(crop, work),
-                   mask=to_pil(crop_mask, work, mode="L"), width=work[0], height=work[1])
+    result = model(
+        ctx.progress,
+        seed=p["seed"],
+        stage="inpainting",
+        prompt=p["prompt"],
+        negative_prompt=p["negative_prompt"],
+        steps=p["steps"],
+        guidance=p["guidance"],
+        strength=p["strength"],
+        image=to_pil(crop, work),
+        mask=to_pil(crop_mask, work, mode="L"),
+        width=work[0],
+        height=work[1],
+    )
     alpha = np.maximum(crop[..., 3], np.where(crop_mask > 0, 255, 0)).astype(np.uint8)
     return to_rgba(result.images[0], (width, height), alpha=alpha), result.seed

@@ -94,6 +94,8 @@ def run(ctx: OpContext):
     ctx.progress(0, 1, "outpainting")
     if ctx.model.engine == "classic":
         filled, seed = _classic(canvas, hole, ctx), None
+    elif ctx.model.engine == "diffusion":
+        filled, seed = _diffusion(canvas, hole, ctx)
     else:
         raise OperationError(
             "engine_unsupported",
@@ -131,10 +133,20 @@ def _diffusion(canvas, hole, ctx):
     height, width = hole.shape
     seeded = _extend_edges(canvas, p)
     work = model.fit(width, height)
-    result = model(ctx.progress, seed=p["seed"], stage="outpainting", prompt=p["prompt"],
-                   negative_prompt=p["negative_prompt"], steps=p["steps"],
-                   guidance=p["guidance"], strength=1.0, image=to_pil(seeded, work),
-                   mask=to_pil(hole, work, mode="L"), width=work[0], height=work[1])
+    result = model(
+        ctx.progress,
+        seed=p["seed"],
+        stage="outpainting",
+        prompt=p["prompt"],
+        negative_prompt=p["negative_prompt"],
+        steps=p["steps"],
+        guidance=p["guidance"],
+        strength=1.0,
+        image=to_pil(seeded, work),
+        mask=to_pil(hole, work, mode="L"),
+        width=work[0],
+        height=work[1],
+    )
     filled = to_rgba(result.images[0], (width, height))
     blend = hole
     if p["feather"] > 0:
@@ -148,6 +160,7 @@ def _extend_edges(canvas, p):
     import cv2
 
     height, width = canvas.shape[:2]
-    inner = canvas[p["top"]:height - p["bottom"], p["left"]:width - p["right"]]
-    return cv2.copyMakeBorder(inner, p["top"], p["bottom"], p["left"], p["right"],
-                              cv2.BORDER_REPLICATE)
+    inner = canvas[p["top"] : height - p["bottom"], p["left"] : width - p["right"]]
+    return cv2.copyMakeBorder(
+        inner, p["top"], p["bottom"], p["left"], p["right"], cv2.BORDER_REPLICATE
+    )

@@ -125,7 +125,7 @@ def _model_upscale(image, out_w: int, out_h: int, ctx):
         native = run_model_tiled(image[..., :3], ctx)
         out[..., :3] = _lanczos(native, out_w, out_h, ctx)
         del native
-    out[..., 3] = _resize_alpha(image[..., 3], out_w, out_h)
+    _resize_alpha_into(out, image[..., 3])
     return out
 
 
@@ -146,11 +146,12 @@ def run_model_tiled(rgb, ctx, out=None, stage: str = "upscaling"):
                              "model or free memory on the device") from None
 
 
-def _resize_alpha(alpha, out_w: int, out_h: int):
+def _resize_alpha_into(out, alpha) -> None:
     import numpy as np
     from PIL import Image
 
     if alpha.min() == alpha.max():
-        return np.full((out_h, out_w), alpha.flat[0], np.uint8)
+        out[..., 3] = alpha.flat[0]
+        return
     source = Image.fromarray(np.ascontiguousarray(alpha), "L")
-    return np.asarray(source.resize((out_w, out_h), Image.Resampling.LANCZOS))
+    out[..., 3] = np.asarray(source.resize(out.shape[1::-1], Image.Resampling.LANCZOS))

@@ -58,8 +58,12 @@ def scratch_hub(tmp_path, tiny_hub):
 @pytest.fixture(scope="session")
 def diffusion_app(tiny_hub, tmp_path_factory):
     """One server app for the session, so models stay warm between tests as they would."""
-    config = Config(data_dir=tmp_path_factory.mktemp("diffusion") / "data", testing=True,
-                    catalog_file=str(TINY_CATALOG), devices=["cpu"])
+    config = Config(
+        data_dir=tmp_path_factory.mktemp("diffusion") / "data",
+        testing=True,
+        catalog_file=str(TINY_CATALOG),
+        devices=["cpu"],
+    )
     app = create_app(config)
     yield app
     services_of(app).stop()

@@ -71,8 +71,9 @@ def krita_app(krita_stub, plugin):
 # -- real Krita ---------------------------------------------------------------------------------
 
 def krita_env(home: Path, pythonpath: list[Path] = ()) -> dict:
+    # QT_* too: importing OpenCV's Qt build points QT_QPA_PLATFORM_PLUGIN_PATH at its own plugins
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "VIRTUAL_ENV", "XDG_"))}
+           if not k.startswith(("PYTHON", "VIRTUAL_ENV", "XDG_", "QT_"))}
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
                XDG_DATA_HOME=str(home / ".local" / "share"),
                XDG_CACHE_HOME=str(home / ".cache"), XDG_RUNTIME_DIR=str(home / "run"),

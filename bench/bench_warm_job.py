@@ -1,0 +1,122 @@
+"""Diffusion: a warm job through `aiedit serve` against a bare diffusers pipeline call.
+
+Both run the same tiny SDXL pipeline (from tests/fixtures/tiny_diffusion.py, loaded by hub id
+from a HF cache with the hub offline) with the same prompt, size, steps and seed. The job is timed
+from POST to its PNG downloaded, on a server where the model is already loaded (the first job
+warms it). Target: warm job / bare call <= 1.05."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.common import Row, best_of
+from tests.fixtures import tiny_diffusion
+from tests.helpers import LiveServer
+
+REPEATS = 3
+SIZE, STEPS, SEED, PROMPT = 256, 20, 11, "a lighthouse at dusk"
+CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
+CATALOG = f"""
+[[model]]
+id = "bench-sdxl"
+operations = ["generate"]
+engine = "diffusion"
+source = {{ repo = "{tiny_diffusion.ORG}/sdxl", pipeline = "StableDiffusionXLPipeline" }}
+licence = "test"
+options = {{ native_size = {SIZE} }}
+"""
+
+
+def _bare_call(hub: Path) -> float:
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(
+        f"{tiny_diffusion.ORG}/sdxl", cache_dir=str(hub), local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+
+    def call():
+        with torch.inference_mode():
+            pipe(
+                prompt=PROMPT,
+                num_inference_steps=STEPS,
+                width=SIZE,
+                height=SIZE,
+                generator=torch.Generator("cpu").manual_seed(SEED),
+                output_type="pil",
+            )
+
+    call()  # first call pays one-off warm-up costs, as the server's first job does
+    return best_of(REPEATS, call)
+
+
+def _job(server: LiveServer) -> None:
+    request = {
+        "operation": "generate",
+        "model": "bench-sdxl",
+        "params": {"prompt": PROMPT, "steps": STEPS, "seed": SEED},
+        "region": {"x": 0, "y": 0, "width": SIZE, "height": SIZE},
+    }
+    resp = requests.post(
+        server.url + "/v1/jobs", files={"request": (None, json.dumps(request))}, timeout=60
+    )
+    resp.raise_for_status()
+    job_id = resp.json()["id"]
+    while True:
+        job = requests.get(f"{server.url}/v1/jobs/{job_id}", params={"wait": 30}, timeout=90).json()
+        if job["state"] in ("succeeded", "failed", "canceled"):
+            break
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"bench job ended {job['state']}: {job.get('error')}")
+    requests.get(server.url + job["results"][0]["url"], timeout=60).raise_for_status()
+
+
+def main() -> list[Row]:
+    hub = tiny_diffusion.build_hub_cache(
+        CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=["sdxl"]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Path(tmp) / "catalog.toml"
+        catalog.write_text(CATALOG)
+        env = {
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(hub),
+            "AIEDIT_CATALOG_FILE": str(catalog),
+            "AIEDIT_DEVICES": "cpu",
+        }
+        server = LiveServer(Path(tmp) / "data", env=env).start(timeout=60)
+        try:
+            started = time.perf_counter()
+            _job(server)  # cold: loads the model
+            cold = time.perf_counter() - started
+            warm = best_of(REPEATS, lambda: _job(server))
+        finally:
+            server.stop()
+    bare = _bare_call(hub)
+    return [
+        Row(
+            f"diffusion: warm generate job / bare pipeline call ({SIZE}px, {STEPS} steps)",
+            warm,
+            bare,
+            target=1.05,
+        ),
+        Row(
+            "diffusion: cold first job (loads the model) / bare pipeline call",
+            cold,
+            bare,
+            note="load + run, reported only",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.common import print_table
+
+    print_table(main())
