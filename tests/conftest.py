@@ -17,9 +17,15 @@ from tests.helpers import LiveServer  # noqa: E402
 # --- in-process app ---------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """One weights folder per test session, so bundled models are converted once."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
-def config(tmp_path) -> Config:
-    return Config(data_dir=tmp_path / "data", testing=True)
+def config(tmp_path, models_dir) -> Config:
+    return Config(data_dir=tmp_path / "data", testing=True, models_dir=str(models_dir))
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ class Config:
     retention_hours: float = 24.0
     model_cache_bytes: int = 0
     catalog_file: str = ""
+    models_dir: str = ""  # weights files (spandrel, converted ncnn); empty: <data_dir>/models
     threads: int = 32
     max_wait_s: float = 60.0
     rate_limit_per_minute: int = 600
@@ -39,6 +40,10 @@ class Config:
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'aiedit.sqlite3'}"
+
+    @property
+    def weights_dir(self) -> Path:
+        return Path(self.models_dir).expanduser() if self.models_dir else self.data_dir / "models"
 
     @property
     def blob_dir(self) -> Path:

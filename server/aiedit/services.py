@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,8 @@ class Services:
     @classmethod
     def build(cls, config: Config) -> Services:
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Engines load weights without seeing the config: they read the folder from here.
+        os.environ["AIEDIT_MODELS_DIR"] = str(config.weights_dir)
         db = Database(config.database)
         db.migrate()
         blobs = BlobStore(config.blob_dir)

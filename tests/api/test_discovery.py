@@ -30,17 +30,16 @@ def test_params_schema_comes_from_the_validating_schema(client):
         assert published == set(op.params().fields), op_id
 
 
-def test_classic_models_are_the_defaults_with_nothing_installed(client):
+def test_classic_models_are_the_defaults_with_nothing_downloaded(client):
     ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
-    assert (
-        ops["upscale"]["default_model"].startswith("classic-")
-        or ops["upscale"]["default_model"] is not None
-    )
-    assert ops["inpaint"]["default_model"] is not None
-    assert ops["restore"]["default_model"] is not None
+    assert ops["inpaint"]["default_model"] == "classic-telea"
+    assert ops["outpaint"]["default_model"] == "classic-telea"
+    assert ops["restore"]["default_model"] == "classic-denoise"
+    assert ops["generate"]["default_model"] is None
     models = {m["id"]: m for m in client.get("/v1/models").get_json()["models"]}
     for model_id in ("classic-lanczos", "classic-telea", "classic-denoise"):
         assert models[model_id]["installed"] is True
+    assert models[ops["upscale"]["default_model"]]["installed"] is True
 
 
 def test_openapi_and_docs_are_served(client):

@@ -12,6 +12,13 @@ import requests
 from tests.helpers import LiveServer
 
 FINISHED = ("succeeded", "failed", "canceled")
+PROOF_DIR = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PROOF_DIR in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.proof)
 
 
 @pytest.fixture(scope="module")

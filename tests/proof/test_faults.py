@@ -19,6 +19,8 @@ import requests
 from tests.helpers import noise_image, png_bytes
 from tests.proof.conftest import FINISHED, assert_error, post_job, wait_job
 
+pytestmark = pytest.mark.e2e
+
 UPSCALE = {"operation": "upscale", "model": "classic-lanczos"}
 
 
@@ -160,6 +162,12 @@ def test_full_disk_gives_507_fails_jobs_clearly_and_recovers(small_disk, server_
     assert job["error"]["code"] == "disk_full" and "free space" in job["error"]["message"]
     assert requests.get(server.url + "/v1/health", timeout=5).json()["status"] == "ok"
     assert not list(small_disk.rglob(".tmp*")), "partial files were removed"
+
+    ballast.unlink()
+    ballast = fill(small_disk, leave=0)
+    tiny = post_job(server.url, UPSCALE, {"image": png_bytes(noise_image(4, 4))})
+    assert_error(tiny, 507, "insufficient_storage")
+    assert requests.get(server.url + "/v1/jobs", timeout=5).ok, "reads still work"
 
     ballast.unlink()
     again = post_job(

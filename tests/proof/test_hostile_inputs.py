@@ -18,6 +18,8 @@ from tests.helpers import box_mask, noise_image, png_bytes
 from tests.proof.conftest import assert_error, leftovers, post_job, wait_job
 from tests.proof.make_corpus import CORPUS, CORPUS_DIR
 
+pytestmark = pytest.mark.e2e
+
 IMAGE = png_bytes(noise_image(32, 24))
 MASK = png_bytes(box_mask(32, 24, (8, 8, 20, 16)))
 UPSCALE = {"operation": "upscale", "model": "classic-lanczos", "params": {"scale": 1}}

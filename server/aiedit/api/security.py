@@ -129,11 +129,12 @@ def init_app(app) -> None:
     @app.after_request
     def secure(response):
         _security_headers(response)
+        if origins and "*" not in origins:
+            response.vary.add("Origin")  # the answer depends on who asks: caches must know
         origin = _cors_origin(origins)
         if origin:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
-            response.vary.add("Origin")
         return response
 
 

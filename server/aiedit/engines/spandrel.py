@@ -204,19 +204,6 @@ def ensure_converted(entry: ModelEntry, report: Callable[[int, int], None] | Non
 
 # --- loading and running --------------------------------------------------------------------
 
-def resolve_device(device: str) -> str:
-    """"auto" -> cuda, then mps, then cpu; anything else is passed through."""
-    import torch
-
-    if device and device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def pick_dtype(descriptor, device: str):
     """CUDA: bf16 where supported, else fp16; MPS: fp16; CPU: fp32 (and whatever the net can)."""
     import torch
@@ -316,7 +303,9 @@ def load(entry: ModelEntry, device: str) -> LoadedModel:
     """Load the entry's weights with spandrel onto `device` ("auto": cuda > mps > cpu)."""
     import spandrel
 
-    device = resolve_device(device)
+    from aiedit.engines.devices import resolve
+
+    device = resolve(device)
     path = ensure_converted(entry) if "ncnn" in entry.source else weights_path(entry)
     if not path.is_file():
         raise ModelFileError(f"model {entry.id}: weights file {path} is missing; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -59,6 +60,11 @@ class BlobStore:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
             os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if exc.errno is None:  # numpy reports a short write without errno: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
