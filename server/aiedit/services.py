@@ -44,7 +44,8 @@ class Services:
         db.migrate()
         blobs = BlobStore(config.blob_dir)
         catalog = Catalog.load(config.catalog_file or None)
-        cache = ModelCache(load_model, max_bytes=config.model_cache_bytes)
+        cache = ModelCache(load_model, max_bytes=config.model_cache_bytes,
+                           on_evict=_release_memory, free_memory=_free_memory)
         events = JobEvents()
         runner = JobRunner(
             db, blobs, catalog, cache, events, retention=timedelta(hours=config.retention_hours)
@@ -72,3 +73,15 @@ class Services:
     def _sweep(self) -> None:
         while not self._stop_sweeper.wait(SWEEP_INTERVAL_S if self.runner.expire() >= 0 else 0):
             pass
+
+
+def _free_memory(device: str) -> int:
+    from aiedit.engines import devices
+
+    return devices.free_bytes(devices.resolve(device))
+
+
+def _release_memory(model) -> None:
+    from aiedit.engines import devices
+
+    devices.release(model.device)

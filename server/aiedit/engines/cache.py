@@ -27,13 +27,14 @@ Loader = Callable[[ModelEntry, str], LoadedModel]
 
 
 class ModelCache:
-    """Keeps loaded models; evicts least recently used ones when `max_bytes` would be exceeded.
+    """Keeps loaded models; evicts least recently used ones when `max_bytes` would be exceeded,
+    or, with `free_memory(device)` given, when the device lacks room for the next model."""
 
-    `max_bytes=0` means "as much as fits": callers pass a budget derived from free memory."""
-
-    def __init__(self, loader: Loader, max_bytes: int = 0, on_evict: Callable | None = None):
+    def __init__(self, loader: Loader, max_bytes: int = 0, on_evict: Callable | None = None,
+                 free_memory: Callable[[str], int] | None = None):
         self._loader = loader
         self._max = max_bytes
+        self._free_memory = free_memory
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.RLock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -53,7 +54,7 @@ class ModelCache:
                 if key in self._models:
                     self._models.move_to_end(key)
                     return self._models[key]
-                self._make_room(entry.memory)
+                self._make_room(entry.memory, device)
             model = self._loader(entry, device)
             self.loads += 1
             with self._lock:
@@ -74,10 +75,12 @@ class ModelCache:
     def _used(self) -> int:
         return sum(m.size_bytes for m in self._models.values())
 
-    def _make_room(self, incoming: int) -> None:
-        if not self._max:
+    def _make_room(self, incoming: int, device: str | None = None) -> None:
+        while self._models and self._max and self._used() + incoming > self._max:
+            self._drop(next(iter(self._models)))
+        if device is None or not incoming or self._free_memory is None:
             return
-        while self._models and self._used() + incoming > self._max:
+        while self._models and self._free_memory(device) < incoming:
             self._drop(next(iter(self._models)))
 
     def _drop(self, key) -> None:

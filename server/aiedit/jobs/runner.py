@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from aiedit.engines import engine_module
 from aiedit.ops.base import (
     Canceled,
     ImageOutput,
@@ -203,6 +204,9 @@ class JobRunner:
                 "model_unknown", f"model {job.model!r} is no longer in the catalog"
             )
         inputs = {name: self.blobs.get_array(job.id, blob) for name, blob in job.inputs.items()}
+        prepare = getattr(engine_module(entry.engine), "prepare", None)
+        if prepare is not None:  # fetch missing weights, showing progress in the job
+            prepare(entry, lambda done, total: progress(done, total, "downloading model"))
         progress(0, 0, "loading model")
         model = self.cache.get(entry, job.device)
         progress.check()

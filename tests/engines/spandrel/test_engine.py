@@ -48,7 +48,7 @@ def test_download_reports_progress_checks_sha256_and_installs(file_server, tiny_
     assert path == models_dir / "weights.pth" and path.read_bytes() == data
     assert reports[0] == (0, len(data)) and reports[-1] == (len(data), len(data))
     assert engine.is_installed(entry)
-    assert engine.verify(entry) == (True, "downloaded: sha256 matches")
+    assert engine.verify(entry) == []
     model = engine.load(entry, "auto")
     assert (model.device, model.info["dtype"], model.info["scale"]) == ("cpu", "float32", 4)
     assert model.size_bytes > 0
@@ -64,14 +64,13 @@ def test_a_download_with_the_wrong_sha256_leaves_nothing(file_server, models_dir
     assert list(models_dir.glob("weights.pth*")) == []
 
 
-def test_verify_says_unverified_when_the_catalog_has_no_hash(file_server):
+def test_verify_says_when_the_catalog_has_no_hash(file_server):
     root, base = file_server
     (root / "w.pth").write_bytes(b"x")
     entry = url_entry(f"{base}/w.pth")
-    assert engine.verify(entry)[0] is False
+    assert "missing" in engine.verify(entry)[0]
     engine.download(entry, lambda done, total: None)
-    ok, message = engine.verify(entry)
-    assert ok is None and "unverified" in message
+    assert "no sha256" in engine.verify(entry)[0]
 
 
 def test_bundled_ncnn_models_are_installed_and_converted_once(models_dir):
@@ -82,7 +81,7 @@ def test_bundled_ncnn_models_are_installed_and_converted_once(models_dir):
     stamp = path.stat().st_mtime_ns
     assert engine.ensure_converted(entry).stat().st_mtime_ns == stamp
     assert path.parent.parent == models_dir
-    assert engine.verify(entry)[0] is True
+    assert engine.verify(entry) == []
 
 
 def test_url_catalog_entries_are_not_installed_without_their_file():
