@@ -119,7 +119,8 @@ def _http_bulk_roundtrip(server, width: int, height: int) -> float:
     best = float("inf")
     for _ in range(REPEATS):
         started = time.perf_counter()
-        job = _post(server, "upscale", {"image": payload}, raw=raw, params={"scale": 1})
+        job = _post(server, "upscale", {"image": payload}, raw=raw, params={"scale": 1},
+                    model="classic-lanczos")
         upload = time.perf_counter() - started
         job = _wait(server, job["id"])
         started = time.perf_counter()

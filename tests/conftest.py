@@ -12,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from aiedit.app import create_app, services_of  # noqa: E402
 from aiedit.config import Config  # noqa: E402
+from tests.fixtures.tiny_server import tiny_server  # noqa: E402, F401 - shared fixture
 from tests.helpers import LiveServer  # noqa: E402
 
 # --- in-process app ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from aiedit.api.errors import ErrorSchema
 from aiedit.config import Config
 from aiedit.services import Services
 
-SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+SWAGGER_UI_URL = "/docs/assets/"  # served from the swagger-ui-bundle package (api/__init__.py)
 
 
 class AieditApi(Api):

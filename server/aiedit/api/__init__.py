@@ -28,5 +28,3 @@ def _serve_swagger_assets(api) -> None:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
 
     app.register_blueprint(assets)
-    app.config["OPENAPI_SWAGGER_UI_URL"] = "/docs/assets/"
-    api._swagger_ui_url = "/docs/assets/"  # the Api read the setting at init, before this

@@ -154,6 +154,28 @@ def megapixel_cost(params: dict, sizes: dict[str, tuple[int, int]]) -> float:
     return float(max(1, -(-width * height // 1_000_000)))
 
 
+class Float(fields.Float):
+    """A number sent as a JSON number: no "2" strings, no booleans, no NaN (the API refuses to
+    guess what a string meant)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_nan", False)
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Integer(fields.Integer):
+    """An integer sent as a JSON number (no strings, no 2.0)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("strict", True)
+        super().__init__(**kwargs)
+
+
 # Parameter fields shared by several operations.
 def prompt_field(required: bool = False) -> fields.String:
     extra = {"required": True} if required else {"load_default": ""}
@@ -173,7 +195,7 @@ def negative_prompt_field() -> fields.String:
 
 
 def seed_field() -> fields.Integer:
-    return fields.Integer(
+    return Integer(
         load_default=None,
         allow_none=True,
         validate=validate.Range(0, 2**32 - 1),
@@ -182,7 +204,7 @@ def seed_field() -> fields.Integer:
 
 
 def steps_field(default: int | None = None) -> fields.Integer:
-    return fields.Integer(
+    return Integer(
         load_default=default,
         allow_none=True,
         validate=validate.Range(1, 150),
@@ -191,7 +213,7 @@ def steps_field(default: int | None = None) -> fields.Integer:
 
 
 def guidance_field() -> fields.Float:
-    return fields.Float(
+    return Float(
         load_default=None,
         allow_none=True,
         allow_nan=False,

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 from aiedit.ops.base import (
     OPTIONAL,
     REQUIRED,
+    Integer,
     OpContext,
     OperationError,
     guidance_field,
@@ -39,7 +40,7 @@ class EditParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    working_resolution = fields.Integer(
+    working_resolution = Integer(
         load_default=1024,
         validate=validate.Range(256, 2048),
         metadata={"description": "Longest side the model works at, pixels"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from aiedit.ops.base import (
+    Integer,
     OpContext,
     OperationError,
     guidance_field,
@@ -17,7 +18,7 @@ from aiedit.ops.base import (
 
 
 def _dimension(name: str) -> fields.Integer:
-    return fields.Integer(
+    return Integer(
         load_default=None,
         allow_none=True,
         validate=validate.Range(64, 2048),
@@ -36,7 +37,7 @@ class GenerateParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    count = fields.Integer(
+    count = Integer(
         load_default=1, validate=validate.Range(1, 4), metadata={"description": "How many images"}
     )
 

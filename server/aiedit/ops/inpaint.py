@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from aiedit.ops.base import (
     OPTIONAL,
     REQUIRED,
+    Float,
     ImageOutput,
+    Integer,
     OpContext,
     OperationError,
     guidance_field,
@@ -22,7 +24,7 @@ from aiedit.ops.base import (
 class InpaintParams(Schema):
     prompt = prompt_field()
     negative_prompt = negative_prompt_field()
-    strength = fields.Float(
+    strength = Float(
         load_default=1.0,
         allow_nan=False,
         validate=validate.Range(0.0, 1.0),
@@ -31,17 +33,17 @@ class InpaintParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    context_margin = fields.Integer(
+    context_margin = Integer(
         load_default=32,
         validate=validate.Range(0, 1024),
         metadata={"description": "Pixels of context around the mask the model sees"},
     )
-    feather = fields.Integer(
+    feather = Integer(
         load_default=8,
         validate=validate.Range(0, 256),
         metadata={"description": "Soften the mask's edge by this many pixels"},
     )
-    radius = fields.Integer(
+    radius = Integer(
         load_default=5,
         validate=validate.Range(1, 64),
         metadata={"description": "Neighbourhood radius (classic models)"},

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 from aiedit.ops.base import (
     REQUIRED,
     ImageOutput,
+    Integer,
     OpContext,
     OperationError,
     guidance_field,
@@ -21,7 +22,7 @@ SIDES = ("left", "top", "right", "bottom")
 
 
 def _side(name: str) -> fields.Integer:
-    return fields.Integer(
+    return Integer(
         load_default=0,
         validate=validate.Range(0, 4096),
         metadata={"description": f"Pixels to add on the {name}"},
@@ -38,12 +39,12 @@ class OutpaintParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    feather = fields.Integer(
+    feather = Integer(
         load_default=16,
         validate=validate.Range(0, 256),
         metadata={"description": "Blend width into the original, pixels"},
     )
-    radius = fields.Integer(
+    radius = Integer(
         load_default=5,
         validate=validate.Range(1, 64),
         metadata={"description": "Neighbourhood radius (classic models)"},

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
-from aiedit.ops.base import REQUIRED, ImageOutput, OpContext, OperationError, operation
+from aiedit.ops.base import (
+    REQUIRED,
+    Float,
+    ImageOutput,
+    OpContext,
+    OperationError,
+    operation,
+)
 
 
 class RestoreParams(Schema):
-    strength = fields.Float(
+    strength = Float(
         load_default=0.5,
         allow_nan=False,
         validate=validate.Range(0.0, 1.0),

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
-from aiedit.ops.base import REQUIRED, ImageOutput, OpContext, OperationError, operation
+from aiedit.ops.base import (
+    REQUIRED,
+    Float,
+    ImageOutput,
+    Integer,
+    OpContext,
+    OperationError,
+    operation,
+)
 
 STRIP_ROWS = 256
 
 
 class UpscaleParams(Schema):
-    scale = fields.Float(
+    scale = Float(
         load_default=2.0,
         allow_nan=False,
         validate=validate.Range(1.0, 8.0),
         metadata={"description": "Enlargement factor"},
     )
-    tile_size = fields.Integer(
+    tile_size = Integer(
         load_default=512,
         validate=validate.Range(32, 4096),
         metadata={"description": "Tile edge for model upscalers, pixels"},
     )
-    tile_overlap = fields.Integer(
+    tile_overlap = Integer(
         load_default=32,
         validate=validate.Range(0, 512),
         metadata={"description": "Overlap between tiles, pixels"},

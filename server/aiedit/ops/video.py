@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from aiedit.ops.base import (
     REQUIRED,
+    Integer,
     OpContext,
     OperationError,
     guidance_field,
@@ -20,12 +21,12 @@ from aiedit.ops.base import (
 class VideoParams(Schema):
     prompt = prompt_field()
     negative_prompt = negative_prompt_field()
-    frames = fields.Integer(
+    frames = Integer(
         load_default=25,
         validate=validate.Range(2, 257),
         metadata={"description": "Number of frames"},
     )
-    fps = fields.Integer(
+    fps = Integer(
         load_default=24,
         validate=validate.Range(1, 60),
         metadata={"description": "Frames per second of the MP4"},

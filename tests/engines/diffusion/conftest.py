@@ -14,11 +14,9 @@ import pytest
 
 from aiedit.app import create_app, services_of
 from aiedit.config import Config
-from tests.fixtures import tiny_diffusion
+from tests.fixtures.tiny_server import TINY_CATALOG, ensure_tiny_hub
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub, whatever the caller's shell says
-TINY_CATALOG = Path(__file__).with_name("tiny_catalog.toml")
-CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
 
 
 def _use_hub_cache(path: Path) -> str | None:
@@ -38,8 +36,7 @@ def _restore_hub_cache(previous: str | None) -> None:
 def tiny_hub() -> Path:
     """A HF hub cache holding every tiny pipeline as repo `tiny/<name>`; HF_HUB_CACHE points
     at it for the session."""
-    hub = CACHE_ROOT / tiny_diffusion.versions_key() / "hub"
-    tiny_diffusion.build_hub_cache(hub)
+    hub = ensure_tiny_hub()
     previous = _use_hub_cache(hub)
     yield hub
     _restore_hub_cache(previous)

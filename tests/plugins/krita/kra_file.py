@@ -35,14 +35,15 @@ class Kra:
 
     def layers(self) -> list[KraLayer]:
         """Top-level layers and masks, top first, as maindoc.xml lists them."""
-        out = []
-        for el in self.image.find(f"{NS}layers"):
-            out.append(KraLayer(el.get("name"), el.get("nodetype"), el.get("filename"),
-                                int(el.get("x", 0)), int(el.get("y", 0))))
-        return out
+        return _layers_in(self.image)
 
     def layer(self, name: str) -> KraLayer:
         return next(layer for layer in self.layers() if layer.name == name)
+
+    def children(self, group: str) -> list[KraLayer]:
+        """The layers inside top-level group layer ``group``, top first."""
+        element = next(el for el in self.image.find(f"{NS}layers") if el.get("name") == group)
+        return _layers_in(element)
 
     def merged(self) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(self.zip.read("mergedimage.png"))).convert("RGBA"))
@@ -59,6 +60,12 @@ class Kra:
             if y1 > y0 and x1 > x0:
                 out[y0:y1, x0:x1] = bgra[y0 - top:y1 - top, x0 - left:x1 - left][..., [2, 1, 0, 3]]
         return out
+
+
+def _layers_in(element) -> list[KraLayer]:
+    return [KraLayer(el.get("name"), el.get("nodetype"), el.get("filename"),
+                     int(el.get("x", 0)), int(el.get("y", 0)))
+            for el in element.find(f"{NS}layers")]
 
 
 def _tiles(data: bytes):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KRITARUNNER_SCRIPTS, run_krita_gui, run_kritarunner
 from kra_file import Kra
+from krita_helpers import KRITARUNNER_SCRIPTS, run_krita_gui, run_kritarunner
 from PIL import Image
 
 from aiedit.plugins_install import enable_krita_plugin, install_krita

@@ -43,8 +43,9 @@ async function waitForHealth(baseUrl, child, output) {
   throw new Error(`aiedit serve did not answer within ${START_TIMEOUT_MS} ms:\n${output.join("")}`);
 }
 
-/** Starts the server; resolves to {baseUrl, dataDir, stop()}. */
-async function startServer() {
+/** Starts the server (with `env` added to this process's environment); resolves to
+ * {baseUrl, dataDir, stop()}. */
+async function startServer({ env = {} } = {}) {
   const bin = process.env.AIEDIT_BIN || DEFAULT_BIN;
   if (!fs.existsSync(bin)) {
     throw new Error(`aiedit is not installed at ${bin}: run \`make venv\` in the repository ` +
@@ -54,7 +55,9 @@ async function startServer() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "aiedit-ps-"));
   const output = [];
   const child = spawn(bin, ["serve", "--host", "127.0.0.1", "--port", String(port),
-    "--data-dir", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
+    "--data-dir", dataDir], {
+    stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env },
+  });
   const killOnExit = () => child.kill("SIGKILL");
   process.once("exit", killOnExit);
   child.stdout.on("data", (d) => output.push(d.toString()));
