@@ -106,6 +106,14 @@ CASES = [
         "invalid_params",
     ),
     (
+        "number sent as a string",
+        "upscale",
+        {"image": IMAGE},
+        {"params": {"scale": "2"}},
+        422,
+        "invalid_params",
+    ),
+    (
         "unknown parameter",
         "upscale",
         {"image": IMAGE},
