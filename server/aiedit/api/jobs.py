@@ -43,6 +43,7 @@ IMAGE_FORMATS = {
 }
 RESULT_CONTENT_TYPES = [*IMAGE_FORMATS.values(), "video/mp4"]
 POLL_INTERVAL_S = 0.5
+PROGRESS_EVERY_S = 0.25  # a long-poll answers a state change at once, progress at most this often
 
 
 # --- request schemas --------------------------------------------------------------------------
@@ -507,15 +508,19 @@ class JobById(MethodView):
         """Get a job; with `wait`, return as soon as it changes (long-poll)"""
         services = _services()
         body = job_json(_own_job(job_id))
-        deadline = time.monotonic() + min(args["wait"], services.config.max_wait_s)
+        started = time.monotonic()
+        deadline = started + min(args["wait"], services.config.max_wait_s)
+        progress_due = started + PROGRESS_EVERY_S
         before = _snapshot(body)
         version = services.events.version(job_id)
-        while body["state"] not in FINISHED and time.monotonic() < deadline:
-            remaining = deadline - time.monotonic()
-            version = services.events.wait(job_id, version, min(remaining, POLL_INTERVAL_S))
-            body = job_json(_own_job(job_id))
-            if _snapshot(body) != before:
+        while body["state"] not in FINISHED and body["state"] == before[0]:
+            now = time.monotonic()
+            changed = _snapshot(body) != before
+            if now >= deadline or (changed and now >= progress_due):
                 break
+            timeout = min(deadline, progress_due if changed else now + POLL_INTERVAL_S) - now
+            version = services.events.wait(job_id, version, timeout)
+            body = job_json(_own_job(job_id))
         return body
 
     @blp.response(202, JobSchema)
