@@ -254,6 +254,10 @@ class Client:
                 return _final(job)
 
     def cancel(self, job_id: str) -> None:
+        """Cancel a queued or running job; a job that has finished meanwhile is kept."""
+        self._request("DELETE", f"/v1/jobs/{_quote(job_id)}?cancel_only=true")
+
+    def delete(self, job_id: str) -> None:
         """``DELETE /v1/jobs/{id}``: cancels a queued or running job; deletes a finished one."""
         self._request("DELETE", f"/v1/jobs/{_quote(job_id)}")
 

@@ -123,3 +123,12 @@ def test_expired_jobs_are_swept(app, client):
     assert services.runner.expire() == 1
     assert client.get(f"/v1/jobs/{job_id}").status_code == 404
     assert not services.blobs.job_dir(job_id).exists()
+
+
+def test_cancel_only_keeps_a_job_that_already_finished(client):
+    job_id = submit(client, "upscale", {"image": IMAGE}, model="classic-lanczos").get_json()["id"]
+    wait_finished(client, job_id)
+    resp = client.delete(f"/v1/jobs/{job_id}?cancel_only=true")
+    assert resp.status_code == 202
+    assert resp.get_json()["state"] == "succeeded"
+    assert client.get(f"/v1/jobs/{job_id}/results/0").status_code == 200

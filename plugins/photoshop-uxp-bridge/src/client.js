@@ -154,9 +154,9 @@ class AieditClient {
     return this.json("GET", `/v1/jobs/${encodeURIComponent(id)}${query}`);
   }
 
-  /** DELETE /v1/jobs/{id}: cancels a queued or running job, deletes a finished one. */
+  /** Cancels a queued or running job; a job that finished meanwhile is kept, not deleted. */
   cancel(id) {
-    return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}`);
+    return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}?cancel_only=true`);
   }
 
   /** Downloads a result as raw RGBA: {width, height, offset: {x, y}, data: Uint8Array}. */

@@ -106,6 +106,14 @@ class JobSubmissionSchema(Schema):
     reference = Upload(metadata={"description": "A reference image (edit)"})
 
 
+class DeleteArgs(Schema):
+    cancel_only = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Only cancel: a job that has already finished is kept (and "
+                                 "returned) instead of deleted, so a late cancel loses nothing"},
+    )
+
+
 class WaitArgs(Schema):
     wait = fields.Float(
         load_default=0.0,
@@ -523,12 +531,15 @@ class JobById(MethodView):
             body = job_json(_own_job(job_id))
         return body
 
+    @blp.arguments(DeleteArgs, location="query")
     @blp.response(202, JobSchema)
     @blp.alt_response(204, description="A finished job was deleted with its files")
-    def delete(self, job_id):
+    def delete(self, args, job_id):
         """Cancel a queued or running job, or delete a finished one with its files"""
         services = _services()
         job = _own_job(job_id)
+        if job.state in FINISHED and args["cancel_only"]:
+            return job_json(job)
         if job.state in FINISHED:
             services.runner.delete(job_id)
             return Response(status=204)
