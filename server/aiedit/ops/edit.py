@@ -47,12 +47,23 @@ class EditParams(Schema):
     )
 
 
+def check(params: dict, sizes: dict, config) -> None:
+    """What can be refused before the job is queued."""
+    if params["mode"] == "appearance" and "mask" not in sizes:
+        raise OperationError(
+            "mask_required", "mask: appearance edits change only the selection; send a mask"
+        )
+    if params["mode"] == "text" and not params["text"].strip():
+        raise OperationError("text_required", "text: text edits need the new text in `text`")
+
+
 @operation(
     "edit",
     version=1,
     title="Edit by instruction",
     params=EditParams,
     inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL},
+    validate=check,
 )
 def run(ctx: OpContext):
     """Change the image as the prompt says: objects, style, lighting, or the words written in it."""
@@ -73,13 +84,7 @@ def text_prompt(prompt: str, text: str) -> str:
 
 
 def check_inputs(ctx: OpContext) -> None:
-    p, model = ctx.params, ctx.model
-    if p["mode"] == "appearance" and "mask" not in ctx.inputs:
-        raise OperationError(
-            "mask_required", "mask: appearance edits change only the selection; send a mask"
-        )
-    if p["mode"] == "text" and not p["text"].strip():
-        raise OperationError("text_required", "text: text edits need the new text in `text`")
+    model = ctx.model
     if "reference" in ctx.inputs and not model.obj.name.endswith("EditPlusPipeline"):
         raise OperationError(
             "reference_unsupported",

@@ -95,8 +95,8 @@ def test_edit_text_mode_runs_and_needs_the_text(dclient):
         model="tiny-instruct-pix2pix",
         params={"prompt": "the shop sign", "mode": "text"},
     )
-    job = wait_finished(dclient, resp.get_json()["id"], timeout=TIMEOUT)
-    assert job["state"] == "failed" and job["error"]["code"] == "text_required"
+    assert resp.status_code == 422, "refused before anything is queued"
+    assert resp.get_json()["code"] == "text_required"
     run_job(
         dclient,
         "edit",
@@ -232,3 +232,15 @@ def test_models_list_shows_download_progress(dclient, dservices):
         "bytes_done": 300,
         "bytes_total": 1200,
     }
+
+
+def test_appearance_edit_without_a_mask_is_refused_at_once(dclient):
+    resp = submit(
+        dclient,
+        "edit",
+        {"image": png_bytes(noise_image(32, 32, seed=5))},
+        model="tiny-instruct-pix2pix",
+        params={"prompt": "make it blue", "mode": "appearance"},
+    )
+    assert resp.status_code == 422
+    assert resp.get_json()["code"] == "mask_required"
