@@ -95,6 +95,38 @@ def is_installed(entry: ModelEntry) -> bool:
 
 # --- download, verify, remove ---------------------------------------------------------------
 
+def prepare(entry: ModelEntry, report: Callable[[int, int], None] | None = None) -> None:
+    """Before a job: fetch (or convert) missing weights, showing progress in the job and in
+    /v1/models, or fail the job with how to get them."""
+    try:
+        if is_installed(entry) and weights_path(entry).is_file():  # ncnn: converted already
+            return
+    except ModelFileError:
+        pass  # no usable source: download() says why
+    from aiedit.engines import downloads
+    from aiedit.ops.base import OperationError
+
+    tracker = downloads.tracker()
+    tracker.start(entry.id, entry.download_size)
+
+    def both(done: int, total: int) -> None:
+        tracker.update(entry.id, done, total)
+        if report is not None:
+            report(done, total)
+
+    try:
+        download(entry, both)
+    except (ModelFileError, OSError) as exc:
+        tracker.finish(entry.id, ok=False, message=str(exc))
+        raise OperationError(
+            "model_not_available",
+            f"model {entry.id} is not available here ({exc}); get it with "
+            f"`aiedit models pull {entry.id}` on a machine that can reach its URL, then copy "
+            f"the file into {models_dir()}",
+        ) from exc
+    tracker.finish(entry.id, ok=True)
+
+
 def download(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
     """Make the entry's weights available locally, calling `report(bytes_done, bytes_total)`.
 

@@ -106,3 +106,13 @@ def test_a_file_spandrel_does_not_know_fails_clearly(tmp_path):
                        source={"path": str(path)})
     with pytest.raises(engine.ModelFileError, match="not an architecture spandrel knows"):
         engine.load(entry, "cpu")
+
+
+def test_a_job_for_weights_that_cannot_be_fetched_fails_saying_how_to_get_them(tmp_path):
+    from aiedit.ops.base import OperationError
+
+    entry = url_entry("http://127.0.0.1:9/nothing.pth", "0" * 64, file="never-fetched.pth")
+    with pytest.raises(OperationError) as raised:
+        engine.prepare(entry, lambda done, total: None)
+    assert raised.value.code == "model_not_available"
+    assert "aiedit models pull" in raised.value.message
