@@ -527,7 +527,8 @@ class JobById(MethodView):
             if now >= deadline or (changed and now >= progress_due):
                 break
             timeout = min(deadline, progress_due if changed else now + POLL_INTERVAL_S) - now
-            version = services.events.wait(job_id, version, timeout)
+            # once progress has changed, only a state change may cut the wait short
+            version = services.events.wait(job_id, version, timeout, progress_counts=not changed)
             body = job_json(_own_job(job_id))
         return body
 

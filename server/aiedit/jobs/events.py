@@ -7,24 +7,34 @@ import threading
 
 
 class JobEvents:
+    """Two counters per job: every change, and changes other than progress (state, results)."""
+
     def __init__(self):
         self._cond = threading.Condition()
-        self._versions: dict[str, int] = {}
+        self._versions: dict[str, tuple[int, int]] = {}
 
-    def notify(self, job_id: str) -> None:
+    def notify(self, job_id: str, progress_only: bool = False) -> None:
         with self._cond:
-            self._versions[job_id] = self._versions.get(job_id, 0) + 1
+            every, major = self._versions.get(job_id, (0, 0))
+            self._versions[job_id] = (every + 1, major + (not progress_only))
             self._cond.notify_all()
 
-    def version(self, job_id: str) -> int:
+    def version(self, job_id: str) -> tuple[int, int]:
         with self._cond:
-            return self._versions.get(job_id, 0)
+            return self._versions.get(job_id, (0, 0))
 
-    def wait(self, job_id: str, since: int, timeout: float) -> int:
-        """Block until the job's version passes `since` or `timeout` passes; returns the version."""
+    def wait(self, job_id: str, since: tuple[int, int], timeout: float,
+             progress_counts: bool = True) -> tuple[int, int]:
+        """Block until the job changes after `since` (ignoring progress-only changes when
+        `progress_counts` is false) or `timeout` passes; returns the new version."""
+        index = 0 if progress_counts else 1
+
+        def changed():
+            return self._versions.get(job_id, (0, 0))[index] != since[index]
+
         with self._cond:
-            self._cond.wait_for(lambda: self._versions.get(job_id, 0) != since, timeout)
-            return self._versions.get(job_id, 0)
+            self._cond.wait_for(changed, timeout)
+            return self._versions.get(job_id, (0, 0))
 
     def forget(self, job_id: str) -> None:
         with self._cond:

@@ -279,14 +279,14 @@ class JobRunner:
         if persist:
             self.write_progress(job_id, progress)
         else:
-            self.events.notify(job_id)
+            self.events.notify(job_id, progress_only=True)
 
     def write_progress(self, job_id: str, progress: dict) -> None:
         with self.db.session() as s:
             job = s.get(Job, job_id)
             if job is not None and job.state == RUNNING:
                 job.progress = progress
-        self.events.notify(job_id)
+        self.events.notify(job_id, progress_only=True)
 
     def is_cancel_requested(self, job_id: str) -> bool:
         with self.db.session() as s:
