@@ -86,23 +86,14 @@ def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
         )
     if downloads.hub_offline():
         raise not_available(entry, "this server is offline (HF_HUB_OFFLINE=1)")
-    tracker = downloads.tracker()
-    tracker.start(entry.id, entry.download_size)
-
-    def both(done: int, total: int) -> None:
-        tracker.update(entry.id, done, total)
-        if report is not None:
-            report(done, total)
-
     try:
-        download(entry, both)
+        downloads.tracker().track(entry.id, entry.download_size,
+                                  lambda progress: download(entry, progress), report)
     except Exception as exc:
-        tracker.finish(entry.id, ok=False, message=str(exc))
         raise OperationError(
             "model_not_available",
             f"downloading model {entry.id} failed: {exc}. Retry with `{pull_command(entry)}`.",
         ) from exc
-    tracker.finish(entry.id, ok=True)
 
 
 # --- downloading, verifying, removing -----------------------------------------------------------

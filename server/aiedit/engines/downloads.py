@@ -52,6 +52,24 @@ class DownloadTracker:
             row["message"] = message
             row["updated"] = time.time()
 
+    def track(self, model_id: str, bytes_total: int, fetch, report=None):
+        """Run `fetch(progress)`, recording its progress here and passing it on to `report`;
+        the outcome (done or failed, with the error) is recorded too."""
+        self.start(model_id, bytes_total)
+
+        def progress(done: int, total: int) -> None:
+            self.update(model_id, done, total)
+            if report is not None:
+                report(done, total)
+
+        try:
+            result = fetch(progress)
+        except Exception as exc:
+            self.finish(model_id, ok=False, message=str(exc))
+            raise
+        self.finish(model_id, ok=True)
+        return result
+
     def get(self, model_id: str) -> dict | None:
         with self._lock:
             row = self._state.get(model_id)

@@ -106,25 +106,16 @@ def prepare(entry: ModelEntry, report: Callable[[int, int], None] | None = None)
     from aiedit.engines import downloads
     from aiedit.ops.base import OperationError
 
-    tracker = downloads.tracker()
-    tracker.start(entry.id, entry.download_size)
-
-    def both(done: int, total: int) -> None:
-        tracker.update(entry.id, done, total)
-        if report is not None:
-            report(done, total)
-
     try:
-        download(entry, both)
+        downloads.tracker().track(entry.id, entry.download_size,
+                                  lambda progress: download(entry, progress), report)
     except (ModelFileError, OSError) as exc:
-        tracker.finish(entry.id, ok=False, message=str(exc))
         raise OperationError(
             "model_not_available",
             f"model {entry.id} is not available here ({exc}); get it with "
             f"`aiedit models pull {entry.id}` on a machine that can reach its URL, then copy "
             f"the file into {models_dir()}",
         ) from exc
-    tracker.finish(entry.id, ok=True)
 
 
 def download(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
