@@ -131,3 +131,18 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def latest_job(server: LiveServer, operation: str) -> dict:
+    """The newest job of `operation` on a live server (it must have succeeded)."""
+    jobs = requests.get(server.url + "/v1/jobs", timeout=10).json()
+    job = next(j for j in jobs if j["operation"] == operation)
+    assert job["state"] == "succeeded", job
+    return job
+
+
+def result_pixels(server: LiveServer, result: dict) -> np.ndarray:
+    """A result of a live server's job, decoded to RGBA."""
+    resp = requests.get(server.url + result["url"], timeout=10)
+    resp.raise_for_status()
+    return decode_png(resp.content)

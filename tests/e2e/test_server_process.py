@@ -112,7 +112,8 @@ def test_queued_jobs_run_after_a_restart(server_factory, tmp_path):
         assert job["state"] == "succeeded", job
 
 
-def test_sigkill_mid_job_reruns_it_then_fails_it_as_interrupted(server_factory):
+def kill_mid_job(server_factory):
+    """Start a server, start a few-second job, SIGKILL the server while the job runs."""
     server = server_factory()
     big = png_bytes(gradient(3000, 3000))
     job_id = post_job(
@@ -120,6 +121,11 @@ def test_sigkill_mid_job_reruns_it_then_fails_it_as_interrupted(server_factory):
     ).json()["id"]
     wait_running_with_progress(server, job_id)
     server.kill()
+    return server, job_id
+
+
+def test_sigkill_mid_job_reruns_it_then_fails_it_as_interrupted(server_factory):
+    server, job_id = kill_mid_job(server_factory)
 
     second = server_factory(data_dir=server.data_dir)
     job = requests.get(f"{second.url}/v1/jobs/{job_id}", timeout=10).json()
@@ -136,13 +142,7 @@ def test_sigkill_mid_job_reruns_it_then_fails_it_as_interrupted(server_factory):
 
 
 def test_sigkill_once_is_recovered_by_a_rerun(server_factory):
-    server = server_factory()
-    big = png_bytes(gradient(3000, 3000))
-    job_id = post_job(
-        server, "upscale", {"image": big}, params={"scale": 4}, model="classic-lanczos"
-    ).json()["id"]
-    wait_running_with_progress(server, job_id)
-    server.kill()
+    server, job_id = kill_mid_job(server_factory)
     restarted = server_factory(data_dir=server.data_dir)
     assert wait(restarted, job_id)["state"] == "succeeded"
 

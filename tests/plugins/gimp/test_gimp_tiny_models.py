@@ -1,14 +1,14 @@
 """Real AI jobs in real GIMP 3: the installed plug-in runs tiny random diffusion pipelines on a
 live `aiedit serve` (the `tiny_server` fixture); the saved files are checked from outside GIMP."""
 
-import io
 
 import numpy as np
 import pytest
-import requests
 import test_gimp_real as real
 from PIL import Image
 from xcf_file import read_xcf
+
+from tests.helpers import latest_job, result_pixels
 
 pytestmark = [pytest.mark.gimp, pytest.mark.ml]
 
@@ -24,19 +24,6 @@ def gradient(width: int, height: int) -> np.ndarray:
     ys, xs = np.mgrid[0:height, 0:width]
     rgb = [xs * 255 // width, ys * 255 // height, np.full_like(xs, 90)]
     return np.dstack([*rgb, np.full_like(xs, 255)]).astype(np.uint8)
-
-
-def latest_job(server, operation: str) -> dict:
-    jobs = requests.get(server.url + "/v1/jobs", timeout=10).json()
-    job = next(j for j in jobs if j["operation"] == operation)
-    assert job["state"] == "succeeded", job
-    return job
-
-
-def result_pixels(server, result: dict) -> np.ndarray:
-    resp = requests.get(server.url + result["url"], timeout=10)
-    resp.raise_for_status()
-    return np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA"))
 
 
 def saved_png(path) -> np.ndarray:

@@ -4,29 +4,15 @@ checked from outside Krita against the server's own results."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-import requests
 from kra_file import Kra
 from PIL import Image
 from test_krita_real import SELECTION, run_job, scene
 
+from tests.helpers import latest_job, result_pixels
+
 pytestmark = [pytest.mark.krita, pytest.mark.ml]
-
-
-def latest_job(server, operation: str) -> dict:
-    jobs = requests.get(server.url + "/v1/jobs", timeout=10).json()
-    job = next(j for j in jobs if j["operation"] == operation)
-    assert job["state"] == "succeeded", job
-    return job
-
-
-def result_pixels(server, result: dict) -> np.ndarray:
-    resp = requests.get(server.url + result["url"], timeout=10)
-    resp.raise_for_status()
-    return np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA"))
 
 
 def layer_names(kra: Kra) -> list[str]:
