@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from aiedit.engines import devices, downloads
 from aiedit.engines.cache import LoadedModel
 from aiedit.engines.catalog import ModelEntry
-from aiedit.ops.base import OperationError
+from aiedit.errors import OperationError
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -104,7 +104,7 @@ def prepare(entry: ModelEntry, report: Callable[[int, int], None] | None = None)
     except ModelFileError:
         pass  # no usable source: download() says why
     from aiedit.engines import downloads
-    from aiedit.ops.base import OperationError
+    from aiedit.errors import OperationError
 
     try:
         downloads.tracker().track(entry.id, entry.download_size,

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, fields, validate
 
+# Re-exported: operations take these from here.
+from aiedit.errors import Canceled as Canceled
+from aiedit.errors import OperationError as OperationError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -16,19 +20,6 @@ if TYPE_CHECKING:
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
 INPUT_NAMES = ("image", "mask", "reference")
-
-
-class Canceled(Exception):
-    """Raised inside an operation when its job was canceled; the runner marks it canceled."""
-
-
-class OperationError(Exception):
-    """A failure the user can act on (bad combination of inputs, model cannot do this)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
