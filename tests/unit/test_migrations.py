@@ -1,0 +1,56 @@
+"""The migrations build the schema the models describe, and carry existing rows forward."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from aiedit.store.db import Database
+from aiedit.store.models import Base
+
+
+def _alembic(connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option(
+        "script_location", str(resources.files("aiedit.store").joinpath("migrations"))
+    )
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def test_migrated_schema_matches_the_models(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    db.migrate()
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_from_0001_keeps_jobs_and_adds_the_request_hash(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    with engine.begin() as connection:
+        command.upgrade(_alembic(connection), "0001")
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, owner, operation, model, device, params, region, inputs, "
+                "state, progress, results, cost, attempts, cancel_requested, created_at, "
+                "expires_at) VALUES ('abc', 'local', 'restore', 'm', 'cpu', '{}', '{}', '{}', "
+                "'succeeded', '{}', '[]', 0, 1, 0, '2026-01-01 00:00:00', '2026-01-02 00:00:00')"
+            )
+        )
+    db = Database(str(engine.url))
+    db.migrate()
+    columns = {c["name"] for c in inspect(db.engine).get_columns("jobs")}
+    assert "request_hash" in columns
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SELECT state FROM jobs WHERE id='abc'")).scalar() == (
+            "succeeded"
+        )
+    with db.engine.begin() as connection:
+        command.downgrade(_alembic(connection), "0001")
+    assert "request_hash" not in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
