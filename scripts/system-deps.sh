@@ -8,6 +8,7 @@ packages=(
   xvfb xauth                    # Krita GUI smoke test
   krita python3-pyqt5 python3-sip
   mmdebstrap                    # builds the GIMP 3 (trixie) chroot
+  chromium                      # admin page tests (driven by Playwright)
 )
 
 missing=()

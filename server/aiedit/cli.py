@@ -11,11 +11,22 @@ import click
 from aiedit import __version__
 from aiedit.config import DEFAULT_PORT, Config
 
+log = logging.getLogger("aiedit")
+
 
 def _config(data_dir=None, **overrides) -> Config:
     try:
         return Config.load(data_dir=data_dir, **overrides)
     except (ValueError, OSError) as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def _configure_logging(config: Config) -> None:
+    from aiedit import logs
+
+    try:
+        logs.configure(config)
+    except ValueError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
@@ -49,10 +60,8 @@ def serve(host, port, data_dir):
     from aiedit.app import create_app
     from aiedit.auth.keys import keys_exist
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     config = _config(host=host, port=port, data_dir=data_dir)
+    _configure_logging(config)
     services = _services(config)
     if not config.is_loopback and not keys_exist(services.db):
         services.stop()
@@ -65,14 +74,13 @@ def serve(host, port, data_dir):
     server = create_server(app, host=config.host, port=config.port, **waitress_settings(config))
 
     def shutdown(signum, frame):
-        click.echo("aiedit: stopping", err=True)
+        log.info("stopping")
         server.close()
 
     signal.signal(signal.SIGTERM, shutdown)
-    click.echo(
-        f"aiedit {__version__} serving on http://{config.host}:{server.effective_port} "
-        f"(data: {config.data_dir})",
-        err=True,
+    log.info(
+        "aiedit %s serving on http://%s:%s (data: %s)",
+        __version__, config.host, server.effective_port, config.data_dir,
     )
     try:
         server.run()

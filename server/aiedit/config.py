@@ -35,6 +35,11 @@ class Config:
     max_wait_s: float = 60.0
     rate_limit_per_minute: int = 600
     cors_origins: list[str] = field(default_factory=list)  # browser origins allowed (CORS)
+    log_format: str = ""  # json | text; empty: json in studio and hosted modes, text in personal
+    log_level: str = "INFO"
+    log_prompts: bool = False  # debug only: log job parameters (prompts) as submitted
+    metrics_loopback: bool = True  # /metrics without a key from 127.0.0.1 (not behind a proxy!)
+    admin_session_hours: float = 12.0
     testing: bool = False
 
     @property
@@ -48,6 +53,12 @@ class Config:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def logs_as_json(self) -> bool:
+        if self.log_format not in ("", "json", "text"):
+            raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
+        return self.log_format == "json" or (not self.log_format and self.mode != "personal")
 
     @property
     def is_loopback(self) -> bool:

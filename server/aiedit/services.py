@@ -48,7 +48,8 @@ class Services:
                            on_evict=_release_memory, free_memory=_free_memory)
         events = JobEvents()
         runner = JobRunner(
-            db, blobs, catalog, cache, events, retention=timedelta(hours=config.retention_hours)
+            db, blobs, catalog, cache, events, retention=timedelta(hours=config.retention_hours),
+            log_params=config.log_prompts,
         )
         from aiedit.jobs.queue_embedded import EmbeddedQueue
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from flask import Blueprint, send_from_directory
 
-from aiedit.api import auth, health, jobs, models, operations, security
+from aiedit.api import auth, health, jobs, metrics, models, operations, security
 
 
 def register(api) -> None:
     for module in (health, operations, models, jobs):
         api.register_blueprint(module.blp)
+    api._app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI
     security.init_app(api._app)  # first: limits apply before a key is checked
     auth.init_app(api._app)
     _serve_swagger_assets(api)

@@ -68,6 +68,11 @@ class ModelCache:
             for key in [k for k in self._models if model_id in (None, k[0])]:
                 self._drop(key)
 
+    def held(self) -> list[tuple[str, str]]:
+        """(model id, device as the workers name it) of every loaded model."""
+        with self._lock:
+            return list(self._models)
+
     def loaded(self) -> list[LoadedModel]:
         with self._lock:
             return list(self._models.values())

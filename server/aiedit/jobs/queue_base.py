@@ -4,6 +4,19 @@ and blobs fully describe the work, and hands them to `JobRunner.run`."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class WorkerInfo:
+    """A worker as the admin page and /metrics show it."""
+
+    name: str
+    device: str
+    job_id: str | None = None  # the job it runs now
+    models: list[str] = field(default_factory=list)  # model ids it holds loaded
+    last_seen: datetime | None = None  # its last heartbeat (None: in this process, alive)
 
 
 class JobQueue(ABC):
@@ -38,3 +51,7 @@ class JobQueue(ABC):
     @abstractmethod
     def pick_device(self) -> str:
         """The device queue a new job should go to."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers that take jobs from this queue, and the models each holds."""
+        return []

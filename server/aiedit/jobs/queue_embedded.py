@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import deque
 
-from aiedit.jobs.queue_base import JobQueue
+from aiedit.jobs.queue_base import JobQueue, WorkerInfo
 from aiedit.jobs.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,21 @@ class EmbeddedQueue(JobQueue):
                 self._devices, key=lambda d: len(self._waiting[d]) + (self._running[d] is not None)
             )
 
+    def workers(self) -> list[WorkerInfo]:
+        """One worker thread per device; they share this process's model cache."""
+        held = self._runner.cache.held()
+        with self._cond:
+            running = dict(self._running)
+        return [
+            WorkerInfo(
+                name=f"embedded-{device}",
+                device=device,
+                job_id=running[device],
+                models=sorted({model for model, on in held if on == device}),
+            )
+            for device in self._devices
+        ]
+
     def idle(self) -> bool:
         with self._cond:
             return not any(self._waiting.values()) and not any(self._running.values())
@@ -95,3 +110,4 @@ class EmbeddedQueue(JobQueue):
                     self._running[device] = None
                     self._cancel.discard(job_id)
                     self._cond.notify_all()
+

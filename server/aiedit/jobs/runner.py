@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from aiedit.engines import engine_module
+from aiedit.logs import job_context
 from aiedit.ops.base import (
     Canceled,
     ImageOutput,
@@ -24,7 +25,7 @@ from aiedit.ops.base import (
     VideoOutput,
     registry,
 )
-from aiedit.store.db import Database, utcnow
+from aiedit.store.db import Database, as_utc, utcnow
 from aiedit.store.models import Job
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class JobRunner:
         cache: ModelCache,
         events: JobEvents,
         retention: timedelta,
+        log_params: bool = False,
     ):
         self.db = db
         self.blobs = blobs
@@ -81,6 +83,7 @@ class JobRunner:
         self.cache = cache
         self.events = events
         self.retention = retention
+        self.log_params = log_params  # debug: prompts in the log (setting log_prompts)
         self.queue: JobQueue | None = None
         self._live: dict[str, dict] = {}
 
@@ -133,6 +136,11 @@ class JobRunner:
         except BaseException:
             self.blobs.delete_job(job_id)
             raise
+        fields = {"job_id": job_id, "owner": new.owner, "operation": new.operation,
+                  "model": new.model, "device": device, "cost": new.cost}
+        if self.log_params:
+            fields["params"] = new.params
+        log.info("job queued", extra=fields)
         self.queue.enqueue(job_id, device)
         return job
 
@@ -140,9 +148,15 @@ class JobRunner:
 
     def run(self, job_id: str) -> None:
         """Run one queued job to its end. Never raises for a job's own failure."""
+        with job_context(job_id):
+            self._run(job_id)
+
+    def _run(self, job_id: str) -> None:
         job = self._start(job_id)
         if job is None:
             return
+        log.info("job started", extra={"operation": job.operation, "model": job.model,
+                                       "device": job.device, "attempt": job.attempts})
         reporter = _ProgressWriter(self, job_id)
         try:
             outputs = self._execute(job, reporter)
@@ -272,6 +286,14 @@ class JobRunner:
             job.error = error
             if progress is not None:
                 job.progress = progress
+            started = job.started_at
+        duration = (utcnow() - as_utc(started)).total_seconds() if started else None
+        log.log(
+            logging.WARNING if state == FAILED else logging.INFO,
+            "job %s", state,
+            extra={"state": state, "duration_s": round(duration, 3) if duration else None,
+                   "error_code": (error or {}).get("code")},
+        )
         self.events.notify(job_id)
 
     def report_progress(self, job_id: str, progress: dict, persist: bool) -> None:
@@ -308,6 +330,7 @@ class JobRunner:
                 job.cancel_requested = True
                 self.queue.request_cancel(job_id)
             state = job.state
+        log.info("job cancel requested", extra={"job_id": job_id, "state": state})
         self.events.notify(job_id)
         return state
 

@@ -16,6 +16,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(dt: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without their zone; they are stored in UTC."""
+    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
