@@ -16,9 +16,14 @@ def test_operations_lists_all_seven_with_params_schema(client):
     assert (strength["minimum"], strength["maximum"]) == (0.0, 1.0)
     assert ops["inpaint"]["inputs"] == {
         "image": "required",
-        "mask": "required",
+        "mask": "optional",  # without one the whole image is refined
         "reference": "optional",
     }
+    assert ops["generate"]["inputs"]["image"] == "optional"  # with one, generate refines it
+    for op_id in ("generate", "inpaint"):
+        props = ops[op_id]["params_schema"]["properties"]
+        assert props["count"]["maximum"] == 8, op_id
+        assert (props["strength"]["minimum"], props["strength"]["maximum"]) == (0.0, 1.0)
     assert ops["upscale"]["region"] == "layer"
     assert ops["inpaint"]["limits"]["max_pixels"] > 0
 

@@ -453,7 +453,7 @@ class Jobs(MethodView):
         sizes.setdefault("image", (region.width, region.height))
         if op.validate is not None:
             try:
-                op.validate(params, sizes, services.config)
+                op.validate(params, sizes, services.config, entry)
             except OperationError as exc:
                 raise ApiError(422, exc.code, exc.message) from None
         new = NewJob(

@@ -332,7 +332,8 @@ class DiffusionModel:
         self.entry = entry
         self.device = device
         self.plan = plan
-        self._accepted = set(inspect.signature(type(pipe).__call__).parameters)
+        self._accepted = _call_parameters(pipe)
+        self._siblings: dict[tuple, Any] = {}
 
     # facts the operations need
 
@@ -408,21 +409,66 @@ class DiffusionModel:
     def accepts(self, name: str) -> bool:
         return name in self._accepted
 
+    def pipeline_for(self, task: str | None = None, controlnet=None):
+        """The loaded pipeline, or its sibling for `task` (text2image, image2image, inpaint),
+        optionally with a ControlNet: diffusers' `AutoPipelineFor*.from_pipe`, which shares the
+        loaded weights (no second copy). Siblings are kept with the model."""
+        if task is None and controlnet is None:
+            return self.pipe
+        key = (task, id(controlnet) if controlnet is not None else None)
+        if key not in self._siblings:
+            import diffusers
+
+            auto = {
+                "text2image": diffusers.AutoPipelineForText2Image,
+                "image2image": diffusers.AutoPipelineForImage2Image,
+                "inpaint": diffusers.AutoPipelineForInpainting,
+            }[task or task_of(self.name)]
+            extra = {} if controlnet is None else {"controlnet": controlnet}
+            try:
+                sibling = auto.from_pipe(self.pipe, **extra)
+            except (ValueError, KeyError, TypeError) as exc:
+                what = f"{task or 'its task'}" + (" with a ControlNet" if controlnet else "")
+                raise OperationError(
+                    "engine_unsupported",
+                    f"model {self.entry.id} ({self.name}) cannot run {what} in this diffusers "
+                    f"({diffusers.__version__}): {exc}",
+                ) from exc
+            sibling.set_progress_bar_config(disable=True)
+            self._siblings[key] = sibling
+        return self._siblings[key]
+
+    def forget_siblings(self, controlnet) -> None:
+        """Drop the siblings built around `controlnet` (it is being unloaded)."""
+        for key in [k for k in self._siblings if k[1] == id(controlnet)]:
+            del self._siblings[key]
+
     # the call
 
     def __call__(
-        self, progress, *, seed: int | None = None, stage: str = "denoising", **generic
+        self,
+        progress,
+        *,
+        seed: int | None = None,
+        stage: str = "denoising",
+        task: str | None = None,
+        controlnet=None,
+        **generic,
     ) -> Result:
-        """Run the pipeline with generic parameters (prompt, negative_prompt, steps, guidance,
-        image, mask, reference, width, height, strength, frames, fps, max_area, count).
-        Reports each step to `progress` (which raises Canceled to stop at the next step); an
-        out-of-memory error retries once with the lowest-memory settings."""
+        """Run the pipeline (or its `task` sibling, see `pipeline_for`) with generic parameters
+        (prompt, negative_prompt, steps, guidance, image, mask, reference, width, height,
+        strength, frames, fps, max_area, count, control...). Reports each step to `progress`
+        (which raises Canceled to stop at the next step); an out-of-memory error retries once
+        with the lowest-memory settings."""
         seed = random.randrange(2**32) if seed is None else int(seed)
-        kwargs = self.pipeline_kwargs(generic)
+        pipe = self.pipeline_for(task, controlnet)
+        kwargs = self.pipeline_kwargs(generic, _call_parameters(pipe))
         for attempt in (1, 2):
             try:
                 return Result(
-                    self._run(progress, seed, kwargs, stage), seed, {"memory": self.plan.describe()}
+                    self._run(pipe, progress, seed, kwargs, stage),
+                    seed,
+                    {"memory": self.plan.describe()},
                 )
             except Exception as exc:
                 if not devices.is_out_of_memory(exc):
@@ -440,11 +486,12 @@ class DiffusionModel:
                 devices.apply(self.pipe, lowest, self.device)
         raise AssertionError("unreachable")
 
-    def pipeline_kwargs(self, generic: dict) -> dict:
+    def pipeline_kwargs(self, generic: dict, accepted: set[str] | None = None) -> dict:
         kwargs: dict[str, Any] = {}
+        accepted = self._accepted if accepted is None else accepted
 
         def put(name: str, value) -> None:
-            if value is not None and name in self._accepted:
+            if value is not None and name in accepted:
                 kwargs[name] = value
 
         guidance = generic.get("guidance")
@@ -453,7 +500,8 @@ class DiffusionModel:
             negative = " "  # Qwen-Image applies true CFG only with a negative prompt
         put("prompt", generic.get("prompt"))
         put("negative_prompt", negative)
-        put("num_inference_steps", generic.get("steps"))
+        strength = generic.get("strength") if "strength" in accepted else None
+        put("num_inference_steps", denoising_schedule(generic.get("steps"), strength))
         put("true_cfg_scale" if self.is_qwen else "guidance_scale", guidance)
         image = generic.get("image")
         if image is not None and generic.get("reference") is not None:
@@ -468,10 +516,10 @@ class DiffusionModel:
         kwargs.update(self.entry.options.get("call", {}))
         return kwargs
 
-    def _run(self, progress, seed: int, kwargs: dict, stage: str) -> list[Image.Image]:
+    def _run(self, pipe, progress, seed: int, kwargs: dict, stage: str) -> list[Image.Image]:
         import torch
 
-        pipe = self.pipe
+        accepted = _call_parameters(pipe)
         steps = int(kwargs.get("num_inference_steps") or 0)
         progress(0, steps, stage)
 
@@ -484,9 +532,9 @@ class DiffusionModel:
             progress(step + 1, steps, stage)
 
         hooks: dict[str, Any] = {}
-        if "callback_on_step_end" in self._accepted:
+        if "callback_on_step_end" in accepted:
             hooks["callback_on_step_end"] = on_step_end
-        elif "callback" in self._accepted:
+        elif "callback" in accepted:
             hooks.update(callback=legacy, callback_steps=1)
         generator = torch.Generator("cpu").manual_seed(seed)
         with torch.inference_mode():
@@ -494,6 +542,26 @@ class DiffusionModel:
         if hasattr(out, "frames"):
             return list(out.frames[0])
         return list(out.images)
+
+
+def _call_parameters(pipe) -> set[str]:
+    return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+def task_of(pipeline_name: str) -> str:
+    """text2image, image2image or inpaint, from a diffusers pipeline class name."""
+    if "Inpaint" in pipeline_name or "Fill" in pipeline_name:
+        return "inpaint"
+    return "image2image" if "Img2Img" in pipeline_name else "text2image"
+
+
+def denoising_schedule(steps: int | None, strength: float | None) -> int | None:
+    """Pipeline steps so that `steps` denoising steps run at `strength`: image-to-image and
+    inpainting pipelines run only the last `strength` share of their schedule, so the schedule
+    is stretched (steps 2 at strength 0.5 schedules 4 and runs 2)."""
+    if steps is None or strength is None or strength >= 1 or strength <= 0:
+        return steps
+    return math.ceil(steps / strength - 1e-9)
 
 
 # --- pixels in and out --------------------------------------------------------------------------

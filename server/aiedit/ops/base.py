@@ -91,7 +91,8 @@ class Operation:
     region: str
     cost: Callable[[dict, dict[str, tuple[int, int]]], float]
     run: Callable[[OpContext], list[Output]]
-    validate: Callable[[dict, dict[str, tuple[int, int]], Any], None] | None = None
+    # (params, sizes, config, model entry): raises OperationError to refuse before queueing
+    validate: Callable[[dict, dict[str, tuple[int, int]], Any, Any], None] | None = None
 
     def input_mode(self, name: str) -> str:
         return self.inputs.get(name, UNUSED)
@@ -210,4 +211,27 @@ def guidance_field() -> fields.Float:
         allow_nan=False,
         validate=validate.Range(0.0, 30.0),
         metadata={"description": "Guidance scale; empty for the model's default."},
+    )
+
+
+MAX_COUNT = 8
+
+
+def count_field() -> fields.Integer:
+    return Integer(
+        load_default=1,
+        validate=validate.Range(1, MAX_COUNT),
+        metadata={"description": "How many variations, each with its own seed (seed, seed+1, "
+                                 "... when a seed is given)"},
+    )
+
+
+def strength_field(description: str | None = None) -> fields.Float:
+    return Float(
+        load_default=1.0,
+        validate=validate.Range(0.0, 1.0),
+        metadata={
+            "description": description
+            or "With an image: how much may change (0 keeps it, 1 replaces it)"
+        },
     )

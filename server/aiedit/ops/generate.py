@@ -5,15 +5,18 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from aiedit.ops.base import (
+    OPTIONAL,
     Integer,
     OpContext,
     OperationError,
+    count_field,
     guidance_field,
     negative_prompt_field,
     operation,
     prompt_field,
     seed_field,
     steps_field,
+    strength_field,
 )
 
 
@@ -37,9 +40,8 @@ class GenerateParams(Schema):
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
-    count = Integer(
-        load_default=1, validate=validate.Range(1, 4), metadata={"description": "How many images"}
-    )
+    strength = strength_field()
+    count = count_field()
 
 
 def cost(params: dict, sizes: dict) -> float:
@@ -47,28 +49,61 @@ def cost(params: dict, sizes: dict) -> float:
     return float(params["count"] * max(1, -(-width * height // 1_000_000)))
 
 
-@operation("generate", version=1, title="Generate", params=GenerateParams, inputs={}, cost=cost)
+@operation(
+    "generate",
+    version=2,
+    title="Generate",
+    params=GenerateParams,
+    inputs={"image": OPTIONAL},
+    cost=cost,
+)
 def run(ctx: OpContext):
-    """Draw new images from a prompt, sized to the selection (or the given width and height)."""
+    """Draw new images from a prompt, sized to the selection (or the given width and height).
+    With an `image` (the pixels under the region, or a whole layer) it refines them: `strength`
+    0 keeps the image, 1 replaces it, in between the model redraws that much of it."""
     if ctx.model.engine != "diffusion":
         raise OperationError(
             "engine_unsupported",
             f"model {ctx.model.entry.id} cannot generate with this server version",
         )
-    return _diffusion(ctx)
+    image = ctx.inputs.get("image")
+    if image is not None and (ctx.params["width"] or ctx.params["height"]):
+        raise OperationError(
+            "params_conflict",
+            "width/height: with an image the result has the image's size; leave them empty",
+        )
+    return _diffusion(ctx, image)
 
 
-def _diffusion(ctx: OpContext):
-    from aiedit.engines.diffusion import to_rgba
+def _diffusion(ctx: OpContext, image):
+    import numpy as np
+
+    from aiedit.engines.diffusion import to_pil, to_rgba
     from aiedit.ops.base import ImageOutput
 
     p, model = ctx.params, ctx.model.obj
-    size = (p["width"] or ctx.region.width, p["height"] or ctx.region.height)
+    if image is not None:
+        size = (image.shape[1], image.shape[0])
+        alpha = np.asarray(image)[..., 3]
+    else:
+        size = (p["width"] or ctx.region.width, p["height"] or ctx.region.height)
+        alpha = None
+    refine = image is not None and p["strength"] < 1.0
+    if refine and p["strength"] == 0.0:  # keep: nothing to redraw
+        return [ImageOutput(np.array(image), seed=None) for _ in range(p["count"])]
     work_w, work_h = model.fit(*size)
+    extra = {}
+    if refine:
+        extra = {
+            "task": "image2image",
+            "image": to_pil(np.asarray(image), (work_w, work_h)),
+            "strength": p["strength"],
+        }
     outputs = []
     for index in range(p["count"]):
         seed = None if p["seed"] is None else (p["seed"] + index) % 2**32
-        stage = "denoising" if p["count"] == 1 else f"denoising {index + 1}/{p['count']}"
+        verb = "refining" if refine else "denoising"
+        stage = verb if p["count"] == 1 else f"{verb} {index + 1}/{p['count']}"
         result = model(
             ctx.progress,
             seed=seed,
@@ -79,6 +114,7 @@ def _diffusion(ctx: OpContext):
             guidance=p["guidance"],
             width=work_w,
             height=work_h,
+            **extra,
         )
-        outputs.append(ImageOutput(to_rgba(result.images[0], size), seed=result.seed))
+        outputs.append(ImageOutput(to_rgba(result.images[0], size, alpha=alpha), seed=result.seed))
     return outputs

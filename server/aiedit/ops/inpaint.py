@@ -7,32 +7,32 @@ from marshmallow import Schema, validate
 from aiedit.ops.base import (
     OPTIONAL,
     REQUIRED,
-    Float,
     ImageOutput,
     Integer,
     OpContext,
     OperationError,
+    count_field,
     guidance_field,
     negative_prompt_field,
     operation,
     prompt_field,
     seed_field,
     steps_field,
+    strength_field,
 )
 
 
 class InpaintParams(Schema):
     prompt = prompt_field()
     negative_prompt = negative_prompt_field()
-    strength = Float(
-        load_default=1.0,
-        allow_nan=False,
-        validate=validate.Range(0.0, 1.0),
-        metadata={"description": "How much the masked area may change"},
+    strength = strength_field(
+        "How much the masked area (the whole image without a mask) may change: 0 keeps it, "
+        "1 replaces it; classic models blend their fill by it"
     )
     steps = steps_field()
     guidance = guidance_field()
     seed = seed_field()
+    count = count_field()
     context_margin = Integer(
         load_default=32,
         validate=validate.Range(0, 1024),
@@ -50,58 +50,88 @@ class InpaintParams(Schema):
     )
 
 
+def check(params: dict, sizes: dict, config, entry) -> None:
+    if entry.is_classic and "mask" not in sizes:
+        raise OperationError(
+            "mask_required",
+            f"mask: model {entry.id} fills holes and needs a mask; refining a whole image "
+            "takes a diffusion model",
+        )
+    if entry.is_classic and params["count"] > 1:
+        raise OperationError(
+            "count_unsupported",
+            f"count: model {entry.id} has no randomness, so it makes one result; variations "
+            "take a diffusion model",
+        )
+
+
 @operation(
     "inpaint",
-    version=1,
+    version=2,
     title="Inpaint selection",
     params=InpaintParams,
-    inputs={"image": REQUIRED, "mask": REQUIRED, "reference": OPTIONAL},
+    inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL},
+    validate=check,
 )
 def run(ctx: OpContext):
-    """Fill the selected area so it blends with its surroundings (or follows the prompt)."""
+    """Fill the selected area so it blends with its surroundings (or follows the prompt).
+    Without a mask the whole image is refined by `strength` (diffusion models only)."""
     import numpy as np
 
     from aiedit.imaging import masks
 
     image = np.asarray(ctx.inputs["image"])
-    mask = np.asarray(ctx.inputs["mask"])
+    mask = ctx.inputs.get("mask")
+    if mask is None:  # refine the whole image (check() refused this for classic models)
+        mask = np.full(image.shape[:2], 255, np.uint8)
+    mask = np.asarray(mask)
     box = masks.bounds(mask)
     if box is None:
         raise OperationError("mask_empty", "mask: nothing is selected (the mask is all zero)")
+    p = ctx.params
+    check(p, {"mask": mask.shape}, None, ctx.model.entry)
+    if p["strength"] == 0.0:  # keep: nothing may change
+        return [ImageOutput(image.copy(), seed=None) for _ in range(p["count"])]
     height, width = mask.shape
-    x0, y0, x1, y1 = masks.grow(box, ctx.params["context_margin"], width, height)
+    x0, y0, x1, y1 = masks.grow(box, p["context_margin"], width, height)
     crop, crop_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-    ctx.progress(0, 1, "inpainting")
     if ctx.model.engine == "classic":
-        filled, seed = _classic(crop, crop_mask, ctx), None
+        fills = [(_classic(crop, crop_mask, ctx), None)]
+        blend = masks.feather(crop_mask, p["feather"])
+        blend = np.rint(blend.astype(np.float32) * p["strength"]).astype(np.uint8)
     elif ctx.model.engine == "diffusion":
-        filled, seed = _diffusion(crop, crop_mask, ctx)
+        fills = _diffusion(crop, crop_mask, ctx)
+        blend = masks.feather(crop_mask, p["feather"])
     else:
         raise OperationError(
             "engine_unsupported",
             f"model {ctx.model.entry.id} cannot inpaint with this server version",
         )
-    ctx.progress(1, 1, "inpainting")
-    blend = masks.feather(crop_mask, ctx.params["feather"])
-    out = image.copy()
-    out[y0:y1, x0:x1] = masks.composite(crop, filled, blend)
-    return [ImageOutput(out, seed=seed)]
+    outputs = []
+    for filled, seed in fills:
+        out = image.copy()
+        out[y0:y1, x0:x1] = masks.composite(crop, filled, blend)
+        outputs.append(ImageOutput(out, seed=seed))
+    return outputs
 
 
 def _classic(crop, crop_mask, ctx):
     import cv2
     import numpy as np
 
+    ctx.progress(0, 1, "inpainting")
     method = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}[ctx.model.obj.name]
     holes = (crop_mask > 0).astype(np.uint8)
     rgb = cv2.inpaint(np.ascontiguousarray(crop[..., :3]), holes, ctx.params["radius"], method)
     alpha = np.maximum(crop[..., 3], holes * 255).astype(np.uint8)
+    ctx.progress(1, 1, "inpainting")
     return np.dstack([rgb, alpha])
 
 
 def _diffusion(crop, crop_mask, ctx):
-    """Run the model on the crop at its native size (in the multiples it needs) and bring the
-    result back to the crop's size; the caller pastes it through the feathered mask."""
+    """Run the model on the crop at its native size (in the multiples it needs), once per
+    variation, and bring each result back to the crop's size; the caller pastes it through the
+    feathered mask."""
     import numpy as np
 
     from aiedit.engines.diffusion import to_pil, to_rgba
@@ -109,19 +139,24 @@ def _diffusion(crop, crop_mask, ctx):
     p, model = ctx.params, ctx.model.obj
     height, width = crop_mask.shape
     work = model.fit(width, height)
-    result = model(
-        ctx.progress,
-        seed=p["seed"],
-        stage="inpainting",
-        prompt=p["prompt"],
-        negative_prompt=p["negative_prompt"],
-        steps=p["steps"],
-        guidance=p["guidance"],
-        strength=p["strength"],
-        image=to_pil(crop, work),
-        mask=to_pil(crop_mask, work, mode="L"),
-        width=work[0],
-        height=work[1],
-    )
+    image, mask = to_pil(crop, work), to_pil(crop_mask, work, mode="L")
     alpha = np.maximum(crop[..., 3], np.where(crop_mask > 0, 255, 0)).astype(np.uint8)
-    return to_rgba(result.images[0], (width, height), alpha=alpha), result.seed
+    fills = []
+    for index in range(p["count"]):
+        seed = None if p["seed"] is None else (p["seed"] + index) % 2**32
+        result = model(
+            ctx.progress,
+            seed=seed,
+            stage="inpainting" if p["count"] == 1 else f"inpainting {index + 1}/{p['count']}",
+            prompt=p["prompt"],
+            negative_prompt=p["negative_prompt"],
+            steps=p["steps"],
+            guidance=p["guidance"],
+            strength=p["strength"],
+            image=image,
+            mask=mask,
+            width=work[0],
+            height=work[1],
+        )
+        fills.append((to_rgba(result.images[0], (width, height), alpha=alpha), result.seed))
+    return fills
