@@ -23,7 +23,9 @@ class Config:
     mode: str = "personal"
     database_url: str = ""
     devices: list[str] = field(default_factory=list)
-    max_upload_bytes: int = 512 * 1024 * 1024
+    # A 16-bit RGBA 8K UHD layer that does not compress: 7680 * 4320 * 4 * 2 B = 253.1 MiB, plus
+    # its 8-bit mask (31.6 MiB) and the multipart framing: 288 MiB.
+    max_upload_bytes: int = 288 * 1024 * 1024
     max_pixels: int = 8192 * 8192
     max_side: int = 16384
     max_output_pixels: int = 16384 * 16384
@@ -34,6 +36,15 @@ class Config:
     threads: int = 32
     max_wait_s: float = 60.0
     rate_limit_per_minute: int = 600
+    max_queued_per_owner: int = 64  # queued jobs one owner may have (0: no limit)
+    max_queued: int = 1000  # queued jobs in total (0: no limit)
+    min_free_bytes: int = 1 << 30  # new jobs are refused while the data dir has less free
+    upload_slots: int = 2  # uploads decoded and stored at once; others wait (then 503)
+    upload_slot_wait_s: float = 20.0
+    max_long_polls: int = 0  # open long-polls in total; 0: threads // 2 - 1
+    max_long_polls_per_key: int = 0  # open long-polls per caller; 0: half the total
+    job_timeout_s: float = 3600.0  # wall-clock limit per job run (0: none)
+    max_classic_pixels: int = 36_000_000  # classic operations run uncancellable: cap their size
     cors_origins: list[str] = field(default_factory=list)  # browser origins allowed (CORS)
     log_format: str = ""  # json | text; empty: json in studio and hosted modes, text in personal
     log_level: str = "INFO"
@@ -59,6 +70,12 @@ class Config:
         if self.log_format not in ("", "json", "text"):
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
         return self.log_format == "json" or (not self.log_format and self.mode != "personal")
+
+    @property
+    def long_poll_limits(self) -> tuple[int, int]:
+        """(in total, per caller): below half the threads, so other requests always find one."""
+        total = self.max_long_polls or max(1, self.threads // 2 - 1)
+        return total, min(total, self.max_long_polls_per_key or max(1, total // 2))
 
     @property
     def is_loopback(self) -> bool:

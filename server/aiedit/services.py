@@ -48,7 +48,13 @@ class Services:
                            on_evict=_release_memory, free_memory=_free_memory)
         events = JobEvents()
         runner = JobRunner(
-            db, blobs, catalog, cache, events, retention=timedelta(hours=config.retention_hours),
+            db,
+            blobs,
+            catalog,
+            cache,
+            events,
+            retention=timedelta(hours=config.retention_hours),
+            job_timeout_s=config.job_timeout_s,
             log_params=config.log_prompts,
         )
         from aiedit.jobs.queue_embedded import EmbeddedQueue
@@ -71,9 +77,22 @@ class Services:
         self.queue.stop()
         self.db.dispose()
 
+    def sweep_once(self) -> bool:
+        """Delete expired jobs and folders that belong to no job. Never raises: a failure is
+        logged and the next sweep tries again. Returns whether the sweep succeeded."""
+        try:
+            self.runner.expire()
+            self.runner.sweep_orphans()
+        except Exception:
+            log.exception("retention sweep failed; trying again in %.0f s", SWEEP_INTERVAL_S)
+            return False
+        return True
+
     def _sweep(self) -> None:
-        while not self._stop_sweeper.wait(SWEEP_INTERVAL_S if self.runner.expire() >= 0 else 0):
-            pass
+        while True:
+            self.sweep_once()
+            if self._stop_sweeper.wait(SWEEP_INTERVAL_S):
+                return
 
 
 def _free_memory(device: str) -> int:

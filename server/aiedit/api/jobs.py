@@ -43,6 +43,7 @@ IMAGE_FORMATS = {
 }
 RESULT_CONTENT_TYPES = [*IMAGE_FORMATS.values(), "video/mp4"]
 POLL_INTERVAL_S = 0.5
+WEBP_MAX_SIDE = 16383  # the WebP format cannot hold a larger image
 PROGRESS_EVERY_S = 0.25  # a long-poll answers a state change at once, progress at most this often
 
 
@@ -562,6 +563,7 @@ class JobById(MethodView):
     }
 )
 @blp.alt_response(404, description="No such job or result")
+@blp.alt_response(410, description="The result's file is gone")
 @blp.alt_response(422, description="Format does not fit the result")
 def get_result(args, job_id, index):
     """Download a result: PNG (default), raw RGBA (`format=rgba`), JPEG, WebP, or MP4 for video"""
@@ -584,6 +586,14 @@ def get_result(args, job_id, index):
         "X-Offset-Y": str(result["offset"]["y"]),
         "Cache-Control": "private, max-age=3600",
     }
+    path = services.blobs.path(job_id, result["blob"])
+    if not path.is_file():
+        raise ApiError(
+            410,
+            "result_gone",
+            f"result {index} of job {job_id} is no longer stored on the server (its file was "
+            "removed); run the job again",
+        )
     if result["kind"] == "video":
         if fmt not in (None, "mp4"):
             raise ApiError(
@@ -591,14 +601,25 @@ def get_result(args, job_id, index):
                 "format_not_available",
                 f"result {index} is a video: ask for format=mp4 (its frames are the other results)",
             )
-        path = services.blobs.path(job_id, result["blob"])
         return Response(path.read_bytes(), mimetype="video/mp4", headers=headers)
     if fmt == "mp4":
         raise ApiError(
             422, "format_not_available", f"result {index} is an image: use png, rgba, jpeg or webp"
         )
     fmt = fmt or "png"
-    pixels = services.blobs.get_array(job_id, result["blob"])
+    if fmt == "webp" and max(result["width"], result["height"]) > WEBP_MAX_SIDE:
+        raise ApiError(
+            422,
+            "format_not_available",
+            f"result {index} is {result['width']}x{result['height']}: WebP holds at most "
+            f"{WEBP_MAX_SIDE} pixels a side; ask for png or rgba",
+        )
+    try:
+        pixels = services.blobs.get_array(job_id, result["blob"])
+    except FileNotFoundError:  # deleted between the check above and now
+        raise ApiError(
+            410, "result_gone", f"result {index} of job {job_id} was just removed"
+        ) from None
     if fmt == "rgba":
         return _stream_raw(services.blobs.path(job_id, result["blob"]), pixels, headers)
     return Response(encode(np.asarray(pixels), fmt), mimetype=IMAGE_FORMATS[fmt], headers=headers)

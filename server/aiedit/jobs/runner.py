@@ -1,5 +1,9 @@
 """The one place a job changes state: submitted (queued), started, progressed, finished, canceled,
-recovered after a crash, deleted. Every queue implementation calls `JobRunner.run`."""
+recovered after a crash, deleted. Every queue implementation calls `JobRunner.run`.
+
+Every state change is a conditional update (`UPDATE jobs SET state = new WHERE id = ? AND
+state = expected`), so a cancel and a finish that race (two threads, or two processes on
+PostgreSQL) cannot overwrite each other: whichever commits second changes nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from aiedit.engines import engine_module
 from aiedit.logs import job_context
@@ -50,6 +54,8 @@ FINISHED = (SUCCEEDED, FAILED, CANCELED)
 MAX_ATTEMPTS = 2  # a job cut off by a crash is run once more, then fails as interrupted
 PROGRESS_WRITE_INTERVAL_S = 0.5  # to the database; this process serves live progress from memory
 CANCEL_POLL_INTERVAL_S = 1.0
+ORPHAN_MIN_AGE_S = 600.0  # a job folder without a row is left alone this long (a submission
+# writes its files before its row)
 
 
 @dataclass
@@ -76,6 +82,7 @@ class JobRunner:
         events: JobEvents,
         retention: timedelta,
         log_params: bool = False,
+        job_timeout_s: float = 0.0,
     ):
         self.db = db
         self.blobs = blobs
@@ -84,6 +91,7 @@ class JobRunner:
         self.events = events
         self.retention = retention
         self.log_params = log_params  # debug: prompts in the log (setting log_prompts)
+        self.job_timeout_s = job_timeout_s
         self.queue: JobQueue | None = None
         self._live: dict[str, dict] = {}
 
@@ -129,7 +137,7 @@ class JobRunner:
                 cancel_requested=False,
                 idempotency_key=new.idempotency_key,
                 created_at=now,
-                expires_at=now + self.retention,
+                expires_at=now + self.retention,  # provisional: set again when it finishes
             )
             with self.db.session() as s:
                 s.add(job)
@@ -197,16 +205,22 @@ class JobRunner:
 
     def _start(self, job_id: str) -> Job | None:
         with self.db.session() as s:
-            job = s.get(Job, job_id, with_for_update=True)
-            if job is None or job.state != QUEUED:
+            started = _transition(
+                s,
+                job_id,
+                QUEUED,
+                state=RUNNING,
+                started_at=utcnow(),
+                attempts=Job.attempts + 1,
+                progress={"step": 0, "total": 0, "stage": "starting"},
+                extra=~Job.cancel_requested,
+            )
+            if not started:  # gone, canceled, or started elsewhere; a cancel may be pending
+                if _transition(s, job_id, QUEUED, extra=Job.cancel_requested,
+                               **self._finished_values(CANCELED)):
+                    self.events.notify(job_id)
                 return None
-            if job.cancel_requested:
-                job.state, job.finished_at = CANCELED, utcnow()
-                self.events.notify(job_id)
-                return None
-            job.state, job.started_at = RUNNING, utcnow()
-            job.attempts += 1
-            job.progress = {"step": 0, "total": 0, "stage": "starting"}
+            job = s.get(Job, job_id)
         self.events.notify(job_id)
         return job
 
@@ -221,6 +235,7 @@ class JobRunner:
         prepare = getattr(engine_module(entry.engine), "prepare", None)
         if prepare is not None:  # fetch missing weights, showing progress in the job
             prepare(entry, lambda done, total: progress(done, total, "downloading model"))
+        progress.start_clock(self.job_timeout_s)  # fetching weights does not count
         progress(0, 0, "loading model")
         model = self.cache.get(entry, job.device)
         progress.check()
@@ -244,7 +259,7 @@ class JobRunner:
         for index, out in enumerate(outputs):
             if isinstance(out, ImageOutput):
                 height, width = out.pixels.shape[:2]
-                blob = self.blobs.put_array(job.id, f"result-{index}", out.pixels)
+                blob = self.blobs.put_array(job.id, f"result-{index}", out.pixels, durable=True)
                 results.append(
                     {
                         "index": index,
@@ -257,7 +272,9 @@ class JobRunner:
                     }
                 )
             elif isinstance(out, VideoOutput):
-                blob = self.blobs.put_bytes(job.id, f"result-{index}.mp4", out.mp4)
+                blob = self.blobs.put_bytes(
+                    job.id, f"result-{index}.mp4", out.mp4, durable=True
+                )
                 results.append(
                     {
                         "index": index,
@@ -276,17 +293,21 @@ class JobRunner:
         return results
 
     def _finish(self, job_id: str, state: str, *, results=None, error=None, progress=None) -> None:
+        """Running → finished. A job that is no longer running (deleted, or finished by a
+        recovery elsewhere) keeps its state; results written for it are removed."""
         self._live.pop(job_id, None)
+        values = self._finished_values(state, results=results or [], error=error)
+        if progress is not None:
+            values["progress"] = progress
         with self.db.session() as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                return
-            job.state, job.finished_at = state, utcnow()
-            job.results = results or []
-            job.error = error
-            if progress is not None:
-                job.progress = progress
-            started = job.started_at
+            finished = _transition(s, job_id, RUNNING, **values)
+            started = s.scalar(select(Job.started_at).where(Job.id == job_id))
+        if not finished:
+            log.warning("job %s was no longer running when it ended as %s", job_id, state)
+            if results:
+                self.blobs.delete_results(job_id)
+            self.events.notify(job_id)
+            return
         duration = (utcnow() - as_utc(started)).total_seconds() if started else None
         log.log(
             logging.WARNING if state == FAILED else logging.INFO,
@@ -295,6 +316,11 @@ class JobRunner:
                    "error_code": (error or {}).get("code")},
         )
         self.events.notify(job_id)
+
+    def _finished_values(self, state: str, **values) -> dict:
+        """A finished job's columns: retention counts from when it finished."""
+        now = utcnow()
+        return {"state": state, "finished_at": now, "expires_at": now + self.retention, **values}
 
     def report_progress(self, job_id: str, progress: dict, persist: bool) -> None:
         self._live[job_id] = progress
@@ -305,9 +331,7 @@ class JobRunner:
 
     def write_progress(self, job_id: str, progress: dict) -> None:
         with self.db.session() as s:
-            job = s.get(Job, job_id)
-            if job is not None and job.state == RUNNING:
-                job.progress = progress
+            _transition(s, job_id, RUNNING, progress=progress)
         self.events.notify(job_id, progress_only=True)
 
     def is_cancel_requested(self, job_id: str) -> bool:
@@ -319,17 +343,22 @@ class JobRunner:
     def cancel(self, job_id: str) -> str:
         """Cancel a queued job now, or ask a running one to stop. Returns the job's new state."""
         with self.db.session() as s:
-            job = s.get(Job, job_id, with_for_update=True)
+            job = s.get(Job, job_id)
             if job is None:
                 return "gone"
-            if job.state == QUEUED:
-                job.state, job.finished_at, job.cancel_requested = CANCELED, utcnow(), True
-                job.progress = {**job.progress, "stage": "canceled"}
-                self.queue.remove(job_id)
-            elif job.state == RUNNING:
-                job.cancel_requested = True
-                self.queue.request_cancel(job_id)
-            state = job.state
+            progress = {**(job.progress or {}), "stage": "canceled"}
+        with self.db.session() as s:
+            if _transition(s, job_id, QUEUED, cancel_requested=True, progress=progress,
+                           **self._finished_values(CANCELED)):
+                state = CANCELED
+            elif _transition(s, job_id, RUNNING, cancel_requested=True):
+                state = RUNNING
+            else:  # it finished (or was deleted) meanwhile: nothing to cancel
+                state = s.scalar(select(Job.state).where(Job.id == job_id)) or "gone"
+        if state == CANCELED:
+            self.queue.remove(job_id)
+        elif state == RUNNING:
+            self.queue.request_cancel(job_id)
         log.info("job cancel requested", extra={"job_id": job_id, "state": state})
         self.events.notify(job_id)
         return state
@@ -348,25 +377,36 @@ class JobRunner:
         """After a start: re-run jobs a crash cut off (once), fail them after that, queue the
         waiting ones in order, and remove files that belong to no job. Returns queued ids."""
         with self.db.session() as s:
-            for job in s.scalars(select(Job).where(Job.state == RUNNING)):
-                if job.attempts >= MAX_ATTEMPTS:
-                    job.state, job.finished_at = FAILED, utcnow()
-                    job.error = {
+            running = s.execute(select(Job.id, Job.attempts).where(Job.state == RUNNING)).all()
+            for job_id, attempts in running:
+                if attempts >= MAX_ATTEMPTS:
+                    error = {
                         "code": "interrupted",
                         "message": "the server stopped while this job was running",
                     }
+                    _transition(s, job_id, RUNNING, **self._finished_values(FAILED, error=error))
                 else:
-                    job.state = QUEUED
-                    job.progress = {"step": 0, "total": 0, "stage": "queued"}
+                    _transition(s, job_id, RUNNING, state=QUEUED,
+                                progress={"step": 0, "total": 0, "stage": "queued"})
             queued = s.execute(
                 select(Job.id, Job.device).where(Job.state == QUEUED).order_by(Job.created_at)
             ).all()
-            known = set(s.scalars(select(Job.id)))
-        for orphan in set(self.blobs.job_ids()) - known:
-            self.blobs.delete_job(orphan)
+        self.sweep_orphans(min_age_s=0.0)
         for job_id, device in queued:
             self.queue.enqueue(job_id, device)
         return [job_id for job_id, _ in queued]
+
+    def sweep_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:
+        """Remove job folders that belong to no job and have not changed for `min_age_s`
+        (younger ones may belong to a submission storing its inputs). Returns how many."""
+        with self.db.session() as s:
+            known = set(s.scalars(select(Job.id)))
+        removed = 0
+        for orphan in set(self.blobs.job_ids()) - known:
+            if self.blobs.age_s(orphan) >= min_age_s:
+                self.blobs.delete_job(orphan)
+                removed += 1
+        return removed
 
     def expire(self) -> int:
         """Delete finished jobs past their expiry time. Returns how many."""
@@ -391,7 +431,24 @@ class _ProgressWriter(Progress):
         self._last_write = time.monotonic()  # _start has just written the row
         self._last_cancel_poll = 0.0
         self._state = {"step": 0, "total": 0, "stage": "starting"}
+        self._deadline: float | None = None
+        self._limit_s = 0.0
         super().__init__(self._report, self._canceled)
+
+    def start_clock(self, limit_s: float) -> None:
+        """From now on the job may run `limit_s` seconds (0: no limit)."""
+        self._limit_s = limit_s
+        self._deadline = time.monotonic() + limit_s if limit_s > 0 else None
+
+    def check(self) -> None:
+        super().check()
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise OperationError(
+                "timeout",
+                f"the job ran longer than this server allows ({self._limit_s:g} s, "
+                "AIEDIT_JOB_TIMEOUT_S) and was stopped; try a smaller region, fewer steps or "
+                "a lighter model",
+            )
 
     def _canceled(self) -> bool:
         queue = self._runner.queue
@@ -421,3 +478,15 @@ class _ProgressWriter(Progress):
         if complete and state.get("total"):
             state["step"] = state["total"]
         return state
+
+
+def _transition(session, job_id: str, expected: str, extra=None, **values) -> bool:
+    """`UPDATE jobs SET … WHERE id = job_id AND state = expected [AND extra]`; True if it
+    changed the row."""
+    query = update(Job).where(Job.id == job_id, Job.state == expected)
+    if extra is not None:
+        query = query.where(extra)
+    if not values:
+        values = {"state": expected}
+    result = session.execute(query.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +27,19 @@ class BlobStore:
             raise ValueError(f"bad blob name {name!r}")
         return self.job_dir(job_id) / name
 
-    def put_array(self, job_id: str, name: str, array: np.ndarray) -> str:
-        """Store pixels uncompressed (fast to write and to map back); returns the blob name."""
+    def put_array(self, job_id: str, name: str, array: np.ndarray, durable: bool = False) -> str:
+        """Store pixels uncompressed (fast to write and to map back); returns the blob name.
+        `durable`: on disk (fsync) before the name appears."""
         blob = f"{name}.npy"
-        self._write(job_id, blob, lambda fh: np.save(fh, np.ascontiguousarray(array)))
+        self._write(job_id, blob, lambda fh: np.save(fh, np.ascontiguousarray(array)), durable)
         return blob
 
     def get_array(self, job_id: str, blob: str) -> np.ndarray:
         return np.load(self.path(job_id, blob), mmap_mode="r")
 
-    def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
-        self._write(job_id, name, lambda fh: fh.write(data))
+    def put_bytes(self, job_id: str, name: str, data, durable: bool = False) -> str:
+        """Store bytes (or any buffer) as they are; returns the blob name."""
+        self._write(job_id, name, lambda fh: fh.write(data), durable)
         return name
 
     def get_bytes(self, job_id: str, blob: str) -> bytes:
@@ -52,14 +55,30 @@ class BlobStore:
     def job_ids(self) -> list[str]:
         return [p.name for p in self.root.iterdir() if p.is_dir() and p.name.isalnum()]
 
-    def _write(self, job_id: str, name: str, write) -> None:
+    def age_s(self, job_id: str) -> float:
+        """Seconds since anything in the job's folder last changed (0 if it is gone)."""
+        folder = self.job_dir(job_id)
+        try:
+            changed = max(
+                [folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())]
+            )
+        except FileNotFoundError:
+            return 0.0
+        return max(0.0, time.time() - changed)
+
+    def _write(self, job_id: str, name: str, write, durable: bool = False) -> None:
         target = self.path(job_id, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, target)
+            if durable:
+                _fsync_dir(target.parent)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             if exc.errno is None:  # numpy reports a short write without errno: the disk is full
@@ -68,3 +87,12 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
