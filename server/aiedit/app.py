@@ -62,6 +62,9 @@ def create_app(
 
     register(api)
     errors.init_app(app)
+    from aiedit.web import admin
+
+    app.register_blueprint(admin.blp)  # HTML pages: not in the OpenAPI document
     if start:
         services.start()
     return app

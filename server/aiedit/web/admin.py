@@ -1,0 +1,242 @@
+"""The admin page at /admin: the queue with cancel buttons, workers and the models they hold,
+users and their usage. Server-rendered (Jinja), no build step; its one script is a static file
+(the page CSP allows no inline script). Not part of the JSON API, so not in the OpenAPI document.
+
+Signing in takes an admin API key (or, on a key-less server, a click from this machine); the
+session lives server-side (auth/sessions.py) behind an HttpOnly, SameSite=Strict cookie that is
+Secure unless the server listens on loopback only. Every POST carries the session's CSRF token
+(the sign-in form a token tied to a cookie of its own)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
+
+from aiedit import __version__
+from aiedit.api.metrics import is_loopback
+from aiedit.auth.keys import LOCAL_OWNER, Principal, authenticate, keys_exist
+from aiedit.auth.sessions import (
+    Session,
+    close_session,
+    find_session,
+    new_token,
+    open_session,
+    tokens_match,
+)
+from aiedit.jobs import overview
+from aiedit.jobs.runner import QUEUED, RUNNING
+from aiedit.store.db import as_utc, utcnow
+from aiedit.store.models import Job
+
+blp = Blueprint(
+    "admin",
+    __name__,
+    url_prefix="/admin",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+SESSION_COOKIE = "aiedit_admin"
+SIGN_IN_COOKIE = "aiedit_admin_signin"  # the sign-in form's CSRF token
+COOKIE_PATH = "/admin"
+REFRESH_MS = 2000
+
+
+def _services():
+    return current_app.extensions["aiedit"]
+
+
+def _cookie_flags() -> dict:
+    secure = request.is_secure or not _services().config.is_loopback
+    return {"httponly": True, "samesite": "Strict", "secure": secure, "path": COOKIE_PATH}
+
+
+def _local_sign_in_allowed() -> bool:
+    """A server without keys trusts its own machine (as the API does): no key to type."""
+    return not keys_exist(_services().db) and is_loopback(request.remote_addr)
+
+
+def _session() -> Session | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    return find_session(_services().db, token, allow_local=_local_sign_in_allowed())
+
+
+@blp.after_request
+def no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.get("")
+@blp.get("/")
+def index():
+    session = _session()
+    if session is None:
+        return _sign_in_page()
+    return render_template("admin.html", **_dashboard(session))
+
+
+@blp.post("/login")
+def login():
+    if not tokens_match(request.form.get("csrf_token"), request.cookies.get(SIGN_IN_COOKIE)):
+        return _refused_form()
+    services = _services()
+    key = request.form.get("key", "").strip()
+    if not key and _local_sign_in_allowed():
+        principal = Principal(owner=LOCAL_OWNER, role="admin", key_name="local owner")
+    else:
+        principal = authenticate(services.db, key) if key else None
+        if principal is None:
+            return _sign_in_page("That key is unknown or revoked.", 401)
+        if not principal.is_admin:
+            return _sign_in_page(
+                "That key is not an admin key. Sign in with a key created with "
+                "`aiedit keys create --name NAME --role admin`.",
+                403,
+            )
+    lifetime = timedelta(hours=services.config.admin_session_hours)
+    token, _ = open_session(services.db, principal, lifetime)
+    response = redirect(url_for(".index"), 303)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(lifetime.total_seconds()),
+                        **_cookie_flags())
+    response.delete_cookie(SIGN_IN_COOKIE, **_cookie_flags())
+    return response
+
+
+@blp.post("/logout")
+def logout():
+    session = _session()
+    if session is None:
+        return redirect(url_for(".index"), 303)
+    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
+        return _refused_form()
+    close_session(_services().db, request.cookies.get(SESSION_COOKIE))
+    response = redirect(url_for(".index"), 303)
+    response.delete_cookie(SESSION_COOKIE, **_cookie_flags())
+    return response
+
+
+@blp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    session = _session()
+    if session is None:
+        return _sign_in_page("Sign in first.", 401)
+    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
+        return _refused_form()
+    services = _services()
+    with services.db.session() as s:
+        job = s.get(Job, job_id) if job_id.isalnum() and len(job_id) <= 32 else None
+    if job is None:
+        return redirect(url_for(".index", notice="gone"), 303)
+    if job.state in (QUEUED, RUNNING):
+        done = "stopping" if services.runner.cancel(job.id) == RUNNING else "canceled"
+    else:
+        done = job.state
+    return redirect(url_for(".index", notice=done, job=job.id[:8]), 303)
+
+
+def _sign_in_page(error: str | None = None, status: int = 200):
+    token = request.cookies.get(SIGN_IN_COOKIE)
+    if not token or len(token) > 100:
+        token = new_token()
+    response = make_response(
+        render_template("admin_login.html", csrf_token=token, error=error,
+                        local=_local_sign_in_allowed(), version=__version__),
+        status,
+    )
+    response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, **_cookie_flags())
+    return response
+
+
+def _refused_form():
+    return make_response(
+        render_template("admin_message.html", title="Form refused", version=__version__,
+                        message="This form was not sent from this admin page (its security "
+                        "token is missing or wrong). Reload the page and try again."),
+        403,
+    )
+
+
+def _dashboard(session: Session) -> dict:
+    from aiedit.api.jobs import job_json
+
+    services = _services()
+    db = services.db
+    names = overview.owner_names(db)
+    jobs = [
+        job_json(job) | {"owner": names.get(job.owner, job.owner), "device": job.device}
+        for job in overview.active_jobs(db)
+    ]
+    recent = [
+        {"id": job.id, "owner": names.get(job.owner, job.owner), "operation": job.operation,
+         "model": job.model, "state": job.state, "error": (job.error or {}).get("code"),
+         "duration": _seconds(job.started_at, job.finished_at),
+         "finished": _ago(job.finished_at)}
+        for job in overview.recent_jobs(db)
+    ]
+    for job in jobs:
+        since = job["started_at"] if job["state"] == RUNNING else job["created_at"]
+        job["since"] = _ago(since)
+    workers = services.queue.workers()
+    return {
+        "session": session,
+        "csrf_token": session.csrf_token,
+        "version": __version__,
+        "mode": services.config.mode,
+        "jobs": jobs,
+        "running": sum(j["state"] == RUNNING for j in jobs),
+        "queued": sum(j["state"] == QUEUED for j in jobs),
+        "workers": [
+            {"name": w.name, "device": w.device, "job": w.job_id, "models": w.models,
+             "seen": _ago(w.last_seen) if w.last_seen else "now (in this process)"}
+            for w in workers
+        ],
+        "usage": overview.usage(db),
+        "recent": recent,
+        "notice": _notice(),
+        "refresh_ms": REFRESH_MS,
+    }
+
+
+NOTICES = {
+    "canceled": "Job {job} canceled.",
+    "stopping": "Job {job} stops at its next step.",
+    "succeeded": "Job {job} had already succeeded.",
+    "failed": "Job {job} had already failed.",
+    "gone": "That job is gone (it expired or was deleted).",
+}
+
+
+def _notice() -> str:
+    """The outcome of a cancel, from a fixed set (a link cannot put words on this page)."""
+    text = NOTICES.get(request.args.get("notice", ""))
+    job = request.args.get("job", "")
+    if not text or ("{job}" in text and not (job.isalnum() and len(job) <= 8)):
+        return ""
+    return text.format(job=job)
+
+
+def _ago(when) -> str:
+    if when is None:
+        return ""
+    return _span((utcnow() - as_utc(when)).total_seconds())
+
+
+def _seconds(start, end) -> str:
+    if start is None or end is None:
+        return ""
+    return _span((as_utc(end) - as_utc(start)).total_seconds())
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,175 @@
+"""The admin page's sign-in, session cookie and CSRF rules (Flask test client; the browser test
+is test_admin_browser.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from aiedit.app import create_app, services_of
+from aiedit.auth.keys import create_key, revoke_key
+from aiedit.config import Config
+from tests.helpers import noise_image, png_bytes, submit
+
+REMOTE = {"REMOTE_ADDR": "10.1.2.3"}
+
+
+@pytest.fixture
+def stopped_app(config):
+    """Workers not started: submitted jobs stay queued."""
+    app = create_app(config, start=False)
+    yield app
+    services_of(app).stop()
+
+
+@pytest.fixture
+def keys(stopped_app):
+    db = services_of(stopped_app).db
+    return {"admin": create_key(db, "ops", "admin")[1], "alice": create_key(db, "alice")[1]}
+
+
+def form_token(resp) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', resp.get_data(as_text=True)).group(1)
+
+
+def set_cookies(resp) -> dict[str, str]:
+    return {c.split("=", 1)[0]: c for c in resp.headers.getlist("Set-Cookie")}
+
+
+def sign_in(client, key, **kwargs):
+    token = form_token(client.get("/admin", **kwargs))
+    return client.post("/admin/login", data={"key": key, "csrf_token": token}, **kwargs)
+
+
+def queued_job(app, client, key) -> str:
+    resp = submit(client, "upscale", {"image": png_bytes(noise_image(16, 16))},
+                  headers={"Authorization": f"Bearer {key}"}, model="classic-lanczos")
+    assert resp.status_code == 202
+    return resp.get_json()["id"]
+
+
+def state_of(app, job_id) -> str:
+    from aiedit.store.models import Job
+
+    with services_of(app).db.session() as s:
+        return s.get(Job, job_id).state
+
+
+def test_the_session_cookie_is_httponly_strict_and_holds_no_key(stopped_app, keys):
+    client = stopped_app.test_client()
+    resp = sign_in(client, keys["admin"])
+    assert resp.status_code == 303 and resp.headers["Location"].rstrip("/").endswith("/admin")
+    cookie = set_cookies(resp)["aiedit_admin"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+    assert "Secure" not in cookie  # loopback server, plain http
+    assert keys["admin"].split("_", 2)[2] not in cookie
+    page = client.get("/admin")
+    assert page.status_code == 200 and "signed in as <strong>ops</strong>" in page.text
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_the_cookie_is_secure_when_the_server_is_reachable_from_elsewhere(tmp_path, models_dir):
+    config = Config(data_dir=tmp_path / "d", host="0.0.0.0", testing=True,
+                    models_dir=str(models_dir))
+    app = create_app(config, start=False)
+    try:
+        _, admin = create_key(services_of(app).db, "ops", "admin")
+        client = app.test_client()
+        form = client.get("/admin", environ_base=REMOTE)
+        assert "Secure" in set_cookies(form)["aiedit_admin_signin"]
+        resp = sign_in(client, admin, environ_base=REMOTE)
+        assert set(set_cookies(resp)) == {"aiedit_admin", "aiedit_admin_signin"}
+        for cookie in set_cookies(resp).values():
+            assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    finally:
+        services_of(app).stop()
+
+
+def test_wrong_and_non_admin_keys_get_no_session(stopped_app, keys):
+    client = stopped_app.test_client()
+    wrong = sign_in(client, keys["admin"][:-3] + "xyz")
+    assert wrong.status_code == 401 and "unknown or revoked" in wrong.text
+    user = sign_in(client, keys["alice"])
+    assert user.status_code == 403 and "not an admin key" in user.text
+    empty = sign_in(client, "")
+    assert empty.status_code == 401
+    for resp in (wrong, user, empty):
+        assert "aiedit_admin" not in set_cookies(resp)
+    assert 'id="queue"' not in client.get("/admin").text
+
+
+def test_every_post_needs_its_csrf_token(stopped_app, keys):
+    client = stopped_app.test_client()
+    client.get("/admin")
+    resp = client.post("/admin/login", data={"key": keys["admin"]})  # no token
+    assert resp.status_code == 403 and "aiedit_admin" not in set_cookies(resp)
+    resp = client.post("/admin/login", data={"key": keys["admin"], "csrf_token": "forged"})
+    assert resp.status_code == 403
+
+    sign_in(client, keys["admin"])
+    job_id = queued_job(stopped_app, client, keys["alice"])
+    assert client.post(f"/admin/jobs/{job_id}/cancel").status_code == 403
+    resp = client.post(f"/admin/jobs/{job_id}/cancel", data={"csrf_token": "forged"})
+    assert resp.status_code == 403 and state_of(stopped_app, job_id) == "queued"
+    assert client.post("/admin/logout").status_code == 403
+    assert 'id="queue"' in client.get("/admin").text  # still signed in
+
+    token = form_token(client.get("/admin"))
+    resp = client.post(f"/admin/jobs/{job_id}/cancel", data={"csrf_token": token})
+    assert resp.status_code == 303 and state_of(stopped_app, job_id) == "canceled"
+    assert f"Job {job_id[:8]} canceled." in client.get(resp.headers["Location"]).text
+
+
+def test_cancel_needs_a_session(stopped_app, keys):
+    client = stopped_app.test_client()
+    job_id = queued_job(stopped_app, client, keys["alice"])
+    resp = client.post(f"/admin/jobs/{job_id}/cancel", data={"csrf_token": "x"})
+    assert resp.status_code == 401 and state_of(stopped_app, job_id) == "queued"
+
+
+def test_sign_out_and_revoking_the_key_end_the_session(stopped_app, keys):
+    db = services_of(stopped_app).db
+    client = stopped_app.test_client()
+    sign_in(client, keys["admin"])
+    token = form_token(client.get("/admin"))
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 303
+    assert 'id="key"' in client.get("/admin").text
+
+    row, other_admin = create_key(db, "ops2", "admin")
+    sign_in(client, other_admin)
+    assert "signed in as <strong>ops2</strong>" in client.get("/admin").text
+    revoke_key(db, row.id)
+    assert 'id="key"' in client.get("/admin").text
+
+
+def test_a_keyless_server_lets_its_own_machine_in_without_a_key(app):
+    client = app.test_client()
+    page = client.get("/admin")
+    assert "Continue as the local owner" in page.text and 'id="key"' not in page.text
+    resp = client.post("/admin/login", data={"csrf_token": form_token(page)})
+    assert resp.status_code == 303
+    assert "signed in as <strong>local owner</strong>" in client.get("/admin").text
+
+    remote = app.test_client()
+    page = remote.get("/admin", environ_base=REMOTE)
+    assert "Continue as the local owner" not in page.text
+    resp = remote.post("/admin/login", data={"csrf_token": form_token(page)},
+                       environ_base=REMOTE)
+    assert resp.status_code == 401
+
+    create_key(services_of(app).db, "first-key")  # once keys exist the local session ends
+    assert 'id="key"' in client.get("/admin").text
+
+
+def test_the_page_shows_workers_and_per_user_usage(stopped_app, keys):
+    client = stopped_app.test_client()
+    for _ in range(3):
+        queued_job(stopped_app, client, keys["alice"])
+    sign_in(client, keys["admin"])
+    page = client.get("/admin").text
+    users = page[page.index('id="users"'):]
+    assert re.search(r"<td>alice</td><td class=\"num\">3</td>", users)
+    assert "embedded-auto" in page
+    assert page.count('class="badge queued"') == 3
