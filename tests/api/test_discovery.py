@@ -9,9 +9,13 @@ def test_health_answers_without_a_key(client):
     assert body["auth_required"] is False
 
 
-def test_operations_lists_all_seven_with_params_schema(client):
+def test_operations_lists_all_eight_with_params_schema(client):
     ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
-    assert set(ops) == {"generate", "edit", "inpaint", "outpaint", "upscale", "restore", "video"}
+    assert set(ops) == {
+        "generate", "edit", "inpaint", "outpaint", "upscale", "restore", "video", "preprocess"
+    }
+    kind = ops["preprocess"]["params_schema"]["properties"]["kind"]
+    assert set(kind["enum"]) == {"canny", "scribble", "lineart", "depth"}
     strength = ops["inpaint"]["params_schema"]["properties"]["strength"]
     assert (strength["minimum"], strength["maximum"]) == (0.0, 1.0)
     assert ops["inpaint"]["inputs"] == {

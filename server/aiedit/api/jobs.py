@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from aiedit.api.errors import ApiError
-from aiedit.engines import default_model
+from aiedit.engines import default_model, installed_for
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw, encode
 from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING, NewJob
 from aiedit.ops.base import INPUT_NAMES, REQUIRED, UNUSED, OperationError, Region, registry
@@ -298,6 +298,23 @@ def _pick_model(op, model_id: str | None):
     return entry
 
 
+def _fit_model(op, entry, named: bool, params: dict):
+    """The model for these params: a named one must fit them; the default is the preferred
+    installed model that does."""
+    reason = op.model_fits(params, entry) if op.model_fits else None
+    if reason is None:
+        return entry
+    if named:
+        raise ApiError(422, "model_does_not_fit", f"{reason}; pick another model",
+                       errors={"model": [reason]})
+    for candidate in installed_for(_services().catalog, op.id):
+        if op.model_fits(params, candidate) is None:
+            return candidate
+    raise ApiError(422, "no_model",
+                   f"no installed model for {op.id} fits these params ({reason}); install one "
+                   "with `aiedit models pull <id>` (see `aiedit models list`)")
+
+
 def _decode_inputs(op, files: dict, raw_sizes: dict) -> dict[str, np.ndarray]:
     config = _services().config
     limits = (config.max_pixels, config.max_side)
@@ -448,6 +465,7 @@ class Jobs(MethodView):
                 f"invalid params for {op.id}: {details}",
                 errors={"params": errors},
             ) from None
+        entry = _fit_model(op, entry, req["model"] is not None, params)
         arrays = _decode_inputs(op, files, req["raw"])
         region = _region(req, arrays, params)
         sizes = {name: (a.shape[1], a.shape[0]) for name, a in arrays.items()}

@@ -29,6 +29,14 @@ class ModelSchema(Schema):
     download_size = fields.Integer(required=True)
     memory = fields.Integer(required=True)
     download = fields.Nested(DownloadSchema, allow_none=True)
+    kinds = fields.List(
+        fields.String(),
+        metadata={"description": "Control maps a detector makes or a ControlNet follows"},
+    )
+    base = fields.String(
+        allow_none=True,
+        metadata={"description": "The base weights (sdxl, flux, ...) this model is or fits"},
+    )
     default = fields.Boolean(
         metadata={"description": "The operation's default (in /v1/operations)"}
     )
@@ -51,6 +59,8 @@ def describe(entry, downloads=None) -> dict:
         "download_size": entry.download_size,
         "memory": entry.memory,
         "download": (downloads or {}).get(entry.id),
+        "kinds": list(entry.kinds),
+        "base": entry.family,
     }
 
 

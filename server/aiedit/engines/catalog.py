@@ -9,7 +9,9 @@ from typing import Any
 
 import tomllib
 
-ENGINES = ("classic", "diffusion", "spandrel")
+ENGINES = ("classic", "detector", "diffusion", "spandrel")
+# diffusers pipeline class name prefix -> the family of weights LoRAs and ControlNets must fit
+FAMILIES = {"StableDiffusionXL": "sdxl", "Flux": "flux", "QwenImage": "qwen-image"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,20 @@ class ModelEntry:
 
     def serves(self, operation: str) -> bool:
         return operation in self.operations
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The control maps a detector makes or a ControlNet follows (`options.kinds`)."""
+        return tuple(self.options.get("kinds", ()))
+
+    @property
+    def family(self) -> str | None:
+        """The base weights this model is or fits: `options.base`, or for a diffusion pipeline
+        its class (sdxl, flux, qwen-image); None when unknown."""
+        if "base" in self.options:
+            return str(self.options["base"])
+        pipeline = self.source.get("pipeline", "")
+        return next((f for prefix, f in FAMILIES.items() if pipeline.startswith(prefix)), None)
 
 
 class CatalogError(ValueError):

@@ -1,4 +1,5 @@
-"""Classic engine: algorithms with no weights (Lanczos, OpenCV inpainting and denoising)."""
+"""Classic engine: algorithms with no weights (Lanczos, OpenCV inpainting and denoising, Canny
+edges and scribbles)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from aiedit.engines.cache import LoadedModel
 from aiedit.engines.catalog import ModelEntry
 
-METHODS = ("lanczos", "telea", "navier-stokes", "nl-means")
+METHODS = ("lanczos", "telea", "navier-stokes", "nl-means", "canny", "scribble")
 
 
 @dataclass(frozen=True)

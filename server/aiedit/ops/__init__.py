@@ -1,3 +1,12 @@
 """One module per operation; importing this package registers them all."""
 
-from aiedit.ops import edit, generate, inpaint, outpaint, restore, upscale, video  # noqa: F401
+from aiedit.ops import (  # noqa: F401
+    edit,
+    generate,
+    inpaint,
+    outpaint,
+    preprocess,
+    restore,
+    upscale,
+    video,
+)

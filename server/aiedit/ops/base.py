@@ -93,6 +93,9 @@ class Operation:
     run: Callable[[OpContext], list[Output]]
     # (params, sizes, config, model entry): raises OperationError to refuse before queueing
     validate: Callable[[dict, dict[str, tuple[int, int]], Any, Any], None] | None = None
+    # (params, model entry) -> why the model cannot serve these params, or None; the API picks
+    # the default model among those that fit and refuses a named one that does not
+    model_fits: Callable[[dict, Any], str | None] | None = None
 
     def input_mode(self, name: str) -> str:
         return self.inputs.get(name, UNUSED)
@@ -111,6 +114,7 @@ def operation(
     region: str = "selection",
     cost: Callable | None = None,
     validate: Callable | None = None,
+    model_fits: Callable | None = None,
 ):
     """Register the decorated `run(ctx)` as operation `id`."""
 
@@ -128,6 +132,7 @@ def operation(
             cost=cost or megapixel_cost,
             run=run,
             validate=validate,
+            model_fits=model_fits,
         )
         return run
 
