@@ -63,6 +63,7 @@ def test_a_finished_job_shows_in_counts_and_the_duration_histogram(client):
     m = scrape(client)
     assert m[("aiedit_jobs", (("operation", "upscale"), ("state", "succeeded")))] == 1
     labels = (("model", "classic-lanczos"), ("operation", "upscale"))
+    assert m[("aiedit_jobs_finished_total", (*labels, ("state", "succeeded")))] == 1
     assert m[("aiedit_job_duration_seconds_count", labels)] == 1
     assert m[("aiedit_job_duration_seconds_bucket", (("le", "+Inf"), *labels))] == 1
     assert 0 < m[("aiedit_job_duration_seconds_sum", labels)] < 60
@@ -72,14 +73,21 @@ def test_a_finished_job_shows_in_counts_and_the_duration_histogram(client):
     assert [dict(k[1])["model"] for k in held] == ["classic-lanczos"]
 
 
+def finish_after(app, seconds: float, state="succeeded", error=None, **job) -> str:
+    """A job that ran `seconds`, ended by the runner as a worker ends it."""
+    row = add_job(services_of(app).db, state="running", seconds=seconds, **job)
+    services_of(app).runner._finish(row.id, state, error=error)
+    return row.id
+
+
 def test_buckets_failures_and_queue_are_counted_by_the_database(app, client):
     db = services_of(app).db
     for seconds in (0.3, 7.0, 700.0):
-        add_job(db, operation="generate", model="sdxl-turbo", seconds=seconds)
-    add_job(db, operation="generate", model="sdxl-turbo", state="failed", seconds=1,
-            error={"code": "out_of_memory", "message": "x"})
-    add_job(db, operation="inpaint", model="classic-telea", state="failed", seconds=1,
-            error={"code": "model_not_available", "message": "x"})
+        finish_after(app, seconds, operation="generate", model="sdxl-turbo")
+    finish_after(app, 1, "failed", {"code": "out_of_memory", "message": "x"},
+                 operation="generate", model="sdxl-turbo")
+    finish_after(app, 1, "failed", {"code": "model_not_available", "message": "x"},
+                 operation="inpaint", model="classic-telea")
     add_job(db, state="queued", device="cuda:1")
     add_job(db, state="queued", device="cuda:1")
 
@@ -92,12 +100,35 @@ def test_buckets_failures_and_queue_are_counted_by_the_database(app, client):
     assert (bucket("0.25"), bucket("0.5"), bucket("5.0"), bucket("10.0")) == (0, 1, 1, 2)
     assert (bucket("600.0"), bucket("1800.0"), bucket("+Inf")) == (2, 3, 3)
     assert abs(m[("aiedit_job_duration_seconds_sum", labels)] - 707.3) < 0.5
-    assert m[("aiedit_job_failures", (("code", "out_of_memory"), ("operation", "generate")))] == 1
-    assert m[("aiedit_job_failures",
+    assert m[("aiedit_job_failures_total",
+              (("code", "out_of_memory"), ("operation", "generate")))] == 1
+    assert m[("aiedit_job_failures_total",
               (("code", "model_not_available"), ("operation", "inpaint")))] == 1
+    assert m[("aiedit_jobs_finished_total", (*labels, ("state", "failed")))] == 1
     assert m[("aiedit_jobs", (("operation", "generate"), ("state", "failed")))] == 1
     assert m[("aiedit_queue_depth", (("device", "cuda:1"),))] == 2
     assert m[("aiedit_queue_oldest_wait_seconds", ())] >= 1
+
+
+def test_counters_never_go_down_when_jobs_expire_or_are_deleted(app, client):
+    runner = services_of(app).runner
+    done = finish_after(app, 2.0, operation="restore", model="classic-denoise")
+    queued = add_job(services_of(app).db, state="queued", operation="restore",
+                     model="classic-denoise")
+    runner.cancel(queued.id)  # canceled before it ran: counted, but no run time
+    labels = (("model", "classic-denoise"), ("operation", "restore"))
+    before = scrape(client)
+    assert before[("aiedit_jobs_finished_total", (*labels, ("state", "canceled")))] == 1
+    assert before[("aiedit_job_duration_seconds_count", labels)] == 1
+
+    runner.delete(done)
+    runner.delete(queued.id)
+    after = scrape(client)
+    assert not [k for k in after if k[0] == "aiedit_jobs" and ("operation", "restore") in k[1]]
+    for name in ("aiedit_jobs_finished_total", "aiedit_job_duration_seconds_count",
+                 "aiedit_job_duration_seconds_sum"):
+        assert {k: v for k, v in after.items() if k[0] == name} == {
+            k: v for k, v in before.items() if k[0] == name}
 
 
 def test_every_process_reports_the_same_shared_state(app, client, config):

@@ -1,9 +1,10 @@
 """`GET /metrics` in Prometheus text format, for an admin key or a key-less request from loopback.
 
-Every value is computed when Prometheus scrapes, from the database (jobs) and the queue (its
-workers: in studio mode their heartbeats in the shared store), never from counters kept in one
-process: with several API processes any of them answers for all. Not part of the JSON API, so not
-in the OpenAPI document (docs/http-api.md describes it).
+Every value is read when Prometheus scrapes, from the database (the jobs, and counts of finished
+jobs that the runner keeps there as jobs finish and that outlive them: jobs/stats.py) and the
+queue (its workers: in studio mode their heartbeats in the shared store), never from counters kept
+in one process: with several API processes any of them answers for all. Not part of the JSON
+API, so not in the OpenAPI document (docs/http-api.md describes it).
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
 from aiedit import __version__
 from aiedit.api.auth import current_principal
 from aiedit.api.errors import ApiError
-from aiedit.jobs import overview
-from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING
+from aiedit.jobs import overview, stats
 from aiedit.store.db import as_utc, utcnow
 
 blp = Blueprint("metrics", __name__)
-STATES = (QUEUED, RUNNING, *FINISHED)
 
 
 class JobsCollector:
@@ -56,30 +59,38 @@ class JobsCollector:
         jobs = GaugeMetricFamily(
             "aiedit_jobs",
             "Jobs the server holds, by operation and state (finished jobs are kept until they "
-            "expire, retention_hours after submission)",
+            "expire, retention_hours after they finish)",
             labels=["operation", "state"],
         )
         for operation, state, n in sorted(overview.state_counts(db)):
             jobs.add_metric([operation, state], n)
         yield jobs
 
-        failed = GaugeMetricFamily(
+        finished = CounterMetricFamily(
+            "aiedit_jobs_finished",
+            "Jobs that reached a final state, by operation, model and state",
+            labels=["operation", "model", "state"],
+        )
+        for operation, model, state, n in sorted(stats.finished(db)):
+            finished.add_metric([operation, model, state], n)
+        yield finished
+
+        failed = CounterMetricFamily(
             "aiedit_job_failures",
-            "Failed jobs the server holds, by operation and error code",
+            "Failed jobs by operation and error code",
             labels=["operation", "code"],
         )
-        for operation, code, n in sorted(overview.failures(db)):
+        for operation, code, n in sorted(stats.failures(db)):
             failed.add_metric([operation, code], n)
         yield failed
 
         duration = HistogramMetricFamily(
             "aiedit_job_duration_seconds",
-            "Run time (start to finish) of succeeded jobs the server holds, by operation and model",
+            "Run time (start to finish) of succeeded jobs, by operation and model",
             labels=["operation", "model"],
         )
-        for d in sorted(overview.durations(db), key=lambda d: (d.operation, d.model)):
-            buckets = [(_le(bound), n) for bound, n in d.buckets] + [("+Inf", d.count)]
-            duration.add_metric([d.operation, d.model], buckets, sum_value=d.total_s)
+        for h in stats.durations(db):
+            duration.add_metric([h.operation, h.model], h.cumulative(), sum_value=h.total_s)
         yield duration
 
         yield from _worker_metrics(self.services.queue.workers())
@@ -106,10 +117,6 @@ def _worker_metrics(workers):
     for device, n in sorted(per_device.items()):
         up.add_metric([device], n)
     return up, busy, held
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
 
 
 def is_loopback(address: str | None) -> bool:

@@ -1,4 +1,4 @@
-"""What operators see: queue, job counts, durations, usage per owner. Everything is read from the
+"""What operators see: queue, job counts, usage per owner. Everything is read from the
 database at the moment it is asked for, so any API process answers for every worker and process
 (nothing is counted in one process's memory)."""
 
@@ -7,26 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy import case, func, select
 
-from aiedit.jobs.runner import FAILED, QUEUED, RUNNING, SUCCEEDED
+from aiedit.jobs.runner import FAILED, QUEUED, RUNNING
 from aiedit.store.db import Database, utcnow
 from aiedit.store.models import ApiKey, Job
 
-# Seconds; from a tiny classic job to a long video.
-DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 LOCAL_OWNER_NAME = "local (no key)"
-
-
-@dataclass
-class Durations:
-    """How long succeeded jobs of one operation and model ran (started to finished)."""
-
-    operation: str
-    model: str
-    buckets: list[tuple[float, int]]  # (upper bound, jobs at or under it), cumulative
-    count: int
-    total_s: float
 
 
 @dataclass
@@ -38,12 +25,6 @@ class Usage:
     queued: int
     running: int
     failed_24h: int
-
-
-def _seconds_between(db: Database, start, end):
-    if db.engine.dialect.name == "postgresql":
-        return func.extract("epoch", end - start)
-    return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
 def state_counts(db: Database) -> list[tuple[str, str, int]]:
@@ -67,44 +48,6 @@ def queue_depth(db: Database) -> dict[str, int]:
 def oldest_queued(db: Database) -> datetime | None:
     with db.session() as s:
         return s.scalar(select(func.min(Job.created_at)).where(Job.state == QUEUED))
-
-
-def failures(db: Database) -> list[tuple[str, str, int]]:
-    """(operation, error code, jobs) of failed jobs."""
-    code = Job.error["code"].as_string()
-    with db.session() as s:
-        rows = s.execute(
-            select(Job.operation, code, func.count())
-            .where(Job.state == FAILED)
-            .group_by(Job.operation, code)
-        )
-        return [(op, c or "unknown", n) for op, c, n in rows]
-
-
-def durations(db: Database) -> list[Durations]:
-    """Run-time distribution of succeeded jobs, one histogram per operation and model, counted
-    by the database (one query, no rows fetched)."""
-    seconds = cast(_seconds_between(db, Job.started_at, Job.finished_at), Float)
-    columns = [
-        func.sum(case((seconds <= bound, 1), else_=0)) for bound in DURATION_BUCKETS
-    ]
-    query = (
-        select(Job.operation, Job.model, func.count(), func.sum(seconds), *columns)
-        .where(Job.state == SUCCEEDED, Job.started_at.is_not(None), Job.finished_at.is_not(None))
-        .group_by(Job.operation, Job.model)
-    )
-    with db.session() as s:
-        rows = s.execute(query).all()
-    return [
-        Durations(
-            operation=op,
-            model=model,
-            buckets=[(b, int(n or 0)) for b, n in zip(DURATION_BUCKETS, counts, strict=True)],
-            count=count,
-            total_s=float(total or 0.0),
-        )
-        for op, model, count, total, *counts in rows
-    ]
 
 
 def owner_names(db: Database) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from aiedit.engines import engine_module
+from aiedit.jobs import stats
 from aiedit.logs import job_context
 from aiedit.ops.base import (
     Canceled,
@@ -489,4 +490,8 @@ def _transition(session, job_id: str, expected: str, extra=None, **values) -> bo
     if not values:
         values = {"state": expected}
     result = session.execute(query.values(**values).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    changed = result.rowcount == 1
+    if changed and values.get("state") in FINISHED:
+        stats.record_finished(session, job_id, values["state"], values.get("finished_at")
+                              or utcnow(), values.get("error"))
+    return changed

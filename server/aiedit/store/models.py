@@ -64,3 +64,19 @@ class AdminSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class JobStat(Base):
+    """Finished jobs counted as they finish, kept when the jobs themselves expire (so /metrics
+    counters only grow): one row per operation, model, final state, error code and duration
+    bucket (index into jobs/stats.py's DURATION_BUCKETS; len() for longer, -1 never started)."""
+
+    __tablename__ = "job_stats"
+
+    operation: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" unless failed
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)

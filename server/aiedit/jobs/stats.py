@@ -1,0 +1,105 @@
+"""Counts of finished jobs, kept in the database as jobs finish (in the same transaction as the
+state change) and never lowered when jobs expire: the source of /metrics' counters and run-time
+histograms, shared by every process of a deployment."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from aiedit.store.db import Database, as_utc
+from aiedit.store.models import Job, JobStat
+
+# Seconds; from a tiny classic job to a long video.
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+NEVER_STARTED = -1
+
+
+def record_finished(session, job_id: str, state: str, finished_at: datetime,
+                    error: dict | None) -> None:
+    """Count a job that has just reached `state` (call inside the transaction that set it)."""
+    row = session.execute(
+        select(Job.operation, Job.model, Job.started_at).where(Job.id == job_id)
+    ).first()
+    if row is None:
+        return
+    operation, model, started = row
+    if started is None:
+        bucket, seconds = NEVER_STARTED, 0.0
+    else:
+        seconds = max(0.0, (as_utc(finished_at) - as_utc(started)).total_seconds())
+        bucket = bisect_left(DURATION_BUCKETS, seconds)
+    key = {"operation": operation, "model": model, "state": state,
+           "code": str((error or {}).get("code") or "")[:64], "bucket": bucket}
+    insert = _upsert_for(session)
+    statement = insert(JobStat).values(**key, count=1, seconds=seconds)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(key),
+            set_={"count": JobStat.count + 1, "seconds": JobStat.seconds + seconds},
+        )
+    )
+
+
+def _upsert_for(session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+@dataclass
+class Histogram:
+    operation: str
+    model: str
+    counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    total_s: float = 0.0
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """Prometheus buckets: (le, jobs at or under it), the last one "+Inf"."""
+        out, running = [], 0
+        for bound, n in zip((*map(repr, DURATION_BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+def finished(db: Database) -> list[tuple[str, str, str, int]]:
+    """(operation, model, state, jobs) ever finished."""
+    with db.session() as s:
+        rows = s.execute(
+            select(JobStat.operation, JobStat.model, JobStat.state, func.sum(JobStat.count))
+            .group_by(JobStat.operation, JobStat.model, JobStat.state)
+        )
+        return [(op, model, state, int(n)) for op, model, state, n in rows]
+
+
+def failures(db: Database) -> list[tuple[str, str, int]]:
+    """(operation, error code, jobs) ever failed."""
+    with db.session() as s:
+        rows = s.execute(
+            select(JobStat.operation, JobStat.code, func.sum(JobStat.count))
+            .where(JobStat.state == "failed")
+            .group_by(JobStat.operation, JobStat.code)
+        )
+        return [(op, code or "unknown", int(n)) for op, code, n in rows]
+
+
+def durations(db: Database) -> list[Histogram]:
+    """Run time of succeeded jobs, one histogram per operation and model."""
+    with db.session() as s:
+        rows = s.execute(
+            select(JobStat.operation, JobStat.model, JobStat.bucket, JobStat.count,
+                   JobStat.seconds)
+            .where(JobStat.state == "succeeded", JobStat.bucket != NEVER_STARTED)
+        ).all()
+    histograms: dict[tuple[str, str], Histogram] = {}
+    for op, model, bucket, count, seconds in rows:
+        h = histograms.setdefault((op, model), Histogram(op, model))
+        h.counts[min(bucket, len(DURATION_BUCKETS))] += count
+        h.total_s += seconds
+    return [histograms[k] for k in sorted(histograms)]
