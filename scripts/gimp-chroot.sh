@@ -62,6 +62,9 @@ unpack() {
 
 ensure() {
   need_root
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/gimp-chroot.lock"   # test processes side by side build and unpack it once
+  flock 9
   if [ ! -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
     [ -f "$TARBALL" ] || build_tarball
     unpack

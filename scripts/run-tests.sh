@@ -13,8 +13,9 @@ $BIN/ruff check server tests plugins bench
 echo "== GIMP 3 chroot (built once, cached under ~/.cache/aiedit)"
 scripts/gimp-chroot.sh ensure >/dev/null
 
-echo "== python tests"
-$BIN/python -m pytest -q -p no:cacheprovider "$@"
+echo "== python tests (one worker per core; a test file stays on one worker)"
+workers="${AIEDIT_TEST_WORKERS:-$(nproc)}"
+$BIN/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
 
 echo "== photoshop plugin (node)"
 (cd plugins/photoshop-uxp-bridge && npm ci --no-audit --no-fund && \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
@@ -17,6 +19,20 @@ import requests
 from PIL import Image
 
 AIEDIT_BIN = Path(sys.executable).with_name("aiedit")
+CACHE_DIR = Path(os.environ.get("AIEDIT_CACHE", "~/.cache/aiedit")).expanduser()
+
+
+@contextlib.contextmanager
+def cache_lock(name: str):
+    """Hold an exclusive lock on ~/.cache/aiedit/<name>.lock, so test processes running side by
+    side (pytest-xdist workers, the Node tests) build a shared cache once, not at the same time."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

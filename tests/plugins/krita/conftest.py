@@ -17,6 +17,7 @@ import pytest
 from krita_helpers import HERE, PROFILE_CACHE, build_profile_cache, require_krita
 
 from aiedit.plugins_install import install_krita
+from tests.helpers import cache_lock
 
 # -- the plugin against the stub ----------------------------------------------------------------
 
@@ -63,8 +64,9 @@ def krita_app(krita_stub, plugin):
 def krita_home(tmp_path) -> Path:
     """A HOME with a ready Krita profile (copied from the cache, built on first use)."""
     require_krita()
-    if not PROFILE_CACHE.is_dir():
-        build_profile_cache()
+    with cache_lock("krita-profile"):
+        if not PROFILE_CACHE.is_dir():
+            build_profile_cache()
     home = tmp_path / "home"
     shutil.copytree(PROFILE_CACHE, home, symlinks=True)
     return home
