@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 __all__ = [
-    "AieditError", "ConnectionFailed", "AuthFailed", "JobFailed", "JobCanceled",
+    "AieditError", "ConnectionFailed", "AuthFailed", "JobFailed", "JobCanceled", "CancelFailed",
     "Pixels", "Mask", "Region", "Result", "Client", "JobJournal", "CancelWatchdog",
     "describe_progress", "grow_region", "crop_mask", "crop_pixels", "mask_into_alpha",
     "swap_red_blue", "encode_png", "decode_png", "DEFAULT_URL",
@@ -84,6 +84,18 @@ class JobCanceled(AieditError):
     def __init__(self, message: str = "The job was canceled", job: dict | None = None):
         super().__init__(message, "canceled")
         self.job = job or {}
+
+
+class CancelFailed(AieditError):
+    """Canceling a job on the server failed: the job may still be running there. ``cause``
+    is the error the cancel request met."""
+
+    def __init__(self, job_id: str, cause: AieditError):
+        super().__init__(
+            f"Could not cancel job {job_id} on the server, it may still be running: {cause}",
+            "cancel_failed", cause.status)
+        self.job_id = job_id
+        self.cause = cause
 
 
 # ---------------------------------------------------------------- plain data
@@ -233,8 +245,9 @@ class Client:
         """Long-poll until the job ends and return its final JSON.
 
         Calls ``on_progress(job)`` whenever state or progress changes. When ``should_cancel()``
-        returns True the job is canceled on the server and ``JobCanceled`` raised; with a
-        ``should_cancel`` the poll is at most 1 s long so that cancelling feels immediate.
+        returns True the job is canceled on the server and ``JobCanceled`` raised
+        (``CancelFailed`` when the server could not be told); with a ``should_cancel`` the
+        poll is at most 1 s long so that cancelling feels immediate.
         Dropped connections and 5xx answers are retried with backoff for up to
         ``retry_window_s`` (60 s) before ``ConnectionFailed`` is raised. A failed job raises
         ``JobFailed`` with the server's reason.
@@ -243,7 +256,7 @@ class Client:
         last_seen = None
         while True:
             if should_cancel and should_cancel():
-                job = self._cancel_quietly(job_id)
+                job = self._cancel_or_say_why(job_id)
                 raise JobCanceled(job=job)
             job = self._retrying(lambda: self.job(job_id, wait=wait_s))
             seen = _progress_key(job)
@@ -298,11 +311,11 @@ class Client:
 
     # -- plumbing
 
-    def _cancel_quietly(self, job_id: str) -> dict | None:
+    def _cancel_or_say_why(self, job_id: str) -> dict | None:
         try:
             return self.cancel_if_unfinished(job_id)
-        except AieditError:
-            return None
+        except AieditError as error:
+            raise CancelFailed(job_id, error) from None
 
     def _retrying(self, call: Callable):
         """Run ``call`` again after dropped connections or 5xx, for up to retry_window_s."""
@@ -336,14 +349,15 @@ class Client:
 
     def _request(self, method: str, path: str, body: bytes | None = None,
                  headers: dict | None = None, timeout: float | None = None):
-        url = path if path.startswith(("http://", "https://")) else self.url + path
+        url = self._own_url(path)
         req = urllib.request.Request(url, data=body, method=method)
         req.add_header("User-Agent", USER_AGENT)
         req.add_header("Accept", "application/json")
-        if self.api_key:
-            req.add_header("Authorization", f"Bearer {self.api_key}")
         for key, value in (headers or {}).items():
             req.add_header(key, value)
+        if self.api_key:
+            # never copied onto a redirected request (and _NoAuthRedirects strips it again)
+            req.add_unredirected_header("Authorization", f"Bearer {self.api_key}")
         try:
             with self._opener.open(req, timeout=timeout or self.timeout) as response:
                 return response.status, response.headers, response.read()
@@ -351,6 +365,17 @@ class Client:
             raise self._http_error(error) from None
         except (OSError, http.client.HTTPException) as error:
             raise self._connection_error(error) from None
+
+    def _own_url(self, path: str) -> str:
+        """``path`` (``/v1/...``) on this server, or an absolute URL (a result's ``url``) that
+        must be on this server's origin: the API key is never sent anywhere else."""
+        if path.startswith("/") and not path.startswith("//"):
+            return self.url + path
+        if _origin(path) is not None and _origin(path) == _origin(self.url):
+            return path
+        raise AieditError(
+            f"Refusing to fetch {path} — it is not on the aiedit server at {self.url} "
+            "(the server answered with an address on another origin)", "foreign_origin")
 
     def _http_error(self, error: urllib.error.HTTPError) -> AieditError:
         try:
@@ -434,11 +459,42 @@ def _check_url(url: str) -> str:
     return url
 
 
+def _origin(url: str):
+    """(scheme, host, port) of an absolute http(s) URL, or None."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        port = parsed.port
+    except ValueError:
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return None
+    return (parsed.scheme, parsed.hostname.lower(),
+            port or (443 if parsed.scheme == "https" else 80))
+
+
+class _NoAuthRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects without the credentials: urllib's default handler copies every
+    header of the original request onto the redirected one, Authorization included, even
+    to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            for name in list(new.headers):
+                if name.lower() in ("authorization", "cookie", "proxy-authorization"):
+                    del new.headers[name]
+            for name in list(new.unredirected_hdrs):
+                if name.lower() in ("authorization", "cookie", "proxy-authorization"):
+                    del new.unredirected_hdrs[name]
+        return new
+
+
 def _make_opener(url: str):
     host = urllib.parse.urlsplit(url).hostname or ""
+    handlers = [_NoAuthRedirects()]
     if host in ("127.0.0.1", "localhost", "::1"):
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener()
+        handlers.append(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener(*handlers)
 
 
 def _quote(text: str) -> str:

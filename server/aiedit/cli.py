@@ -309,7 +309,10 @@ def plugins_install(host, dest):
     from aiedit import plugins_install as installer
 
     install = getattr(installer, f"install_{host}")
-    path = install(dest=dest)
+    try:
+        path = install(dest=dest)
+    except installer.InstallRefused as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"installed the {host} plugin in {path}; restart {EDITOR_NAMES[host]}")
 
 

@@ -87,17 +87,60 @@ def install_gimp(dest: Path | str | None = None) -> Path:
 LAYOUTS = {"gimp": gimp_files}
 
 
+MARKER = ".aiedit-plugin"
+
+
+class InstallRefused(Exception):
+    """The destination holds something that is not an aiedit plug-in: nothing was changed."""
+
+
 def install_files(files: list[tuple[Path, str, bool]], dest: Path, replace: str) -> Path:
-    """Copy ``files`` under ``dest``, first removing an older ``dest/replace`` folder."""
+    """Copy ``files`` under ``dest``, first removing an older ``dest/replace`` folder, and
+    mark the folder as ours with ``MARKER``.
+
+    ``dest/replace`` is removed only when it is an aiedit plug-in: it holds the marker, or
+    (installs made before the marker existed) nothing but files this install writes. Anything
+    else there raises ``InstallRefused`` and is left untouched.
+    """
     target = dest / replace
-    if target.is_dir():
+    if target.exists() or target.is_symlink():
+        _check_replaceable(target, files, dest)
         shutil.rmtree(target)
     for source, inside, executable in files:
         path = dest / inside
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, path)
         path.chmod(EXECUTABLE if executable else 0o644)
+    marker = target / MARKER
+    marker.write_text(
+        f"aiedit {__version__}: this folder is the aiedit plug-in; `aiedit plugins install` "
+        "replaces it whole.\n",
+        encoding="utf-8",
+    )
+    marker.chmod(0o644)
     return target
+
+
+def _check_replaceable(target: Path, files: list[tuple[Path, str, bool]], dest: Path) -> None:
+    refuse = (
+        f"{target} exists and is not an aiedit plug-in folder (it has no {MARKER} file); "
+        "nothing was changed. Move it away or delete it yourself, or install elsewhere "
+        "with --dest"
+    )
+    if target.is_symlink() or not target.is_dir():
+        raise InstallRefused(refuse)
+    if (target / MARKER).is_file():
+        return
+    ours = {(dest / inside).relative_to(target).as_posix() for _, inside, _ in files
+            if (dest / inside).is_relative_to(target)}
+    for path in target.rglob("*"):
+        relative = path.relative_to(target)
+        if "__pycache__" in relative.parts:
+            continue
+        if path.is_symlink() or (path.is_file() and relative.as_posix() not in ours):
+            raise InstallRefused(refuse)
+        if path.is_dir() and not any(name.startswith(relative.as_posix() + "/") for name in ours):
+            raise InstallRefused(refuse)
 
 
 def build_zip(host: str, out_dir: Path | str) -> Path:

@@ -29,18 +29,44 @@ def test_inpaint_changes_only_the_masked_pixels(client):
 
 
 def test_soft_mask_edges_blend_and_zero_stays_identical(client):
+    """A partial mask value m gives original·(1 − m/255) + fill·m/255, where fill is what a
+    full mask over the same area paints."""
     image = noise_image(64, 64, seed=3)
-    mask = np.zeros((64, 64), np.uint8)
-    mask[16:48, 16:48] = 128
-    job_id = submit(
-        client,
-        "inpaint",
-        {"image": png_bytes(image), "mask": png_bytes(mask)},
-        params={"feather": 0},
-    ).get_json()["id"]
-    job = wait_finished(client, job_id)
-    out = decode_png(client.get(job["results"][0]["url"]).data)
-    assert np.array_equal(out[mask == 0], image[mask == 0])
+
+    def inpaint(mask):
+        job_id = submit(
+            client,
+            "inpaint",
+            {"image": png_bytes(image), "mask": png_bytes(mask)},
+            params={"feather": 0},
+        ).get_json()["id"]
+        job = wait_finished(client, job_id)
+        assert job["state"] == "succeeded", job
+        return decode_png(client.get(job["results"][0]["url"]).data)
+
+    full = np.zeros((64, 64), np.uint8)
+    full[16:48, 16:48] = 255
+    soft = np.zeros((64, 64), np.uint8)
+    soft[16:48, 16:48] = np.linspace(8, 247, 32).round().astype(np.uint8)[None, :]
+    soft[30:34, 16:48] = 255
+    fill, out = inpaint(full), inpaint(soft)
+
+    assert np.array_equal(out[soft == 0], image[soft == 0])
+    assert np.array_equal(out[soft == 255], fill[soft == 255])
+    partial = (soft > 0) & (soft < 255)
+    weight = soft.astype(np.float64)[..., None] / 255.0
+    expected = image * (1.0 - weight) + fill.astype(np.float64) * weight
+    error = np.abs(out.astype(np.float64) - expected)[partial]
+    assert error.max() <= 1.0, f"partial-mask pixels are off the blend by up to {error.max()}"
+    # the blend is visible: partial pixels are neither the original nor the fill
+    differs = fill[partial][:, :3] != image[partial][:, :3]
+    assert differs.mean() > 0.9, "the fill must differ from the original for this test"
+    low = partial & (soft < 100)
+    high = partial & (soft > 155)
+    assert np.abs(out[low].astype(int) - image[low]).mean() < np.abs(
+        out[low].astype(int) - fill[low]).mean()
+    assert np.abs(out[high].astype(int) - fill[high]).mean() < np.abs(
+        out[high].astype(int) - image[high]).mean()
 
 
 def test_upscale_doubles_the_size_with_lanczos(client):

@@ -193,13 +193,17 @@ def test_environment_variables_configure_serve(tmp_path):
     env = {**os.environ, "AIEDIT_PORT": str(port), "AIEDIT_DATA_DIR": str(tmp_path / "envdata")}
     proc = subprocess.Popen([str(AIEDIT_BIN), "serve"], env=env, stderr=subprocess.PIPE)
     try:
+        health = None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).ok:
-                    break
+                health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                break
             except requests.ConnectionError:
                 time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+        assert health is not None, f"nothing answered on AIEDIT_PORT {port} within 30 s"
+        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
         assert (tmp_path / "envdata" / "aiedit.sqlite3").exists()
     finally:
         proc.terminate()

@@ -53,17 +53,21 @@ def load_settings() -> dict:
 
 
 def save_settings(**values) -> None:
+    """Save settings; the file holds the API key, so it is created readable by the user only
+    (0600 from the start, not chmod-ed after others could have opened it)."""
     settings = load_settings()
     settings.update(values)
     os.makedirs(settings_dir(), exist_ok=True)
     path = os.path.join(settings_dir(), "settings.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=1)
-    os.replace(path + ".tmp", path)
+    tmp = path + ".tmp"
     try:
-        os.chmod(path, 0o600)
+        os.unlink(tmp)
     except OSError:
         pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=1)
+    os.replace(tmp, path)
 
 
 def make_client(server_url: str = "", api_key: str = "") -> ac.Client:

@@ -87,7 +87,20 @@ def test_memory_plan_follows_free_memory_and_catalog_overrides():
         options={"vae_tiling": True, "attention_slicing": False},
     )
     assert devices.plan(forced, "cuda", free=5 * GB) == devices.MemoryPlan(True, False, True)
-    assert devices.resolve("auto") == "cpu"  # this machine has neither CUDA nor MPS
+
+
+@pytest.mark.parametrize(
+    "cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    """Holds on any machine: what torch reports is set here, not taken from the hardware."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert devices.resolve("auto") == expected
+    assert devices.resolve("") == expected
+    assert devices.resolve("cpu") == "cpu" and devices.resolve("cuda:1") == "cuda:1"
 
 
 def test_each_denoising_step_is_reported_and_cancel_stops_at_the_next(tiny_hub):

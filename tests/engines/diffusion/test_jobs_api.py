@@ -86,8 +86,15 @@ def test_edit_appearance_changes_only_the_selection(dclient):
     assert not np.array_equal(out[mask > 0], image[mask > 0])
 
 
-def test_edit_text_mode_runs_and_needs_the_text(dclient):
+def test_edit_text_mode_asks_for_the_new_text_and_changes_only_the_selection(
+    dclient, monkeypatch
+):
+    import functools
+
+    import diffusers
+
     image = noise_image(32, 32, seed=4)
+    mask = box_mask(32, 32, (8, 10, 24, 20))
     resp = submit(
         dclient,
         "edit",
@@ -97,18 +104,37 @@ def test_edit_text_mode_runs_and_needs_the_text(dclient):
     )
     assert resp.status_code == 422, "refused before anything is queued"
     assert resp.get_json()["code"] == "text_required"
-    run_job(
+
+    received = []
+    pipeline = diffusers.StableDiffusionInstructPix2PixPipeline
+    real_call = pipeline.__call__
+
+    @functools.wraps(real_call)
+    def recording_call(self, *args, **kwargs):  # the real pipeline runs; we only listen
+        received.append(kwargs.get("prompt"))
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "__call__", recording_call)
+    job = run_job(
         dclient,
         "edit",
-        {"image": image},
+        {"image": image, "mask": mask},
         model="tiny-instruct-pix2pix",
         params={
             "prompt": "the shop sign",
             "mode": "text",
-            "text": "OPEN",
+            "text": 'OPEN "24h"',
             "working_resolution": 256,
         },
     )
+    (prompt,) = received
+    assert prompt.startswith("the shop sign. ")
+    assert 'Replace the text with "OPEN \u201d24h\u201d"' in prompt
+    assert "Keep the original font" in prompt
+    out = fetch(dclient, job["results"][0])
+    assert out.shape == image.shape
+    assert np.array_equal(out[mask == 0], image[mask == 0]), "changed outside the selection"
+    assert not np.array_equal(out[mask > 0], image[mask > 0]), "the selection did not change"
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_download_reports_progress_checks_sha256_and_installs(file_server, tiny_
     assert reports[0] == (0, len(data)) and reports[-1] == (len(data), len(data))
     assert engine.is_installed(entry)
     assert engine.verify(entry) == []
-    model = engine.load(entry, "auto")
+    model = engine.load(entry, "cpu")  # "auto" would pick a GPU where there is one
     assert (model.device, model.info["dtype"], model.info["scale"]) == ("cpu", "float32", 4)
     assert model.size_bytes > 0
     assert engine.remove(entry) and not engine.is_installed(entry)

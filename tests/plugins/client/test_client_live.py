@@ -1,5 +1,6 @@
 """The client against a live `aiedit serve`."""
 
+import sqlite3
 import threading
 import time
 
@@ -113,15 +114,29 @@ def test_wait_resumes_after_the_server_restarts(server_factory, tmp_path):
     assert outcome["job"]["id"] == job["id"]
 
 
-def test_should_cancel_cancels_on_the_server(live_server):
-    client = Client(live_server.url)
-    job = client.submit("upscale", image=flat(64, 64), model="classic-lanczos",
-                        params={"scale": 4})
+def test_should_cancel_cancels_a_running_job_on_the_server(tiny_server):
+    """A tiny diffusion model with 150 steps at 128² runs for seconds: the cancel lands
+    mid-run."""
+    client = Client(tiny_server.url)
+    job = client.submit("generate", model="tiny-sdxl", region=Region(0, 0, 128, 128),
+                        params={"prompt": "a slow cat", "steps": 150, "width": 128,
+                                "height": 128, "seed": 1})
+    seen = []
+
+    def running_for_a_while():
+        return any(j["state"] == "running" and j["progress"]["step"] >= 1 for j in seen)
+
     with pytest.raises(JobCanceled):
-        client.wait(job["id"], should_cancel=lambda: True)
+        client.wait(job["id"], on_progress=seen.append, should_cancel=running_for_a_while)
     final = client.job(job["id"])
-    for _ in range(10):  # a running job stops at its next step
+    for _ in range(30):  # a running job stops at its next step
         if final["state"] not in ("queued", "running"):
             break
         final = client.job(job["id"], wait=2)
-    assert final["state"] in ("canceled", "succeeded")
+    assert final["state"] == "canceled", final
+    assert final["progress"]["step"] < 150 and final["results"] == []
+    # the server recorded the DELETE (only a cancel request sets this column)
+    with sqlite3.connect(tiny_server.data_dir / "aiedit.sqlite3") as db:
+        (requested,) = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?",
+                                  (job["id"],)).fetchone()
+    assert requested == 1

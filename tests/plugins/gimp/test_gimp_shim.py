@@ -1,6 +1,8 @@
 """The GIMP plug-in against a shim of the GIMP 3 API and a live `aiedit serve`."""
 
 import json
+import os
+import stat
 
 import aiedit_client as ac
 import aiedit_gimp as host
@@ -240,3 +242,26 @@ def test_dialog_fields_follow_the_server_schema(gimp, live_server):
 
 def test_glib_error_carries_the_message(gimp):
     assert GLib.Error("x").message == "x"
+
+
+def test_settings_file_is_created_readable_by_the_user_only(gimp, monkeypatch):
+    old_umask = os.umask(0o022)
+    modes = []
+    real_replace = os.replace
+
+    def replace(src, dst):  # the file's mode when it appears under its real name
+        modes.append(stat.S_IMODE(os.stat(src).st_mode))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(host.os, "replace", replace)
+    try:
+        host.save_settings(server_url="http://127.0.0.1:1", api_key="aiedit_secret")
+    finally:
+        os.umask(old_umask)
+    path = os.path.join(host.settings_dir(), "settings.json")
+    assert modes == [0o600]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    os.chmod(path, 0o644)  # written by an older version
+    host.save_settings(api_key="aiedit_other")
+    assert modes[-1] == 0o600 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert host.load_settings() == {"server_url": "http://127.0.0.1:1", "api_key": "aiedit_other"}
