@@ -101,8 +101,10 @@ def test_inpaint_without_selection_says_what_to_do(gimp, plugin, live_server):
     values = run_procedure(gimp, plugin, "plug-in-aiedit-inpaint", image, [layer],
                            server_url=live_server.url)
     assert values.index(0) == gimp.PDBStatusType.EXECUTION_ERROR
-    assert values.index(1).message == ("Inpaint needs a selection: select the area to change "
-                                       "first")
+    # inpaint without a mask refines the whole image, which only diffusion models do: the
+    # server's refusal for the default classic model reaches the user
+    assert values.index(1).message == ("mask: model classic-telea fills holes and needs a "
+                                       "mask; refining a whole image takes a diffusion model")
 
 
 def test_visible_source_reads_all_visible_layers(gimp, live_server):
