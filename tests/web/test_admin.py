@@ -63,6 +63,8 @@ def test_the_session_cookie_is_httponly_strict_and_holds_no_key(stopped_app, key
     cookie = set_cookies(resp)["aiedit_admin"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
     assert "Secure" not in cookie  # loopback server, plain http
+    behind_tls = stopped_app.test_client().get("/admin", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in set_cookies(behind_tls)["aiedit_admin_signin"]  # a TLS proxy in front
     assert keys["admin"].split("_", 2)[2] not in cookie
     page = client.get("/admin")
     assert page.status_code == 200 and "signed in as <strong>ops</strong>" in page.text
@@ -79,6 +81,9 @@ def test_the_cookie_is_secure_when_the_server_is_reachable_from_elsewhere(tmp_pa
         client = app.test_client()
         form = client.get("/admin", environ_base=REMOTE)
         assert "Secure" in set_cookies(form)["aiedit_admin_signin"]
+        assert "plain HTTP" in form.text  # the browser would drop the cookie: say so
+        via_tls = client.get("/admin", environ_base=REMOTE, base_url="https://studio.example")
+        assert "plain HTTP" not in via_tls.text
         resp = sign_in(client, admin, environ_base=REMOTE)
         assert set(set_cookies(resp)) == {"aiedit_admin", "aiedit_admin_signin"}
         for cookie in set_cookies(resp).values():

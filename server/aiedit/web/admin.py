@@ -47,9 +47,19 @@ def _services():
     return current_app.extensions["aiedit"]
 
 
+def _https() -> bool:
+    """Over TLS, or behind a proxy that says so (the header can only add the Secure flag)."""
+    return request.is_secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+
+
 def _cookie_flags() -> dict:
-    secure = request.is_secure or not _services().config.is_loopback
+    secure = _https() or not _services().config.is_loopback
     return {"httponly": True, "samesite": "Strict", "secure": secure, "path": COOKIE_PATH}
+
+
+def _secure_cookie_over_http() -> bool:
+    """Browsers drop a Secure cookie set over plain HTTP: say so instead of failing silently."""
+    return _cookie_flags()["secure"] and not _https()
 
 
 def _local_sign_in_allowed() -> bool:
@@ -144,7 +154,8 @@ def _sign_in_page(error: str | None = None, status: int = 200):
         token = new_token()
     response = make_response(
         render_template("admin_login.html", csrf_token=token, error=error,
-                        local=_local_sign_in_allowed(), version=__version__),
+                        local=_local_sign_in_allowed(), version=__version__,
+                        plain_http=_secure_cookie_over_http()),
         status,
     )
     response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, **_cookie_flags())
