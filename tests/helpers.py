@@ -86,10 +86,15 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`aiedit serve` in a subprocess on 127.0.0.1 and a free port."""
+    """`aiedit serve` in a subprocess bound to `host` (127.0.0.1) and a free port; tests always
+    talk to it on 127.0.0.1."""
 
-    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None):
+    def __init__(
+        self, data_dir: Path, env: dict | None = None, port: int | None = None,
+        host: str = "127.0.0.1",
+    ):
         self.data_dir = Path(data_dir)
+        self.host = host
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
@@ -104,7 +109,7 @@ class LiveServer:
                 str(AIEDIT_BIN),
                 "serve",
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
                 "--data-dir",

@@ -59,18 +59,28 @@ def serve(host, port, data_dir):
 
     from aiedit.app import create_app
     from aiedit.auth.keys import keys_exist
+    from aiedit.store import datadir
 
     config = _config(host=host, port=port, data_dir=data_dir)
     _configure_logging(config)
+    datadir.prepare(config.data_dir, config.database, config.blob_dir)
+    try:
+        lock = datadir.DataDirLock(config.data_dir).acquire()  # held until this process ends
+    except datadir.DataDirBusy as exc:
+        raise click.ClickException(str(exc)) from None
     services = _services(config)
     if not config.is_loopback and not keys_exist(services.db):
         services.stop()
         raise click.ClickException(
-            f"refusing to listen on {config.host}: no API key exists, so anyone who can reach "
-            "this address could use the server. Create a key first with "
+            f"refusing to listen on {config.host}: beyond loopback every request needs an API "
+            "key, and no active key exists. Create one first with "
             "`aiedit keys create --name NAME` (same --data-dir), or bind to 127.0.0.1."
         )
-    app = create_app(config, services=services)
+    try:
+        app = create_app(config, services=services)
+    except ValueError as exc:
+        services.stop()
+        raise click.ClickException(f"configuration: {exc}") from None
     server = create_server(app, host=config.host, port=config.port, **waitress_settings(config))
 
     def shutdown(signum, frame):
@@ -88,6 +98,7 @@ def serve(host, port, data_dir):
         pass
     finally:
         services.stop()
+        lock.release()
 
 
 def waitress_settings(config: Config) -> dict:
@@ -150,12 +161,16 @@ def keys_list(data_dir):
 @click.argument("key_id")
 @_data_dir_option
 def keys_revoke(key_id, data_dir):
-    """Revoke a key by its id."""
+    """Revoke a key by its id and cancel its queued and running jobs."""
     from aiedit.auth.keys import revoke_key
 
-    if not revoke_key(_services(_config(data_dir)).db, key_id):
-        raise click.ClickException(f"no active key {key_id}")
-    click.echo(f"revoked {key_id}")
+    services = _services(_config(data_dir))
+    try:
+        if not revoke_key(services.runner, key_id):
+            raise click.ClickException(f"no active key {key_id}")
+    finally:
+        services.stop()
+    click.echo(f"revoked {key_id}; its queued and running jobs are canceled")
 
 
 @main.group()

@@ -12,6 +12,7 @@ import platformdirs
 import tomllib
 
 DEFAULT_PORT = 8790
+DATABASE_FILE = "aiedit.sqlite3"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -51,11 +52,12 @@ class Config:
     log_prompts: bool = False  # debug only: log job parameters (prompts) as submitted
     metrics_loopback: bool = True  # /metrics without a key from 127.0.0.1 (not behind a proxy!)
     admin_session_hours: float = 12.0
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names a key-less server answers
     testing: bool = False
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'aiedit.sqlite3'}"
+        return self.database_url or f"sqlite:///{self.data_dir / DATABASE_FILE}"
 
     @property
     def weights_dir(self) -> Path:

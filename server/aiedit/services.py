@@ -16,6 +16,7 @@ from aiedit.engines.downloads import DownloadTracker, tracker
 from aiedit.jobs.events import JobEvents
 from aiedit.jobs.queue_base import JobQueue
 from aiedit.jobs.runner import JobRunner
+from aiedit.store import datadir
 from aiedit.store.blobs import BlobStore
 from aiedit.store.db import Database
 
@@ -37,7 +38,7 @@ class Services:
 
     @classmethod
     def build(cls, config: Config) -> Services:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.prepare(config.data_dir, config.database, config.blob_dir)
         # Engines load weights without seeing the config: they read the folder from here.
         os.environ["AIEDIT_MODELS_DIR"] = str(config.weights_dir)
         db = Database(config.database)

@@ -147,31 +147,57 @@ def test_rate_limit_answers_429_with_retry_after(make_app):
         assert client.get("/v1/health").status_code == 200, "health is never limited"
 
 
-def test_rate_limit_is_per_key_and_applies_before_the_key_is_checked(make_app):
+def test_rate_limit_is_per_verified_owner(make_app):
     app = make_app(rate_limit_per_minute=5)
     client = app.test_client()
     db = services_of(app).db
     _, alice = create_key(db, "alice")
     _, bob = create_key(db, "bob")
+    guess = alice[:-4] + "zzzz"  # alice's key id, a wrong secret
+    for _ in range(8):
+        assert client.get("/v1/models", headers=bearer(guess)).status_code == 401
     for _ in range(5):
-        assert client.get("/v1/models", headers=bearer(alice)).status_code == 200
-    assert client.get("/v1/models", headers=bearer(alice)).status_code == 429
+        assert client.get("/v1/models", headers=bearer(alice)).status_code == 200, (
+            "a guesser using alice's key id must not spend alice's budget"
+        )
+    limited = client.get("/v1/models", headers=bearer(alice))
+    assert limited.status_code == 429
+    assert "rate_limit_per_minute" in limited.get_json()["message"]
     assert client.get("/v1/models", headers=bearer(bob)).status_code == 200
-    guess = alice[:-4] + "zzzz"  # same key id, wrong secret: shares alice's bucket
-    assert client.get("/v1/models", headers=bearer(guess)).status_code == 429
-    for _ in range(5):
-        client.get("/v1/models")  # no key: the client address's bucket
-    assert client.get("/v1/models").status_code == 429
+
+
+def test_failed_authentications_are_limited_per_address_before_keys_are_checked(
+    make_app, monkeypatch
+):
+    from aiedit.api import security
+
+    monkeypatch.setattr(security, "FAILED_AUTH_PER_MINUTE", 4)
+    app = make_app(rate_limit_per_minute=100)
+    client = app.test_client()
+    _, alice = create_key(services_of(app).db, "alice")
+    for guess in range(4):
+        resp = client.get("/v1/jobs", headers=bearer(f"{alice[:-6]}zz{guess:04d}"))
+        assert resp.status_code == 401
+    assert client.get("/v1/jobs").status_code == 429, "no key at all counts as a failure too"
+    refused = client.get("/v1/jobs", headers=bearer(alice))
+    assert refused.status_code == 429, "once the address is limited, no key is checked"
+    body = refused.get_json()
+    assert body["code"] == "rate_limited" and "failed authentications" in body["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    elsewhere = {"REMOTE_ADDR": "10.1.2.3"}
+    assert client.get("/v1/jobs", headers=bearer(alice), environ_base=elsewhere).status_code == 200
+    assert client.get("/v1/health").status_code == 200
 
 
 def test_long_polls_cost_a_fraction_so_plugins_can_follow_jobs(make_app):
     app = make_app(rate_limit_per_minute=10)
+    app.extensions["aiedit.rate_limits"].requests._clock = lambda: 0.0  # no refill while polling
     client = app.test_client()
     job = submit(client, "upscale", {"image": IMAGE}).get_json()  # 1 token
-    polls = int((10 - 1) / LONG_POLL_COST)
-    for _ in range(polls):
-        assert client.get(f"/v1/jobs/{job['id']}?wait=0.01").status_code == 200
-    assert client.get(f"/v1/jobs/{job['id']}?wait=0.01").status_code == 429
+    allowed = 0
+    while client.get(f"/v1/jobs/{job['id']}?wait=0.01").status_code == 200 and allowed < 100:
+        allowed += 1
+    assert allowed in (44, 45), f"{allowed} long-polls for 9 tokens at {LONG_POLL_COST} each"
 
 
 def test_rate_limiter_refills_over_time():

@@ -145,7 +145,7 @@ def test_sign_out_and_revoking_the_key_end_the_session(stopped_app, keys):
     row, other_admin = create_key(db, "ops2", "admin")
     sign_in(client, other_admin)
     assert "signed in as <strong>ops2</strong>" in client.get("/admin").text
-    revoke_key(db, row.id)
+    revoke_key(services_of(stopped_app).runner, row.id)
     assert 'id="key"' in client.get("/admin").text
 
 
@@ -164,8 +164,12 @@ def test_a_keyless_server_lets_its_own_machine_in_without_a_key(app):
                        environ_base=REMOTE)
     assert resp.status_code == 401
 
-    create_key(services_of(app).db, "first-key")  # once keys exist the local session ends
+    row, _ = create_key(services_of(app).db, "first-key")  # once keys exist the local session ends
     assert 'id="key"' in client.get("/admin").text
+    revoke_key(services_of(app).runner, row.id)  # and revoking them does not bring it back
+    page = client.get("/admin")
+    assert 'id="key"' in page.text and "Continue as the local owner" not in page.text
+    assert client.post("/admin/login", data={"csrf_token": form_token(page)}).status_code == 401
 
 
 def test_the_page_shows_workers_and_per_user_usage(stopped_app, keys):

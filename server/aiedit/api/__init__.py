@@ -6,14 +6,20 @@ from __future__ import annotations
 from flask import Blueprint, send_from_directory
 
 from aiedit.api import auth, health, jobs, metrics, models, operations, security
+from aiedit.auth.keys import KeyPolicy
 
 
 def register(api) -> None:
     for module in (health, operations, models, jobs):
         api.register_blueprint(module.blp)
-    api._app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI
-    security.init_app(api._app)  # first: limits apply before a key is checked
-    auth.init_app(api._app)
+    app = api._app
+    app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI
+    services = app.extensions["aiedit"]
+    policy = KeyPolicy(services.config, services.db)
+    limits = security.RateLimits(services.config)
+    security.init_app(app, policy)  # first: foreign hosts and origins are refused outright
+    auth.init_app(app, policy, limits)
+    security.init_rate_limits(app, limits)  # per verified owner, so after auth
     _serve_swagger_assets(api)
 
 

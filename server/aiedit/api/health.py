@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from aiedit import __version__
-from aiedit.auth.keys import keys_exist
+from aiedit.api.auth import keys_required
 
 blp = Blueprint("health", __name__, url_prefix="/v1", description="Is the server up?")
 
@@ -29,6 +29,6 @@ def health():
         "status": "ok",
         "version": __version__,
         "mode": services.config.mode,
-        "auth_required": keys_exist(services.db),
+        "auth_required": keys_required(current_app),
         "devices": services.config.devices or ["auto"],
     }

@@ -1,14 +1,27 @@
-"""Rate limits, CORS and security headers, applied to every request and response.
+"""Browser guards, rate limits, CORS and security headers, applied to every request and response.
 
-- Rate limit: a token bucket per API key (per client address when no key is sent) holding
-  `rate_limit_per_minute` tokens and refilling at that rate. A request costs one token; a
+- Browser guards, before anything else runs (and before a body is read):
+  - Host: a server that needs no key (loopback, no key ever created) answers only requests whose
+    `Host` names loopback (`127.x`, `localhost`, `[::1]`), its configured host, or one of
+    `allowed_hosts`; anything else is `403 host_not_allowed`. This defeats DNS rebinding, where a
+    web page's own host name is pointed at 127.0.0.1.
+  - Origin: a request carrying an `Origin` header must come from the server's own origin or one
+    listed in `cors_origins`, else `403 origin_not_allowed` (`null` is refused unless listed). A
+    request without `Origin` that a browser marks `Sec-Fetch-Site: cross-site` is refused too.
+    The plugins send no `Origin` (GIMP and Krita use Python; Photoshop's UXP `fetch` is not a web
+    page), so none of this touches them.
+  - `cors_origins = *` (or `null`) on a server that needs no key is refused at start.
+- Rate limit: a token bucket per verified key owner (the local owner on a key-less server)
+  holding `rate_limit_per_minute` tokens and refilling at that rate. A request costs one token; a
   long-poll (`GET /v1/jobs/{id}?wait=S`, S > 0) costs `LONG_POLL_COST`, since a plugin following
-  a job asks again each time the job changes. `/v1/health` is never limited. Over the limit:
-  `429` with `Retry-After`. `rate_limit_per_minute = 0` turns the limit off.
-- CORS: none by default. The plugins are not web pages (GIMP and Krita use Python, Photoshop's
-  UXP `fetch` is not bound by CORS) and the server's own pages are same-origin. Origins listed
-  in `cors_origins` (or `*`) may call the API from a browser with a Bearer key; no cookies are
-  ever involved, so credentials are never allowed.
+  a job asks again each time the job changes. Failed authentications spend from a separate,
+  smaller bucket per client address (`FAILED_AUTH_PER_MINUTE`), checked before a key is
+  verified, so keys cannot be guessed quickly and a guesser cannot spend a real key's budget.
+  `/v1/health` is never limited. Over a limit: `429` with `Retry-After`.
+  `rate_limit_per_minute = 0` turns both limits off.
+- CORS: none by default. Origins listed in `cors_origins` (or `*` on a server with keys) may
+  call the API from a browser with a Bearer key; no cookies are ever involved, so credentials
+  are never allowed.
 - Headers on every response: `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy` and
   a Content-Security-Policy: `default-src 'none'` for data, a strict policy for HTML pages (the
   inline scripts of a page are allowed by their hash only).
@@ -18,17 +31,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import math
 import re
 import threading
 import time
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from flask import request
+from flask import g, request
 
 from aiedit.api.errors import ApiError, error_response
 
+if TYPE_CHECKING:
+    from aiedit.auth.keys import KeyPolicy
+    from aiedit.config import Config
+
 UNLIMITED_PATHS = ("/v1/health",)
 LONG_POLL_COST = 0.2
+FAILED_AUTH_PER_MINUTE = 30
+WILDCARD_ORIGINS = ("*", "null")
 MAX_TRACKED_CLIENTS = 10_000
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 CORS_EXPOSE_HEADERS = (
@@ -53,6 +75,14 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def wait(self, who: str, cost: float = 1.0) -> float:
+        """Seconds until `cost` tokens are there (0: now), spending nothing."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
 
     def take(self, who: str, cost: float = 1.0) -> float:
         """Spend `cost` tokens; returns 0 when allowed, else the seconds to wait."""
@@ -79,13 +109,22 @@ class RateLimiter:
         }
 
 
-def client_identity() -> str:
-    """The presented key's id (not yet verified) or, without a key, the client address."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    parts = token.strip().split("_", 2)
-    if scheme.lower() == "bearer" and len(parts) == 3 and parts[1].isalnum():
-        return f"key:{parts[1][:32]}"
-    return f"addr:{request.remote_addr or '?'}"
+class RateLimits:
+    """The request limiter (per verified owner) and the failed-authentication limiter (per
+    client address); both None when `rate_limit_per_minute` is 0."""
+
+    def __init__(self, config: Config):
+        self.per_minute = config.rate_limit_per_minute
+        self.failures_per_minute = FAILED_AUTH_PER_MINUTE
+        self.requests = RateLimiter(self.per_minute) if self.per_minute else None
+        self.failures = RateLimiter(FAILED_AUTH_PER_MINUTE) if self.per_minute else None
+
+    def failures_wait(self, address: str) -> float:
+        return self.failures.wait(f"addr:{address}") if self.failures else 0.0
+
+    def charge_failure(self, address: str) -> None:
+        if self.failures:
+            self.failures.take(f"addr:{address}")
 
 
 def request_cost() -> float:
@@ -98,32 +137,43 @@ def request_cost() -> float:
     return 1.0
 
 
-def init_app(app) -> None:
+def init_app(app, policy: KeyPolicy) -> None:
+    """Browser guards, CORS and headers. Raises ValueError for a wildcard CORS origin on a server
+    that needs no key (any web page could then drive it)."""
     config = app.extensions["aiedit"].config
-    limiter = RateLimiter(config.rate_limit_per_minute) if config.rate_limit_per_minute else None
     origins = set(config.cors_origins or [])
+    wildcards = origins.intersection(WILDCARD_ORIGINS)
+    if wildcards and not policy.required():
+        raise ValueError(
+            f"cors_origins = {', '.join(sorted(wildcards))} would let any web page use this "
+            "server, which needs no API key (it listens on loopback and no key was ever "
+            "created). List the exact origins that may call it (AIEDIT_CORS_ORIGINS="
+            "https://panel.example), or create a key first with `aiedit keys create --name NAME`."
+        )
+    hosts = allowed_host_names(config)
 
     @app.before_request
-    def limit_rate():
+    def guard():
+        host = request.headers.get("Host")
+        if not policy.required() and not _host_allowed(host, hosts):
+            raise ApiError(
+                403,
+                "host_not_allowed",
+                f"this server does not answer to the host name {host[:100]!r}: it needs no "
+                "API key, so it answers only to loopback names (127.0.0.1, localhost, [::1]) "
+                "and those listed in the allowed_hosts setting (AIEDIT_ALLOWED_HOSTS)",
+            )
+        if not _origin_allowed(origins):
+            origin = request.headers.get("Origin")
+            source = f"the web page origin {origin[:100]!r}" if origin else "another site"
+            raise ApiError(
+                403,
+                "origin_not_allowed",
+                f"requests from {source} are not allowed: only origins listed in the "
+                "cors_origins setting (AIEDIT_CORS_ORIGINS) may call this server from a browser",
+            )
         if request.method == "OPTIONS" and _cors_origin(origins):
             return _preflight(app)
-        if limiter is None or not request.path.startswith("/v1/"):
-            return None
-        if request.path in UNLIMITED_PATHS:
-            return None
-        wait = limiter.take(client_identity(), request_cost())
-        if wait:
-            retry = max(1, math.ceil(wait))
-            return error_response(
-                ApiError(
-                    429,
-                    "rate_limited",
-                    f"too many requests: this server allows {config.rate_limit_per_minute} a "
-                    f"minute per key or address (setting rate_limit_per_minute); retry in "
-                    f"{retry} s",
-                    headers={"Retry-After": str(retry)},
-                )
-            )
         return None
 
     @app.after_request
@@ -136,6 +186,73 @@ def init_app(app) -> None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
         return response
+
+
+def init_rate_limits(app, limits: RateLimits) -> None:
+    """Per-owner request limits; runs after the caller is identified (api/auth.py)."""
+
+    @app.before_request
+    def limit_rate():
+        if limits.requests is None or not request.path.startswith("/v1/"):
+            return None
+        if request.path in UNLIMITED_PATHS:
+            return None
+        principal = g.get("principal")
+        who = f"owner:{principal.owner}" if principal else f"addr:{request.remote_addr or '?'}"
+        wait = limits.requests.take(who, request_cost())
+        if wait:
+            retry = max(1, math.ceil(wait))
+            return error_response(
+                ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many requests: this server allows {limits.per_minute} a minute per "
+                    f"key (setting rate_limit_per_minute); retry in {retry} s",
+                    headers={"Retry-After": str(retry)},
+                )
+            )
+        return None
+
+
+def allowed_host_names(config: Config) -> set[str]:
+    """Host names (without port) a key-less server answers to, besides loopback ones."""
+    names = {_host_name(host) for host in config.allowed_hosts}
+    configured = _host_name(config.host)
+    if configured not in ("", "0.0.0.0", "::"):
+        names.add(configured)
+    return names
+
+
+def _host_name(host: str) -> str:
+    """`Host` header or setting → lower-case name without port, brackets or trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _host_allowed(header: str | None, allowed: set[str]) -> bool:
+    if header is None:
+        return True  # not a browser: every browser sends Host
+    name = _host_name(header)
+    if name == "localhost" or name in allowed:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin_allowed(origins: set[str]) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return request.headers.get("Sec-Fetch-Site", "").lower() != "cross-site"
+    if origin in origins or ("*" in origins and origin != "null"):
+        return True
+    own = request.headers.get("Host", "").lower()
+    return origin != "null" and bool(own) and urlsplit(origin.lower()).netloc == own
 
 
 def _cors_origin(origins: set[str]) -> str | None:

@@ -7,15 +7,21 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from aiedit.store.db import Database, utcnow
-from aiedit.store.models import ApiKey
+from aiedit.store.models import ApiKey, Job
+
+if TYPE_CHECKING:
+    from aiedit.config import Config
+    from aiedit.jobs.runner import JobRunner
 
 PREFIX = "aiedit"
 LOCAL_OWNER = "local"
 ROLES = ("user", "admin")
+ACTIVE_STATES = ("queued", "running")  # job states a revoke cancels
 
 
 @dataclass(frozen=True)
@@ -54,20 +60,51 @@ def list_keys(db: Database) -> list[ApiKey]:
         return list(s.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
 
-def revoke_key(db: Database, key_id: str) -> bool:
-    with db.session() as s:
+def revoke_key(runner: JobRunner, key_id: str) -> bool:
+    """Revoke a key and cancel its queued and running jobs (a running job stops at its next
+    step, also when the server runs in another process: it polls the job's cancel flag)."""
+    with runner.db.session() as s:
         row = s.get(ApiKey, key_id)
         if row is None or row.revoked_at is not None:
             return False
         row.revoked_at = utcnow()
-        return True
+    with runner.db.session() as s:
+        active = list(
+            s.scalars(select(Job.id).where(Job.owner == key_id, Job.state.in_(ACTIVE_STATES)))
+        )
+    for job_id in active:
+        runner.cancel(job_id)
+    return True
 
 
 def keys_exist(db: Database) -> bool:
+    """Whether an active (not revoked) key exists."""
     with db.session() as s:
         return bool(
             s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))
         )
+
+
+def keys_ever_created(db: Database) -> bool:
+    """Whether any key, revoked or not, was ever created."""
+    with db.session() as s:
+        return s.scalar(select(ApiKey.id).limit(1)) is not None
+
+
+class KeyPolicy:
+    """Whether requests need a key: always on a server bound beyond loopback, and on any server
+    once a key has ever been created. Revoking keys never makes a server open again, so the
+    answer, once yes, is kept; until then it is looked up (a key may be created from the CLI
+    while the server runs)."""
+
+    def __init__(self, config: Config, db: Database):
+        self._db = db
+        self._required = not config.is_loopback
+
+    def required(self) -> bool:
+        if not self._required and keys_ever_created(self._db):
+            self._required = True
+        return self._required
 
 
 def authenticate(db: Database, token: str) -> Principal | None:

@@ -189,13 +189,16 @@ class JobRunner:
             message = (
                 "the server's disk is full; free space in its data directory and retry"
                 if code == "disk_full"
-                else f"storage error: {exc}"
+                else f"the server could not read or write this job's files (job {job_id}); "
+                "its log has the details"
             )
+            log.exception("job %s: storage error", job_id)  # the path and cause stay here
             self.blobs.delete_results(job_id)
             self._finish(job_id, FAILED, error={"code": code, "message": message})
-        except Exception as exc:  # a bug or an engine failure: report it, keep the worker alive
-            log.exception("job %s failed", job_id)
-            self._finish(job_id, FAILED, error={"code": "internal_error", "message": str(exc)})
+        except Exception:  # a bug or an engine failure: report it, keep the worker alive
+            log.exception("job %s failed", job_id)  # library text and paths stay in the log
+            message = f"the job failed unexpectedly (job {job_id}); the server log has the details"
+            self._finish(job_id, FAILED, error={"code": "internal_error", "message": message})
         else:
             self._finish(
                 job_id,

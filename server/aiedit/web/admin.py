@@ -14,8 +14,9 @@ from datetime import timedelta
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
 
 from aiedit import __version__
+from aiedit.api.auth import keys_required
 from aiedit.api.metrics import is_loopback
-from aiedit.auth.keys import LOCAL_OWNER, Principal, authenticate, keys_exist
+from aiedit.auth.keys import LOCAL_OWNER, Principal, authenticate
 from aiedit.auth.sessions import (
     Session,
     close_session,
@@ -63,8 +64,9 @@ def _secure_cookie_over_http() -> bool:
 
 
 def _local_sign_in_allowed() -> bool:
-    """A server without keys trusts its own machine (as the API does): no key to type."""
-    return not keys_exist(_services().db) and is_loopback(request.remote_addr)
+    """A server without keys trusts its own machine (as the API does): no key to type. Once a
+    key was ever created (even if all are revoked since), it needs one."""
+    return not keys_required(current_app) and is_loopback(request.remote_addr)
 
 
 def _session() -> Session | None:
