@@ -95,6 +95,15 @@ def test_foreign_origins_cannot_submit_or_read(make_app, origin):
     assert preflight.status_code == 403
 
 
+def test_a_null_origin_is_answered_only_when_the_browser_says_same_origin(make_app):
+    client = make_app().test_client()
+    own_form = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}  # the admin page's posts
+    assert client.get("/v1/jobs", headers=own_form).status_code == 200
+    for site in ("cross-site", "same-site", "none"):
+        resp = client.get("/v1/jobs", headers={"Origin": "null", "Sec-Fetch-Site": site})
+        assert resp.status_code == 403, site
+
+
 def test_a_cross_site_request_without_origin_is_refused(make_app):
     client = make_app().test_client()
     resp = client.get("/v1/jobs", headers={"Sec-Fetch-Site": "cross-site"})

@@ -6,8 +6,10 @@
     `allowed_hosts`; anything else is `403 host_not_allowed`. This defeats DNS rebinding, where a
     web page's own host name is pointed at 127.0.0.1.
   - Origin: a request carrying an `Origin` header must come from the server's own origin or one
-    listed in `cors_origins`, else `403 origin_not_allowed` (`null` is refused unless listed). A
-    request without `Origin` that a browser marks `Sec-Fetch-Site: cross-site` is refused too.
+    listed in `cors_origins`, else `403 origin_not_allowed`. `null` is refused unless listed or
+    the browser marks the request `Sec-Fetch-Site: same-origin` (the server's own pages send no
+    referrer, which makes their form posts carry `Origin: null`). A request without `Origin`
+    that a browser marks `Sec-Fetch-Site: cross-site` is refused too.
     The plugins send no `Origin` (GIMP and Krita use Python; Photoshop's UXP `fetch` is not a web
     page), so none of this touches them.
   - `cors_origins = *` (or `null`) on a server that needs no key is refused at start.
@@ -20,8 +22,8 @@
   `/v1/health` is never limited. Over a limit: `429` with `Retry-After`.
   `rate_limit_per_minute = 0` turns both limits off.
 - CORS: none by default. Origins listed in `cors_origins` (or `*` on a server with keys) may
-  call the API from a browser with a Bearer key; no cookies are ever involved, so credentials
-  are never allowed.
+  call the API from a browser with a Bearer key; the API uses no cookies, so credentials are
+  never allowed.
 - Headers on every response: `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy` and
   a Content-Security-Policy: `default-src 'none'` for data, a strict policy for HTML pages (the
   inline scripts of a page are allowed by their hash only).
@@ -247,12 +249,17 @@ def _host_allowed(header: str | None, allowed: set[str]) -> bool:
 
 def _origin_allowed(origins: set[str]) -> bool:
     origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site", "").lower()  # set by browsers, never by pages
     if origin is None:
-        return request.headers.get("Sec-Fetch-Site", "").lower() != "cross-site"
+        return site != "cross-site"
     if origin in origins or ("*" in origins and origin != "null"):
         return True
+    if origin == "null":
+        # The server's own pages send no referrer, so browsers send `Origin: null` on their
+        # POSTs; they also say whether the request comes from the same origin.
+        return site == "same-origin"
     own = request.headers.get("Host", "").lower()
-    return origin != "null" and bool(own) and urlsplit(origin.lower()).netloc == own
+    return bool(own) and urlsplit(origin.lower()).netloc == own
 
 
 def _cors_origin(origins: set[str]) -> str | None:
