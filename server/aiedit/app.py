@@ -19,6 +19,53 @@ class AieditApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
 
+class UploadSpool(io.RawIOBase):
+    """An uploaded file held in memory. `take()` hands its bytes over without a copy (a
+    BytesIO would copy them, or refuse to close while a view of them exists)."""
+
+    def __init__(self):
+        super().__init__()
+        self._data = bytearray()
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self._pos != len(self._data):
+            raise io.UnsupportedOperation("an upload spool only appends")
+        self._data += data
+        self._pos = len(self._data)
+        return len(data)
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(self._data)[self._pos : self._pos + len(buffer)]
+        size = len(view)
+        buffer[:size] = view
+        view.release()
+        self._pos += size
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def take(self) -> bytearray:
+        """The file's bytes; the spool is empty afterwards."""
+        data, self._data, self._pos = self._data, bytearray(), 0
+        return data
+
+
 class AieditRequest(Request):
     """Uploaded files stay in memory (the body size is already capped by max_upload_bytes), so
     a large image is not copied through a temporary file before it is decoded."""
@@ -26,7 +73,7 @@ class AieditRequest(Request):
     def _get_file_stream(
         self, total_content_length, content_type, filename=None, content_length=None
     ):
-        return io.BytesIO()
+        return UploadSpool()
 
 
 def create_app(

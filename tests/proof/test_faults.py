@@ -144,12 +144,13 @@ def fill(disk: Path, leave: int) -> Path:
 
 
 def test_full_disk_gives_507_fails_jobs_clearly_and_recovers(small_disk, server_factory):
-    server = server_factory(data_dir=small_disk / "data")
+    # no free-space floor: this test is about what a disk that fills up anyway does
+    server = server_factory(data_dir=small_disk / "data", env={"AIEDIT_MIN_FREE_BYTES": "0"})
     warmup = post_job(server.url, UPSCALE, {"image": png_bytes(noise_image(8, 8))}).json()
     wait_job(server.url, warmup["id"])
     ballast = fill(small_disk, leave=400 << 10)
 
-    big_input = post_job(server.url, UPSCALE, {"image": gradient_png(512)})
+    big_input = post_job(server.url, UPSCALE, {"image": png_bytes(noise_image(512, 512))})
     body = assert_error(big_input, 507, "insufficient_storage")
     assert "free space" in body["message"]
 
@@ -177,3 +178,20 @@ def test_full_disk_gives_507_fails_jobs_clearly_and_recovers(small_disk, server_
     assert wait_job(server.url, again.json()["id"])["state"] == "succeeded"
     states = {j["state"] for j in requests.get(server.url + "/v1/jobs", timeout=10).json()}
     assert states <= set(FINISHED), "no job is stuck"
+
+
+def test_below_the_free_space_floor_new_jobs_get_507_before_anything_is_written(
+    small_disk, server_factory
+):
+    server = server_factory(
+        data_dir=small_disk / "data", env={"AIEDIT_MIN_FREE_BYTES": str(3 << 20)}
+    )
+    image = {"image": png_bytes(noise_image(8, 8))}
+    assert post_job(server.url, UPSCALE, image).status_code == 202
+    ballast = fill(small_disk, leave=2 << 20)
+    before = sorted(p.name for p in (small_disk / "data" / "blobs").iterdir())
+    body = assert_error(post_job(server.url, UPSCALE, image), 507, "insufficient_storage")
+    assert "min_free_bytes" in body["message"]
+    assert sorted(p.name for p in (small_disk / "data" / "blobs").iterdir()) == before
+    ballast.unlink()
+    assert post_job(server.url, UPSCALE, image).status_code == 202

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from flask_smorest.fields import Upload
 from flask_smorest.pagination import PaginationMetadataSchema
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from aiedit.api.errors import ApiError
-from aiedit.engines import default_model, installed_for
-from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw, encode
-from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING, NewJob
-from aiedit.ops.base import INPUT_NAMES, REQUIRED, UNUSED, OperationError, Region, registry
+from aiedit.api.job_request import (
+    JobFilesSchema,
+    JobFormSchema,
+    JobSubmissionSchema,
+    check_capacity,
+    read_submission,
+    reused_key_error,
+    same_request,
+    upload_slot,
+)
+from aiedit.imaging.codec import encode
+from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING
 from aiedit.store.models import Job
 
 
@@ -34,7 +40,6 @@ class _JobsBlueprint(Blueprint):
 
 blp = _JobsBlueprint("jobs", __name__, url_prefix="/v1", description="Submit and follow jobs")
 
-COORD = validate.Range(-(2**24), 2**24)
 IMAGE_FORMATS = {
     "png": "image/png",
     "jpeg": "image/jpeg",
@@ -48,63 +53,6 @@ PROGRESS_EVERY_S = 0.25  # a long-poll answers a state change at once, progress 
 
 
 # --- request schemas --------------------------------------------------------------------------
-
-
-class RegionSchema(Schema):
-    x = fields.Integer(required=True, strict=True, validate=COORD)
-    y = fields.Integer(required=True, strict=True, validate=COORD)
-    width = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
-    height = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
-
-
-class RawSizeSchema(Schema):
-    width = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
-    height = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
-
-
-class JobRequestSchema(Schema):
-    """The `request` part of a job submission."""
-
-    operation = fields.String(required=True, validate=validate.Length(1, 64))
-    model = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 128))
-    params = fields.Dict(keys=fields.String(), load_default=dict)
-    region = fields.Nested(RegionSchema, load_default=None, allow_none=True)
-    raw = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(INPUT_NAMES)),
-        values=fields.Nested(RawSizeSchema),
-        load_default=dict,
-    )
-
-
-class JobFormSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    request = fields.String(
-        required=True,
-        metadata={
-            "description": "JSON: {operation, model?, params?, region? {x, y, width, height}, "
-            "raw? {image|mask|reference: {width, height}}}"
-        },
-    )
-
-
-class JobFilesSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
-    mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
-    reference = Upload(metadata={"description": "A reference image (edit)"})
-
-
-class JobSubmissionSchema(Schema):
-    """The documented multipart body: the `request` part is JSON (see `encoding`)."""
-
-    request = fields.Nested(JobRequestSchema, required=True)
-    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
-    mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
-    reference = Upload(metadata={"description": "A reference image (edit)"})
 
 
 class DeleteArgs(Schema):
@@ -247,163 +195,22 @@ def _own_job(job_id: str) -> Job:
     return job
 
 
-def _parse_request(text: str) -> dict:
-    try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(
-            400, "request_invalid_json", f"the `request` part is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ApiError(422, "invalid_request", "the `request` part must be a JSON object")
-    try:
-        return JobRequestSchema().load(raw)
-    except ValidationError as exc:
-        details = "; ".join(f"{k}: {v}" for k, v in exc.normalized_messages().items())
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"invalid `request`: {details}",
-            errors=exc.normalized_messages(),
-        ) from None
-
-
-def _pick_model(op, model_id: str | None):
-    catalog = _services().catalog
-    if model_id is None:
-        entry = default_model(catalog, op.id)
-        if entry is None:
-            raise ApiError(
-                422,
-                "no_model",
-                f"no model installed for {op.id}: install one with "
-                f"`aiedit models pull <id>` (see `aiedit models list`)",
-            )
-        return entry
-    entry = catalog.get(model_id)
-    if entry is None:
-        raise ApiError(
-            422,
-            "unknown_model",
-            f"unknown model {model_id!r}; GET /v1/models lists the known ones",
-            errors={"model": ["unknown"]},
-        )
-    if not entry.serves(op.id):
-        raise ApiError(
-            422,
-            "model_wrong_operation",
-            f"model {model_id!r} does not do {op.id} (it does: {', '.join(entry.operations)})",
-            errors={"model": ["wrong operation"]},
-        )
-    return entry
-
-
-def _fit_model(op, entry, named: bool, params: dict):
-    """The model for these params: a named one must fit them; the default is the preferred
-    installed model that does."""
-    reason = op.model_fits(params, entry) if op.model_fits else None
-    if reason is None:
-        return entry
-    if named:
-        raise ApiError(422, "model_does_not_fit", f"{reason}; pick another model",
-                       errors={"model": [reason]})
-    for candidate in installed_for(_services().catalog, op.id):
-        if op.model_fits(params, candidate) is None:
-            return candidate
-    raise ApiError(422, "no_model",
-                   f"no installed model for {op.id} fits these params ({reason}); install one "
-                   "with `aiedit models pull <id>` (see `aiedit models list`)")
-
-
-def _decode_inputs(op, files: dict, raw_sizes: dict) -> dict[str, np.ndarray]:
-    config = _services().config
-    limits = (config.max_pixels, config.max_side)
-    given = {name: f for name, f in files.items() if f is not None}
-    for name in INPUT_NAMES:
-        mode = op.input_mode(name)
-        if mode == REQUIRED and name not in given:
-            raise ApiError(
-                422, "missing_input", f"{op.id} needs an `{name}` file", errors={name: ["required"]}
-            )
-        if mode == UNUSED and name in given:
-            raise ApiError(
-                422,
-                "unexpected_input",
-                f"{op.id} takes no `{name}` file",
-                errors={name: ["not used by this operation"]},
-            )
-    for name in raw_sizes:
-        if name not in given:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"`raw` declares `{name}` but no such file was sent",
-                errors={"raw": [name]},
-            )
-    arrays = {}
-    try:
-        for name, upload in given.items():
-            data = upload.read()
-            if name in raw_sizes:
-                size = raw_sizes[name]
-                arrays[name] = decode_raw(
-                    name, data, size["width"], size["height"], 1 if name == "mask" else 4, *limits
-                )
-            elif name == "mask":
-                arrays[name] = decode_mask(name, data, *limits)
-            else:
-                arrays[name] = decode_image(name, data, *limits)
-    except ImageInputError as exc:
-        raise ApiError(
-            exc.status, exc.code, exc.message, errors={exc.field: [exc.message]}
-        ) from None
-    if (
-        "mask" in arrays
-        and "image" in arrays
-        and arrays["mask"].shape[:2] != arrays["image"].shape[:2]
-    ):
-        mh, mw = arrays["mask"].shape[:2]
-        ih, iw = arrays["image"].shape[:2]
-        raise ApiError(
-            422,
-            "mask_size_mismatch",
-            f"mask: it is {mw}x{mh} but the image is {iw}x{ih}; they must be the same size",
-            errors={"mask": ["size differs from image"]},
-        )
-    return arrays
-
-
-def _region(req: dict, arrays: dict, params: dict) -> Region:
-    region = req.get("region")
-    if "image" in arrays:
-        height, width = arrays["image"].shape[:2]
-        if region is None:
-            return Region(0, 0, width, height)
-        if (region["width"], region["height"]) != (width, height):
-            raise ApiError(
-                422,
-                "region_size_mismatch",
-                f"region is {region['width']}x{region['height']} but the image is "
-                f"{width}x{height}; the region says where the image sits, so they "
-                "must match",
-                errors={"region": ["size differs from image"]},
-            )
-        return Region(**region)
-    if region is None:
-        return Region(0, 0, int(params.get("width") or 1024), int(params.get("height") or 1024))
-    return Region(**region)
-
-
 # --- views ------------------------------------------------------------------------------------
 
 
 @blp.route("/jobs")
 class Jobs(MethodView):
+    decorators = [upload_slot]
+
     @blp.arguments(JobFormSchema, location="form")
     @blp.arguments(JobFilesSchema, location="files")
     @blp.response(202, JobSchema)
     @blp.alt_response(400, description="Undecodable input")
     @blp.alt_response(413, description="Upload or image too large")
+    @blp.alt_response(422, description="Invalid request, params or files")
+    @blp.alt_response(429, description="Queue full (`queue_full`) or rate limited")
+    @blp.alt_response(503, description="Too many uploads at once (`server_busy`)")
+    @blp.alt_response(507, description="Not enough free disk space")
     @blp.doc(
         requestBody={
             "required": True,
@@ -428,7 +235,8 @@ class Jobs(MethodView):
         """Submit a job
 
         Everything is validated before anything is stored: the operation, the model, the
-        parameters, the files (decodable, within limits, mask the same size as the image)."""
+        parameters, the files (decodable, within limits, mask the same size as the image), and
+        the server's room for it (queue limits, free disk space)."""
         services = _services()
         owner = g.principal.owner
         key = request.headers.get("Idempotency-Key")
@@ -436,61 +244,22 @@ class Jobs(MethodView):
             raise ApiError(
                 422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters"
             )
-        if key:
-            existing = services.runner.find_idempotent(owner, key)
-            if existing is not None:
-                return job_json(existing)
-        req = _parse_request(form["request"])
-        ops = registry()
-        op = ops.get(req["operation"])
-        if op is None:
-            raise ApiError(
-                422,
-                "unknown_operation",
-                f"unknown operation {req['operation']!r}; known: {', '.join(ops)}",
-                errors={"operation": ["unknown"]},
-            )
-        entry = _pick_model(op, req["model"])
+        existing = services.runner.find_idempotent(owner, key) if key else None
+        if existing is None:
+            check_capacity(owner)
+        submission = read_submission(owner, form["request"], files, key)
+        if existing is not None:
+            if not same_request(existing, submission):
+                raise reused_key_error(key)
+            return job_json(existing)
         try:
-            params = op.params().load(req["params"])
-        except ValidationError as exc:
-            errors = exc.normalized_messages()
-            details = "; ".join(
-                f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                for k, v in errors.items()
-            )
-            raise ApiError(
-                422,
-                "invalid_params",
-                f"invalid params for {op.id}: {details}",
-                errors={"params": errors},
-            ) from None
-        entry = _fit_model(op, entry, req["model"] is not None, params)
-        arrays = _decode_inputs(op, files, req["raw"])
-        region = _region(req, arrays, params)
-        sizes = {name: (a.shape[1], a.shape[0]) for name, a in arrays.items()}
-        sizes.setdefault("image", (region.width, region.height))
-        if op.validate is not None:
-            try:
-                op.validate(params, sizes, services.config, entry)
-            except OperationError as exc:
-                raise ApiError(422, exc.code, exc.message) from None
-        new = NewJob(
-            owner=owner,
-            operation=op.id,
-            model=entry.id,
-            params=op.params().dump(params),
-            region=region,
-            inputs=arrays,
-            cost=op.cost(params, sizes),
-            idempotency_key=key,
-        )
-        try:
-            job = services.runner.submit(new)
+            job = services.runner.submit(submission.new)
         except IntegrityError:  # the same Idempotency-Key raced in
             existing = services.runner.find_idempotent(owner, key)
             if existing is None:
                 raise
+            if not same_request(existing, submission):
+                raise reused_key_error(key) from None
             return job_json(existing)
         except OSError as exc:
             raise ApiError(

@@ -83,12 +83,7 @@ def _open(field: str, data: bytes, max_pixels: int, max_side: int) -> Image.Imag
 def _to_rgba(img: Image.Image) -> Image.Image:
     img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 1.0 / 257.0 if arr.max(initial=0) > 255 else 1.0
-        if img.mode == "F" and arr.max(initial=0) <= 1.0:
-            scale = 255.0
-        gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
-        img = Image.fromarray(gray, "L")
+        img = Image.fromarray(_gray_to_8bit(np.asarray(img)), "L")
     icc = img.info.get("icc_profile")
     if icc and img.mode in ("RGB", "RGBA", "CMYK", "L", "LA"):
         try:
@@ -107,6 +102,29 @@ def _to_rgba(img: Image.Image) -> Image.Image:
     if img.mode == "P" or img.mode == "PA":
         img = img.convert("RGBA")
     return img.convert("RGBA") if img.mode != "RGBA" else img
+
+
+def _gray_to_8bit(arr: np.ndarray, rows: int = 256) -> np.ndarray:
+    """16-bit, 32-bit integer or float gray → 8 bits, a band of rows at a time and without
+    float64: integers by integer rounding (x + 128) // 257 (a peak of 255 or less is kept as
+    it is), floats in float32 (a peak of 1.0 or less is taken as 0..1)."""
+    peak = arr.max(initial=0)
+    out = np.empty(arr.shape, np.uint8)
+    for top in range(0, arr.shape[0], rows):
+        band = arr[top : top + rows]
+        if arr.dtype.kind == "f":
+            scale = 255.0 if peak <= 1.0 else (1.0 / 257.0 if peak > 255 else 1.0)
+            scaled = band.astype(np.float32) * np.float32(scale)
+            np.rint(scaled, out=scaled)
+            out[top : top + rows] = np.clip(scaled, 0, 255, out=scaled)
+        elif peak <= 255:
+            out[top : top + rows] = np.clip(band, 0, 255)
+        else:
+            wide = np.clip(band, 0, 65535).astype(np.uint32)
+            wide += 128
+            wide //= 257
+            out[top : top + rows] = wide
+    return out
 
 
 def decode_image(field: str, data: bytes, max_pixels: int, max_side: int) -> np.ndarray:

@@ -60,6 +60,25 @@ ORPHAN_MIN_AGE_S = 600.0  # a job folder without a row is left alone this long (
 
 
 @dataclass
+class InputFile:
+    """An uploaded file as it was sent: `kind` is "raw" (pixels, `channels` bytes each) or the
+    encoded format's extension (png, jpg, ...). It is stored as is and decoded when the job
+    runs, so a small file that decodes to a large image stays small on disk."""
+
+    data: bytes | bytearray | memoryview
+    kind: str
+    width: int
+    height: int
+    channels: int = 4
+
+    @property
+    def blob_suffix(self) -> str:
+        return "rgba8" if self.kind == "raw" and self.channels == 4 else (
+            "gray8" if self.kind == "raw" else self.kind
+        )
+
+
+@dataclass
 class NewJob:
     """A validated request, ready to store."""
 
@@ -68,9 +87,10 @@ class NewJob:
     model: str
     params: dict
     region: Region
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, InputFile] = field(default_factory=dict)
     cost: float = 0.0
     idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 class JobRunner:
@@ -112,7 +132,14 @@ class JobRunner:
         device = self.queue.pick_device()
         try:
             inputs = {
-                name: self.blobs.put_array(job_id, name, arr) for name, arr in new.inputs.items()
+                name: {
+                    "blob": self.blobs.put_bytes(job_id, f"{name}.{f.blob_suffix}", f.data),
+                    "kind": f.kind,
+                    "width": f.width,
+                    "height": f.height,
+                    "channels": f.channels,
+                }
+                for name, f in new.inputs.items()
             }
             now = utcnow()
             job = Job(
@@ -137,6 +164,7 @@ class JobRunner:
                 attempts=0,
                 cancel_requested=False,
                 idempotency_key=new.idempotency_key,
+                request_hash=new.request_hash,
                 created_at=now,
                 expires_at=now + self.retention,  # provisional: set again when it finishes
             )
@@ -235,7 +263,7 @@ class JobRunner:
             raise OperationError(
                 "model_unknown", f"model {job.model!r} is no longer in the catalog"
             )
-        inputs = {name: self.blobs.get_array(job.id, blob) for name, blob in job.inputs.items()}
+        inputs = {name: self._load_input(job.id, name, ref) for name, ref in job.inputs.items()}
         prepare = getattr(engine_module(entry.engine), "prepare", None)
         if prepare is not None:  # fetch missing weights, showing progress in the job
             prepare(entry, lambda done, total: progress(done, total, "downloading model"))
@@ -256,6 +284,23 @@ class JobRunner:
             device=model.device,
         )
         return op.run(ctx)
+
+    def _load_input(self, job_id: str, name: str, ref) -> np.ndarray:
+        """An input's pixels: raw ones mapped from the file, encoded ones decoded as the
+        submission checked them."""
+        if isinstance(ref, str):  # stored as .npy by an earlier version
+            return self.blobs.get_array(job_id, ref)
+        path = self.blobs.path(job_id, ref["blob"])
+        width, height, channels = ref["width"], ref["height"], ref["channels"]
+        if ref["kind"] == "raw":
+            import numpy as np
+
+            shape = (height, width, channels) if channels > 1 else (height, width)
+            return np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
+        from aiedit.imaging.codec import decode_image, decode_mask
+
+        decode = decode_mask if name == "mask" else decode_image
+        return decode(name, path.read_bytes(), width * height, max(width, height))
 
     def _store_outputs(self, job: Job, outputs) -> list[dict]:
         results = []

@@ -1,0 +1,482 @@
+"""A job submission, read and checked before anything is stored: the `request` JSON, the
+operation, the model, the params, the files, the region, the server's capacity. The jobs view
+calls `read_submission`; so can anything else that needs a request checked the same way."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import shutil
+import threading
+from dataclasses import dataclass
+
+from flask import current_app, request
+from flask_smorest.fields import Upload
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from PIL import Image
+from sqlalchemy import func, select
+
+from aiedit.api.errors import ApiError
+from aiedit.engines import default_model, installed_for
+from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw
+from aiedit.jobs.runner import QUEUED, InputFile, NewJob
+from aiedit.ops.base import INPUT_NAMES, REQUIRED, UNUSED, OperationError, Region, registry
+from aiedit.store.models import Job
+
+COORD = validate.Range(-(2**24), 2**24)
+ENCODED_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp",
+                      "GIF": "gif"}
+QUEUE_FULL_RETRY_S = 10
+BUSY_RETRY_S = 2
+
+
+# --- request schemas --------------------------------------------------------------------------
+
+
+class RegionSchema(Schema):
+    x = fields.Integer(required=True, strict=True, validate=COORD)
+    y = fields.Integer(required=True, strict=True, validate=COORD)
+    width = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
+    height = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
+
+
+class RawSizeSchema(Schema):
+    width = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
+    height = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
+
+
+class JobRequestSchema(Schema):
+    """The `request` part of a job submission."""
+
+    operation = fields.String(required=True, validate=validate.Length(1, 64))
+    model = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 128))
+    params = fields.Dict(keys=fields.String(), load_default=dict)
+    region = fields.Nested(RegionSchema, load_default=None, allow_none=True)
+    raw = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(INPUT_NAMES)),
+        values=fields.Nested(RawSizeSchema),
+        load_default=dict,
+    )
+
+
+class JobFormSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    request = fields.String(
+        required=True,
+        metadata={
+            "description": "JSON: {operation, model?, params?, region? {x, y, width, height}, "
+            "raw? {image|mask|reference: {width, height}}}"
+        },
+    )
+
+
+class JobFilesSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
+    mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
+    reference = Upload(metadata={"description": "A reference image (edit)"})
+
+
+class JobSubmissionSchema(Schema):
+    """The documented multipart body: the `request` part is JSON (see `encoding`)."""
+
+    request = fields.Nested(JobRequestSchema, required=True)
+    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
+    mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
+    reference = Upload(metadata={"description": "A reference image (edit)"})
+
+
+# --- the submission ---------------------------------------------------------------------------
+
+
+@dataclass
+class Submission:
+    """A checked request: what `JobRunner.submit` stores, and how to recognise a retry of it."""
+
+    new: NewJob
+    request_hash: str
+
+
+def read_submission(owner: str, request_text: str, files: dict, key: str | None) -> Submission:
+    """Check everything about a submission; raise `ApiError` (4xx) naming the first problem."""
+    services = _services()
+    raw_request, req = parse_request(request_text)
+    ops = registry()
+    op = ops.get(req["operation"])
+    if op is None:
+        raise ApiError(
+            422,
+            "unknown_operation",
+            f"unknown operation {req['operation']!r}; known: {', '.join(ops)}",
+            errors={"operation": ["unknown"]},
+        )
+    entry = pick_model(op, req["model"])
+    try:
+        params = op.params().load(req["params"])
+    except ValidationError as exc:
+        errors = exc.normalized_messages()
+        details = "; ".join(
+            f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in errors.items()
+        )
+        raise ApiError(
+            422, "invalid_params", f"invalid params for {op.id}: {details}",
+            errors={"params": errors},
+        ) from None
+    entry = fit_model(op, entry, req["model"] is not None, params)
+    inputs = read_inputs(op, files, req["raw"])
+    region = _region(req, inputs, params)
+    sizes = {name: (f.width, f.height) for name, f in inputs.items()}
+    sizes.setdefault("image", (region.width, region.height))
+    if op.validate is not None:
+        try:
+            op.validate(params, sizes, services.config, entry)
+        except OperationError as exc:
+            raise ApiError(422, exc.code, exc.message) from None
+    if entry.engine == "classic":
+        _check_classic_size(entry.id, *sizes["image"], services.config.max_classic_pixels)
+    new = NewJob(
+        owner=owner,
+        operation=op.id,
+        model=entry.id,
+        params=op.params().dump(params),
+        region=region,
+        inputs=inputs,
+        cost=op.cost(params, sizes),
+        idempotency_key=key,
+    )
+    submission = Submission(new, request_hash(raw_request, inputs))
+    new.request_hash = submission.request_hash
+    return submission
+
+
+def parse_request(text: str) -> tuple[dict, dict]:
+    """The `request` part: (the JSON object as sent, the loaded request)."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(
+            400, "request_invalid_json", f"the `request` part is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ApiError(422, "invalid_request", "the `request` part must be a JSON object")
+    try:
+        return raw, JobRequestSchema().load(raw)
+    except ValidationError as exc:
+        details = "; ".join(f"{k}: {v}" for k, v in exc.normalized_messages().items())
+        raise ApiError(
+            422, "invalid_request", f"invalid `request`: {details}",
+            errors=exc.normalized_messages(),
+        ) from None
+
+
+def pick_model(op, model_id: str | None):
+    catalog = _services().catalog
+    if model_id is None:
+        entry = default_model(catalog, op.id)
+        if entry is None:
+            raise ApiError(
+                422,
+                "no_model",
+                f"no model installed for {op.id}: install one with "
+                f"`aiedit models pull <id>` (see `aiedit models list`)",
+            )
+        return entry
+    entry = catalog.get(model_id)
+    if entry is None:
+        raise ApiError(
+            422,
+            "unknown_model",
+            f"unknown model {model_id!r}; GET /v1/models lists the known ones",
+            errors={"model": ["unknown"]},
+        )
+    if not entry.serves(op.id):
+        raise ApiError(
+            422,
+            "model_wrong_operation",
+            f"model {model_id!r} does not do {op.id} (it does: {', '.join(entry.operations)})",
+            errors={"model": ["wrong operation"]},
+        )
+    return entry
+
+
+def fit_model(op, entry, named: bool, params: dict):
+    """The model for these params: a named one must fit them; the default is the preferred
+    installed model that does."""
+    reason = op.model_fits(params, entry) if op.model_fits else None
+    if reason is None:
+        return entry
+    if named:
+        raise ApiError(422, "model_does_not_fit", f"{reason}; pick another model",
+                       errors={"model": [reason]})
+    for candidate in installed_for(_services().catalog, op.id):
+        if op.model_fits(params, candidate) is None:
+            return candidate
+    raise ApiError(422, "no_model",
+                   f"no installed model for {op.id} fits these params ({reason}); install one "
+                   "with `aiedit models pull <id>` (see `aiedit models list`)")
+
+
+def read_inputs(op, files: dict, raw_sizes: dict) -> dict[str, InputFile]:
+    """The uploaded files, each checked (decodable, within limits) and kept as it was sent:
+    the runner decodes it again when the job runs, so nothing bigger than the upload is
+    stored."""
+    config = _services().config
+    limits = (config.max_pixels, config.max_side)
+    given = {name: f for name, f in files.items() if f is not None}
+    for name in INPUT_NAMES:
+        mode = op.input_mode(name)
+        if mode == REQUIRED and name not in given:
+            raise ApiError(
+                422, "missing_input", f"{op.id} needs an `{name}` file", errors={name: ["required"]}
+            )
+        if mode == UNUSED and name in given:
+            raise ApiError(
+                422,
+                "unexpected_input",
+                f"{op.id} takes no `{name}` file",
+                errors={name: ["not used by this operation"]},
+            )
+    for name in raw_sizes:
+        if name not in given:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"`raw` declares `{name}` but no such file was sent",
+                errors={"raw": [name]},
+            )
+    inputs = {}
+    try:
+        for name, upload in given.items():
+            data = upload_bytes(upload)
+            channels = 1 if name == "mask" else 4
+            if name in raw_sizes:
+                size = raw_sizes[name]
+                decode_raw(name, data, size["width"], size["height"], channels, *limits)
+                inputs[name] = InputFile(data, "raw", size["width"], size["height"], channels)
+                continue
+            decoded = (decode_mask if name == "mask" else decode_image)(name, data, *limits)
+            height, width = decoded.shape[:2]
+            del decoded  # checked; the job decodes it again when it runs
+            inputs[name] = InputFile(data, _extension(data), width, height, channels)
+    except ImageInputError as exc:
+        raise ApiError(
+            exc.status, exc.code, exc.message, errors={exc.field: [exc.message]}
+        ) from None
+    image, mask = inputs.get("image"), inputs.get("mask")
+    if image and mask and (mask.width, mask.height) != (image.width, image.height):
+        raise ApiError(
+            422,
+            "mask_size_mismatch",
+            f"mask: it is {mask.width}x{mask.height} but the image is "
+            f"{image.width}x{image.height}; they must be the same size",
+            errors={"mask": ["size differs from image"]},
+        )
+    return inputs
+
+
+def upload_bytes(upload):
+    """An uploaded file's bytes, taken from the request's spool without another copy."""
+    stream = upload.stream
+    take = getattr(stream, "take", None)
+    return take() if take is not None else upload.read()
+
+
+def _extension(data) -> str:
+    with Image.open(io.BytesIO(data)) as img:
+        return ENCODED_EXTENSIONS.get(img.format, "img")
+
+
+def _region(req: dict, inputs: dict[str, InputFile], params: dict) -> Region:
+    region = req.get("region")
+    if "image" in inputs:
+        width, height = inputs["image"].width, inputs["image"].height
+        if region is None:
+            return Region(0, 0, width, height)
+        if (region["width"], region["height"]) != (width, height):
+            raise ApiError(
+                422,
+                "region_size_mismatch",
+                f"region is {region['width']}x{region['height']} but the image is "
+                f"{width}x{height}; the region says where the image sits, so they "
+                "must match",
+                errors={"region": ["size differs from image"]},
+            )
+        return Region(**region)
+    if region is None:
+        return Region(0, 0, int(params.get("width") or 1024), int(params.get("height") or 1024))
+    return Region(**region)
+
+
+def _check_classic_size(model: str, width: int, height: int, limit: int) -> None:
+    """Classic operations run in one uninterruptible call: their size is capped up front."""
+    if limit and width * height > limit:
+        raise ApiError(
+            422,
+            "too_large_for_classic",
+            f"the image is {width}x{height} ({width * height / 1e6:.1f} MP); {model} runs in "
+            f"one step that cannot be canceled, so this server limits it to "
+            f"{limit / 1e6:.1f} MP (max_classic_pixels): send a smaller region",
+            errors={"image": ["too large for a classic model"]},
+        )
+
+
+# --- repeated requests (Idempotency-Key) ------------------------------------------------------
+
+
+def request_hash(raw_request: dict, inputs: dict[str, InputFile]) -> str:
+    """A digest of the request JSON (key order ignored) and each file's name, kind and size.
+    The files' bytes are compared with the stored originals when a key is reused, so hashing
+    large uploads costs nothing on the normal path."""
+    described = {
+        "request": raw_request,
+        "files": {n: [f.kind, f.width, f.height, len(f.data)] for n, f in sorted(inputs.items())},
+    }
+    text = json.dumps(described, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def same_request(existing: Job, submission: Submission) -> bool:
+    """Is this submission the one `existing` was created from?"""
+    if existing.request_hash is not None and existing.request_hash != submission.request_hash:
+        return False
+    blobs = _services().blobs
+    stored = existing.inputs or {}
+    if set(stored) != set(submission.new.inputs):
+        return False
+    for name, upload in submission.new.inputs.items():
+        ref = stored[name]
+        if not isinstance(ref, dict):  # stored before uploads were kept as sent: no bytes
+            continue
+        if not _file_equals(blobs.path(existing.id, ref["blob"]), upload.data):
+            return False
+    return True
+
+
+def _file_equals(path, data) -> bool:
+    view = memoryview(data)
+    try:
+        with open(path, "rb") as fh:
+            if fh.seek(0, 2) != len(view):
+                return False
+            fh.seek(0)
+            offset = 0
+            while offset < len(view):
+                chunk = fh.read(1 << 22)
+                if not chunk or chunk != view[offset : offset + len(chunk)]:
+                    return False
+                offset += len(chunk)
+    except FileNotFoundError:
+        return False
+    finally:
+        view.release()
+    return True
+
+
+def reused_key_error(key: str) -> ApiError:
+    return ApiError(
+        422,
+        "idempotency_key_reused",
+        f"Idempotency-Key {key!r} was already used for a different request (other JSON or "
+        "other files); use a new key for a new job",
+    )
+
+
+# --- capacity ---------------------------------------------------------------------------------
+
+
+def check_capacity(owner: str) -> None:
+    """Refuse a new job while the disk is nearly full or the queue is at its limits."""
+    services = _services()
+    config = services.config
+    if config.min_free_bytes > 0:
+        free = shutil.disk_usage(config.data_dir).free
+        if free < config.min_free_bytes:
+            raise ApiError(
+                507,
+                "insufficient_storage",
+                f"the server's data directory has {_size(free)} free, less than the "
+                f"{_size(config.min_free_bytes)} it keeps in reserve (min_free_bytes); free "
+                "space there (or delete finished jobs) and retry",
+            )
+    if not (config.max_queued_per_owner or config.max_queued):
+        return
+    with services.db.session() as s:
+        total = s.scalar(select(func.count()).select_from(Job).where(Job.state == QUEUED))
+        mine = s.scalar(
+            select(func.count()).select_from(Job).where(Job.state == QUEUED, Job.owner == owner)
+        )
+    retry = {"Retry-After": str(QUEUE_FULL_RETRY_S)}
+    if config.max_queued_per_owner and mine >= config.max_queued_per_owner:
+        raise ApiError(
+            429,
+            "queue_full",
+            f"you have {mine} jobs queued, the most this server takes from one caller "
+            f"(max_queued_per_owner = {config.max_queued_per_owner}); wait for some to finish "
+            "or cancel them, then retry",
+            headers=retry,
+        )
+    if config.max_queued and total >= config.max_queued:
+        raise ApiError(
+            429,
+            "queue_full",
+            f"the server has {total} jobs queued, its limit (max_queued = {config.max_queued}); "
+            "retry when some have finished",
+            headers=retry,
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+# --- upload slots -----------------------------------------------------------------------------
+
+
+def upload_slot(view):
+    """Hold one of `upload_slots` while a submission's files are parsed, checked and stored,
+    so a burst of large uploads does not hold many decoded copies at once. A request that
+    waits longer than `upload_slot_wait_s` gets 503 with Retry-After."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if request.method != "POST":
+            return view(*args, **kwargs)
+        config = _services().config
+        slots = _slots()
+        if not slots.acquire(timeout=config.upload_slot_wait_s):
+            raise ApiError(
+                503,
+                "server_busy",
+                f"the server is storing {config.upload_slots} other uploads; retry in a moment",
+                headers={"Retry-After": str(BUSY_RETRY_S)},
+            )
+        try:
+            return view(*args, **kwargs)
+        finally:
+            slots.release()
+
+    return wrapper
+
+
+_slots_lock = threading.Lock()
+
+
+def _slots() -> threading.BoundedSemaphore:
+    app = current_app._get_current_object()
+    with _slots_lock:
+        slots = app.extensions.get("aiedit-upload-slots")
+        if slots is None:
+            slots = threading.BoundedSemaphore(max(1, _services().config.upload_slots))
+            app.extensions["aiedit-upload-slots"] = slots
+        return slots
+
+
+def _services():
+    return current_app.extensions["aiedit"]
