@@ -142,3 +142,19 @@ def test_wrong_and_non_admin_keys_are_refused(studio, page):
     expect(page.locator(".error")).to_contain_text("not an admin key")
     assert "aiedit_admin" not in {c["name"] for c in page.context.cookies()}
     expect(page.locator("#queue")).to_have_count(0)
+
+
+def test_the_served_metrics_count_finished_jobs(studio):
+    """Through the real server (waitress): loopback needs no key, a user key is refused."""
+    server, keys = studio
+    job = submit_generate(server, keys["alice"], steps=2)
+    while job["state"] in ("queued", "running"):
+        job = job_state(server, keys["alice"], job["id"], wait=10)
+    assert job["state"] == "succeeded", job
+    resp = requests.get(server.url + "/metrics", timeout=30)
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    assert 'aiedit_jobs_finished_total{model="tiny-sdxl",operation="generate",' \
+        'state="succeeded"}' in resp.text
+    resp = requests.get(server.url + "/metrics", timeout=30,
+                        headers={"Authorization": f"Bearer {keys['alice']}"})
+    assert resp.status_code == 403
