@@ -182,3 +182,14 @@ def test_the_page_shows_workers_and_per_user_usage(stopped_app, keys):
     assert re.search(r"<td>alice</td><td class=\"num\">3</td>", users)
     assert "embedded-auto" in page
     assert page.count('class="badge queued"') == 3
+
+
+def test_failed_sign_ins_are_rate_limited_like_failed_api_keys(stopped_app, keys):
+    from aiedit.api.security import FAILED_AUTH_PER_MINUTE
+
+    client = stopped_app.test_client()
+    for _ in range(FAILED_AUTH_PER_MINUTE):
+        assert sign_in(client, keys["admin"][:-3] + "xyz").status_code == 401
+    resp = sign_in(client, keys["admin"])  # even the right key waits now
+    assert resp.status_code == 429 and "Too many failed sign-ins" in resp.text
+    assert "aiedit_admin" not in set_cookies(resp)

@@ -9,6 +9,7 @@ Secure unless the server listens on loopback only. Every POST carries the sessio
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
@@ -100,8 +101,15 @@ def login():
     if not key and _local_sign_in_allowed():
         principal = Principal(owner=LOCAL_OWNER, role="admin", key_name="local owner")
     else:
+        limits = current_app.extensions["aiedit.rate_limits"]
+        address = request.remote_addr or "?"
+        wait = limits.failures_wait(address)
+        if wait:
+            return _sign_in_page(f"Too many failed sign-ins from this address: wait "
+                                 f"{math.ceil(wait)} s and try again.", 429)
         principal = authenticate(services.db, key) if key else None
         if principal is None:
+            limits.charge_failure(address)
             return _sign_in_page("That key is unknown or revoked.", 401)
         if not principal.is_admin:
             return _sign_in_page(
