@@ -159,6 +159,12 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
         return succeed(procedure)
     except ac.AieditError as error:
         return fail(procedure, str(error))
+    except Exception as error:  # noqa: BLE001 - GIMP shows this message; a crash shows nothing
+        import traceback
+
+        traceback.print_exc()
+        return fail(procedure, f"aiedit {op_id} stopped on an unexpected error: {error!r} "
+                               "(details on the terminal GIMP runs in)")
 
 
 def parse_params(config) -> dict:

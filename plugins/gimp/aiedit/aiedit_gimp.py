@@ -145,16 +145,35 @@ def read_source(image, drawable, region: ac.Region, source: str) -> ac.Pixels:
         visible.delete()
 
 
+def sends_image(operation: dict) -> bool:
+    """Whether the plug-in sends pixels: only when the operation requires them (generate's
+    optional image is for refining, which the plug-in does not offer: it draws anew)."""
+    return (operation.get("inputs") or {}).get("image") == "required"
+
+
 def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: dict,
              source: str = "layer", margin: int = DEFAULT_MARGIN) -> Plan:
-    """Decide region, image and mask for ``operation`` (a ``/v1/operations`` entry)."""
+    """Decide region, image and mask for ``operation`` (a ``/v1/operations`` entry).
+
+    ``drawable`` is the active layer (a layer group reads as what it shows) or None when no
+    layer is selected: then only what needs no layer runs (generate, or pixels from the
+    visible image), and anything else says what to select."""
     op_id = operation["id"]
     inputs = operation.get("inputs") or {}
     params = dict(params)
     if prompt and "prompt" in _schema_properties(operation):
         params["prompt"] = prompt
+    needs_layer = sends_image(operation) or operation.get("region") == "layer"
+    if drawable is None and source != "visible" and needs_layer:
+        raise ac.AieditError(
+            f"{TITLES.get(op_id, op_id)} works on a layer and no layer is selected: select one "
+            "in the Layers panel, or send the visible image instead (Pixels from: Visible "
+            "image)", "no_layer")
     bounds = selection_bounds(image)
-    whole = image_region(image) if source == "visible" else drawable_region(drawable)
+    if source == "visible" or drawable is None:
+        whole = image_region(image)
+    else:
+        whole = drawable_region(drawable)
     if inputs.get("mask") == "required" and bounds is None:
         raise ac.AieditError(f"{TITLES.get(op_id, op_id)} needs a selection: select the area "
                              "to change first", "no_selection")
@@ -162,12 +181,12 @@ def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: 
         region = whole
     elif bounds is None:
         region = whole
-    elif inputs.get("image", "unused") == "unused":
+    elif not sends_image(operation):
         region = ac.Region(bounds[0], bounds[1], bounds[2] - bounds[0], bounds[3] - bounds[1])
     else:
         region = ac.grow_region(*bounds, margin, image.get_width(), image.get_height())
     plan = Plan(op_id, model, params, region, prompt=prompt)
-    if inputs.get("image", "unused") != "unused":
+    if sends_image(operation):
         plan.image = read_source(image, drawable, region, source)
     if bounds is not None and inputs.get("mask", "unused") != "unused":
         plan.mask = read_selection_mask(image, region)

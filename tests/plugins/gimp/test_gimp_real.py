@@ -227,3 +227,29 @@ def test_dialog_builds_fields_from_the_server_schema_in_real_gimp(gimp, xvfb, li
     assert report["params"]["radius"] == 5, "schema defaults fill the other fields"
     assert "guidance" not in report["params"], "empty optional fields are left to the server"
     assert report["model"] == ""
+
+
+@pytest.mark.ml
+def test_no_layer_selected_in_real_gimp(gimp, tiny_server):
+    """An image without layers: restore says what to select, generate adds a layer."""
+    report = gimp.batch(f'''
+        image = Gimp.Image.new(64, 64, Gimp.ImageBaseType.RGB)
+        proc = Gimp.get_pdb().lookup_procedure("plug-in-aiedit-restore")
+        cfg = proc.create_config()
+        cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        cfg.set_property("image", image)
+        cfg.set_core_object_array("drawables", [])
+        cfg.set_property("server-url", "{tiny_server.url}")
+        refused = proc.run(cfg)
+        call("plug-in-aiedit-generate", image, [], prompt="a red fox", model="tiny-sdxl",
+             params='{{"seed": 7}}', **{{"server-url": "{tiny_server.url}"}})
+        save(image, W + "/out.xcf")
+        report(layers=layers(image), status=str(refused.index(0)),
+               message=str(refused.index(1)))
+    ''')
+    assert "EXECUTION_ERROR" in report["status"], report
+    assert ("Restore works on a layer and no layer is selected: select one in the Layers "
+            "panel") in report["message"]
+    assert report["layers"] == [{"name": "Generate: a red fox (seed 7)", "x": 0, "y": 0,
+                                 "width": 64, "height": 64, "mask": False}]
+    assert (gimp.work / "out.xcf").read_bytes()[:8] == b"gimp xcf"

@@ -267,3 +267,124 @@ def test_settings_file_is_created_readable_by_the_user_only(gimp, monkeypatch):
     host.save_settings(api_key="aiedit_other")
     assert modes[-1] == 0o600 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert host.load_settings() == {"server_url": "http://127.0.0.1:1", "api_key": "aiedit_other"}
+
+
+# -- no layer, a layer group or a text layer selected ---------------------------------------------
+
+NO_LAYER = ("{title} works on a layer and no layer is selected: select one in the Layers panel, "
+            "or send the visible image instead (Pixels from: Visible image)")
+
+
+def image_with_group_and_text(gimp):
+    """Background, then a group holding one small layer, then a text layer on top."""
+    image, background = make_image(gimp, 48, 40)
+    group = gimp.GroupLayer.new(image, "Group")
+    image.insert_layer(group, None, 0)
+    inner = gimp.Layer.new(image, "Inner", 10, 8, gimp.ImageType.RGBA_IMAGE, 100.0,
+                           gimp.LayerMode.NORMAL)
+    image.insert_layer(inner, group, 0)
+    inner.set_offsets(6, 4)
+    buffer = inner.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, 10, 8), "R'G'B'A u8", bytes((200, 10, 10, 255)) * 80)
+    buffer.flush()
+    text = gimp.TextLayer.new(image, "SALE", None, 12.0, None)
+    image.insert_layer(text, None, 0)
+    text.set_offsets(20, 24)
+    return image, background, group, text
+
+
+@pytest.mark.parametrize("op_id", ["edit", "inpaint", "outpaint", "upscale", "restore", "video"])
+def test_without_a_layer_each_procedure_says_what_to_select(gimp, plugin, live_server, op_id):
+    image, _ = make_image(gimp, 12, 10)
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 2, 2, 4, 4)
+    image.selected = []
+    values = run_procedure(gimp, plugin, f"plug-in-aiedit-{op_id}", image, [], prompt="x",
+                           server_url=live_server.url)
+    assert values.index(0) == gimp.PDBStatusType.EXECUTION_ERROR
+    assert values.index(1).message == NO_LAYER.format(title=host.TITLES[op_id])
+    assert [layer.get_name() for layer in image.get_layers()] == ["Background"]
+    assert image.undo_groups == 0 and host.journal().entries() == []
+
+
+def test_without_a_layer_the_visible_image_can_be_sent(gimp, plugin, live_server):
+    image, _ = make_image(gimp, 12, 10)
+    image.selected = []
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-restore", image, [], source="visible",
+                           model="classic-denoise", server_url=live_server.url)
+    assert_success(gimp, values)
+    new = image.get_layers()[0]
+    assert new.get_name() == "Restore" and new.get_offsets() == (True, 0, 0)
+    assert (new.get_width(), new.get_height()) == (12, 10)
+
+
+def test_restore_of_a_layer_group_reads_what_it_shows_and_goes_above_it(gimp, plugin,
+                                                                        live_server):
+    image, _, group, _ = image_with_group_and_text(gimp)
+    plan = host.plan_job({"id": "restore", "region": "layer", "inputs": {"image": "required"}},
+                         image, group, "", "", {})
+    assert plan.region == ac.Region(6, 4, 10, 8)
+    assert plan.image.data == bytes((200, 10, 10, 255)) * 80
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-restore", image, [group],
+                           model="classic-denoise", server_url=live_server.url)
+    assert_success(gimp, values)
+    assert [layer.get_name() for layer in image.get_layers()] == [
+        "SALE", "Restore", "Group", "Background"]
+    new = image.get_layers()[1]
+    assert new.get_offsets() == (True, 6, 4) and (new.get_width(), new.get_height()) == (10, 8)
+    assert [layer.get_name() for layer in group.get_children()] == ["Inner"]
+
+
+def test_inpaint_on_a_text_layer_adds_a_masked_layer_above_it(gimp, plugin, live_server):
+    image, _, _, text = image_with_group_and_text(gimp)
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 22, 26, 6, 4)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-inpaint", image, [text],
+                           model="classic-telea", context_margin=2, server_url=live_server.url)
+    assert_success(gimp, values)
+    names = [layer.get_name() for layer in image.get_layers()]
+    assert names == ["Inpaint", "SALE", "Group", "Background"]
+    new = image.get_layers()[0]
+    assert new.get_mask() is not None and not new.is_text_layer()
+    assert new.get_offsets() == (True, 20, 24)
+    assert text.get_text() == "SALE", "the text layer itself is left alone"
+
+
+def test_generate_with_no_layer_selected_draws_into_the_selection_on_top(gimp, plugin,
+                                                                         tiny_server):
+    image, _ = make_image(gimp, 96, 80)
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 16, 8, 64, 64)
+    image.selected = []
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-generate", image, [],
+                           prompt="a red fox", model="tiny-sdxl", params='{"seed": 7}',
+                           server_url=tiny_server.url)
+    assert_success(gimp, values)
+    assert [layer.get_name() for layer in image.get_layers()] == [
+        "Generate: a red fox (seed 7)", "Background"]
+    new = image.get_layers()[0]
+    assert new.get_offsets() == (True, 16, 8)
+    assert (new.get_width(), new.get_height()) == (64, 64)
+
+
+def test_generate_in_an_image_without_layers(gimp, plugin, tiny_server):
+    image = gimp.Image.new(64, 64, gimp.ImageBaseType.RGB)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-generate", image, [], prompt="a boat",
+                           model="tiny-sdxl", params='{"seed": 3}', server_url=tiny_server.url)
+    assert_success(gimp, values)
+    (new,) = image.get_layers()
+    assert new.get_name() == "Generate: a boat (seed 3)"
+    assert new.get_offsets() == (True, 0, 0) and (new.get_width(), new.get_height()) == (64, 64)
+
+
+@pytest.mark.parametrize("selected", ["group", "text"])
+def test_generate_goes_above_a_selected_group_or_text_layer(gimp, plugin, tiny_server,
+                                                            selected):
+    image, _, group, text = image_with_group_and_text(gimp)
+    item = {"group": group, "text": text}[selected]
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 0, 0, 48, 40)
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-generate", image, [item],
+                           prompt="a cloud", model="tiny-sdxl", params='{"seed": 5}',
+                           server_url=tiny_server.url)
+    assert_success(gimp, values)
+    names = [layer.get_name() for layer in image.get_layers()]
+    at = names.index(item.get_name())
+    assert names[at - 1] == "Generate: a cloud (seed 5)"
+    assert len(names) == 4

@@ -160,10 +160,21 @@ class Item:
         return self.parent
 
     @main_thread_only
+    def is_group(self):
+        return False
+
+    @main_thread_only
+    def is_text_layer(self):
+        return False
+
+    @main_thread_only
     def delete(self):
         assert self.image is None or self not in self.image.layers, "delete an inserted item"
         self.deleted = True
         return True
+
+    def _size(self):
+        return (self.store.width, self.store.height)
 
     def _store_with(self, pending):
         if not pending:
@@ -277,6 +288,93 @@ class Layer(Drawable):
         return self.mask
 
 
+class GroupLayer(Layer):
+    """A layer group: its size is its children's bounds, its pixels what they show; it has no
+    pixels of its own to write."""
+
+    def __init__(self, image, name):
+        super().__init__(image, name, 1, 1, ImageType.RGBA_IMAGE)
+        self.children = []
+
+    @classmethod
+    @main_thread_only
+    def new(cls, image, name=None):
+        assert isinstance(image, Image)
+        return cls(image, name or "Layer Group")
+
+    @main_thread_only
+    def is_group(self):
+        return True
+
+    @main_thread_only
+    def get_children(self):
+        return list(self.children)
+
+    def _bounds(self):
+        boxes = [(c.offsets[0], c.offsets[1], c.offsets[0] + c._size()[0],
+                  c.offsets[1] + c._size()[1]) for c in self.children]
+        if not boxes:
+            return (0, 0, 1, 1)
+        return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+    def _size(self):
+        x0, y0, x1, y1 = self._bounds()
+        return (x1 - x0, y1 - y0)
+
+    @main_thread_only
+    def get_width(self):
+        return self._size()[0]
+
+    @main_thread_only
+    def get_height(self):
+        return self._size()[1]
+
+    @main_thread_only
+    def get_offsets(self):
+        x0, y0, _, _ = self._bounds()
+        return (True, x0, y0)
+
+    @main_thread_only
+    def set_offsets(self, x, y):
+        raise AssertionError("the shim does not move layer groups")
+
+    def _store_with(self, pending):
+        assert not pending, "a layer group's pixels cannot be written"
+        x0, y0, x1, y1 = self._bounds()
+        out = Store(x1 - x0, y1 - y0)
+        _paint(out, self.children, -x0, -y0)
+        return out
+
+    def _commit(self, pending):
+        raise AssertionError("a layer group's pixels cannot be written")
+
+    @main_thread_only
+    def create_mask(self, mask_type):
+        raise AssertionError("the shim has no masks on layer groups")
+
+
+class TextLayer(Layer):
+    """A text layer; the shim does not render text: it paints an opaque block instead."""
+
+    @classmethod
+    @main_thread_only
+    def new(cls, image, text, font, size, unit):
+        layer = cls(image, text, max(1, len(text) * int(size) // 2), int(size),
+                    ImageType.RGBA_IMAGE)
+        layer.store = Store(layer.store.width, layer.store.height, b"\x10\x10\x10\xff")
+        layer.text = text
+        return layer
+
+    @main_thread_only
+    def is_text_layer(self):
+        return True
+
+    @main_thread_only
+    def get_text(self):
+        return self.text
+
+
 class Image:
     def __init__(self, width, height, base_type):
         self.width, self.height, self.base_type = width, height, base_type
@@ -326,15 +424,18 @@ class Image:
     @main_thread_only
     def insert_layer(self, layer, parent, position):
         assert layer.image is self, "layer belongs to another image"
-        assert parent is None, "the shim has no layer groups"
-        assert layer not in self.layers
-        self.layers.insert(max(0, min(position, len(self.layers))), layer)
+        assert parent is None or isinstance(parent, GroupLayer), "parent must be a group"
+        siblings = self.layers if parent is None else parent.children
+        assert layer not in siblings
+        siblings.insert(max(0, min(position, len(siblings))), layer)
+        layer.parent = parent
         self.undo_log.append(("insert_layer", layer.name, self.undo_depth))
         return True
 
     @main_thread_only
     def get_item_position(self, item):
-        return self.layers.index(item)
+        siblings = self.layers if item.parent is None else item.parent.children
+        return siblings.index(item)
 
     @main_thread_only
     def get_layers(self):
@@ -360,7 +461,7 @@ class Image:
     @main_thread_only
     def resize(self, width, height, offx, offy):
         self.width, self.height = width, height
-        for layer in self.layers:
+        for layer in _leaves(self.layers):
             layer.offsets = (layer.offsets[0] + offx, layer.offsets[1] + offy)
         self.selection.store = Store(width, height)
         self.undo_log.append(("resize", width, height, self.undo_depth))
@@ -369,7 +470,7 @@ class Image:
     @main_thread_only
     def scale(self, width, height):
         fx, fy = width / self.width, height / self.height
-        for layer in self.layers:
+        for layer in _leaves(self.layers):
             layer.offsets = (round(layer.offsets[0] * fx), round(layer.offsets[1] * fy))
             layer.store = Store(round(layer.store.width * fx), round(layer.store.height * fy))
         self.width, self.height = width, height
@@ -380,17 +481,34 @@ class Image:
     def composite(self):
         """Visible layers over transparency, masks applied (normal mode, 100 %)."""
         out = Store(self.width, self.height)
-        for layer in reversed(self.layers):
-            ox, oy = layer.offsets
-            for y in range(layer.store.height):
-                for x in range(layer.store.width):
-                    src = layer.store.pixel(x, y)
-                    alpha = src[3]
-                    if layer.mask is not None:
-                        alpha = alpha * layer.mask.store.pixel(x, y)[0] // 255
-                    if alpha:
-                        out.put(x + ox, y + oy, _over(src, alpha, out.pixel(x + ox, y + oy)))
+        _paint(out, self.layers, 0, 0)
         return out
+
+
+def _leaves(layers):
+    """Every layer that holds pixels, inside groups too."""
+    for layer in layers:
+        if isinstance(layer, GroupLayer):
+            yield from _leaves(layer.children)
+        else:
+            yield layer
+
+
+def _paint(out, layers, dx, dy):
+    """Paint ``layers`` (top first, groups by their children) onto ``out``, shifted by dx/dy."""
+    for layer in reversed(layers):
+        if isinstance(layer, GroupLayer):
+            _paint(out, layer.children, dx, dy)
+            continue
+        ox, oy = layer.offsets[0] + dx, layer.offsets[1] + dy
+        for y in range(layer.store.height):
+            for x in range(layer.store.width):
+                src = layer.store.pixel(x, y)
+                alpha = src[3]
+                if layer.mask is not None:
+                    alpha = alpha * layer.mask.store.pixel(x, y)[0] // 255
+                if alpha:
+                    out.put(x + ox, y + oy, _over(src, alpha, out.pixel(x + ox, y + oy)))
 
 
 def _over(src, alpha, dst):
