@@ -22,10 +22,13 @@ def test_operations_lists_all_eight_with_params_schema(client):
         "image": "required",
         "mask": "optional",  # without one the whole image is refined
         "reference": "optional",
+        "control": "optional",  # sent as parts control0 ... control7
     }
     assert ops["generate"]["inputs"]["image"] == "optional"  # with one, generate refines it
+    assert ops["upscale"]["inputs"]["control"] == "unused"
     for op_id in ("generate", "inpaint"):
         props = ops[op_id]["params_schema"]["properties"]
+        assert props["control"]["type"] == "array" and props["control"]["maxItems"] == 8
         assert props["count"]["maximum"] == 8, op_id
         assert (props["strength"]["minimum"], props["strength"]["maximum"]) == (0.0, 1.0)
     assert ops["upscale"]["region"] == "layer"
@@ -55,6 +58,8 @@ def test_openapi_and_docs_are_served(client):
     spec = client.get("/openapi.json").get_json()
     assert "/v1/jobs" in spec["paths"]
     assert "multipart/form-data" in spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    parts = spec["components"]["schemas"]["JobSubmission"]["properties"]
+    assert {"image", "mask", "reference", "control0", "control7"} <= set(parts)
     docs = client.get("/docs")
     assert docs.status_code == 200 and b"swagger" in docs.data.lower()
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200

@@ -22,7 +22,16 @@ from aiedit.api.errors import ApiError
 from aiedit.engines import default_model, installed_for
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw
 from aiedit.jobs.runner import QUEUED, InputFile, NewJob
-from aiedit.ops.base import INPUT_NAMES, REQUIRED, UNUSED, OperationError, Region, registry
+from aiedit.ops.base import (
+    INPUT_NAMES,
+    MAX_CONTROLS,
+    PART_NAMES,
+    REQUIRED,
+    UNUSED,
+    OperationError,
+    Region,
+    registry,
+)
 from aiedit.store.models import Job
 
 COORD = validate.Range(-(2**24), 2**24)
@@ -55,7 +64,7 @@ class JobRequestSchema(Schema):
     params = fields.Dict(keys=fields.String(), load_default=dict)
     region = fields.Nested(RegionSchema, load_default=None, allow_none=True)
     raw = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(INPUT_NAMES)),
+        keys=fields.String(validate=validate.OneOf(PART_NAMES)),
         values=fields.Nested(RawSizeSchema),
         load_default=dict,
     )
@@ -69,12 +78,22 @@ class JobFormSchema(Schema):
         required=True,
         metadata={
             "description": "JSON: {operation, model?, params?, region? {x, y, width, height}, "
-            "raw? {image|mask|reference: {width, height}}}"
+            "raw? {image|mask|reference|control<n>: {width, height}}}"
         },
     )
 
 
-class JobFilesSchema(Schema):
+def _control_parts() -> dict:
+    """Extra image parts `control0` ... `control7`, named by `params.control[].input`."""
+    return {
+        f"control{i}": Upload(
+            metadata={"description": "A control image (map or picture), same size as the image"}
+        )
+        for i in range(MAX_CONTROLS)
+    }
+
+
+class JobFilesSchema(Schema.from_dict(_control_parts())):
     class Meta:
         unknown = EXCLUDE
 
@@ -83,7 +102,7 @@ class JobFilesSchema(Schema):
     reference = Upload(metadata={"description": "A reference image (edit)"})
 
 
-class JobSubmissionSchema(Schema):
+class JobSubmissionSchema(Schema.from_dict(_control_parts())):
     """The documented multipart body: the `request` part is JSON (see `encoding`)."""
 
     request = fields.Nested(JobRequestSchema, required=True)
@@ -136,7 +155,7 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
     sizes.setdefault("image", (region.width, region.height))
     if op.validate is not None:
         try:
-            op.validate(params, sizes, services.config, entry)
+            op.validate(params, sizes, services.config, entry, services.catalog)
         except OperationError as exc:
             raise ApiError(422, exc.code, exc.message) from None
     if entry.engine == "classic":
@@ -231,12 +250,12 @@ def read_inputs(op, files: dict, raw_sizes: dict) -> dict[str, InputFile]:
     limits = (config.max_pixels, config.max_side)
     given = {name: f for name, f in files.items() if f is not None}
     for name in INPUT_NAMES:
-        mode = op.input_mode(name)
-        if mode == REQUIRED and name not in given:
+        if op.input_mode(name) == REQUIRED and name not in given:
             raise ApiError(
                 422, "missing_input", f"{op.id} needs an `{name}` file", errors={name: ["required"]}
             )
-        if mode == UNUSED and name in given:
+    for name in given:
+        if op.input_mode(name) == UNUSED:
             raise ApiError(
                 422,
                 "unexpected_input",

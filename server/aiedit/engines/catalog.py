@@ -9,7 +9,7 @@ from typing import Any
 
 import tomllib
 
-ENGINES = ("classic", "detector", "diffusion", "spandrel")
+ENGINES = ("classic", "controlnet", "detector", "diffusion", "spandrel")
 # diffusers pipeline class name prefix -> the family of weights LoRAs and ControlNets must fit
 FAMILIES = {"StableDiffusionXL": "sdxl", "Flux": "flux", "QwenImage": "qwen-image"}
 

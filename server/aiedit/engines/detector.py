@@ -20,85 +20,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiedit.engines import downloads
+from aiedit.engines import downloads, hub_files
 from aiedit.engines.cache import LoadedModel
 from aiedit.engines.catalog import ModelEntry
 from aiedit.errors import OperationError
 
 LOADERS = ("depth", "lineart")
-TRANSFORMERS_FILES = ["config.json", "preprocessor_config.json", "*.safetensors"]
-
-
-def _files(entry: ModelEntry) -> list[str]:
-    return list(entry.source.get("files") or TRANSFORMERS_FILES)
-
-
-def local_folder(entry: ModelEntry) -> Path | None:
-    source = entry.source
-    if "path" in source:
-        folder = Path(source["path"]).expanduser()
-        return folder if folder.is_dir() else None
-    return downloads.snapshot_folder(source["repo"], source.get("revision"))
+FILES = ["config.json", "preprocessor_config.json", "*.safetensors"]  # a transformers repo
 
 
 def is_installed(entry: ModelEntry) -> bool:
-    folder = local_folder(entry)
-    return folder is not None and all(any(folder.glob(pattern)) for pattern in _files(entry))
-
-
-def pull_command(entry: ModelEntry) -> str:
-    return f"aiedit models pull {entry.id}"
+    return hub_files.is_installed(entry, FILES)
 
 
 def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
-    """Make sure the weights are on disk: download them (online) or fail with how to get them."""
-    if is_installed(entry):
-        return
-    if "path" in entry.source or downloads.hub_offline():
-        raise OperationError(
-            "model_not_available",
-            f"detector {entry.id} is not downloaded and this server cannot fetch it "
-            f"{'(HF_HUB_OFFLINE=1)' if downloads.hub_offline() else ''}. Get it with "
-            f"`{pull_command(entry)}` ({entry.download_size / 1e6:.0f} MB).",
-        )
-    try:
-        downloads.tracker().track(entry.id, entry.download_size,
-                                  lambda progress: download(entry, progress), report)
-    except Exception as exc:
-        raise OperationError(
-            "model_not_available",
-            f"downloading detector {entry.id} failed: {exc}. Retry with `{pull_command(entry)}`.",
-        ) from exc
+    hub_files.prepare(entry, FILES, report)
 
 
 def download(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
-    """Fetch the entry's files into the HF cache."""
-    if "path" in entry.source:
-        folder = local_folder(entry)
-        if folder is None:
-            raise FileNotFoundError(f"{entry.source['path']} does not exist")
-        return folder
-    if downloads.hub_offline():
-        raise RuntimeError("HF_HUB_OFFLINE is set, so the hub cannot be reached; unset it")
-    from huggingface_hub import snapshot_download
-
-    report = report or (lambda done, total: None)
-    report(0, entry.download_size)
-    snapshot_download(
-        entry.source["repo"],
-        revision=entry.source.get("revision", "main"),
-        cache_dir=str(downloads.hub_cache()),
-        allow_patterns=_files(entry),
-        tqdm_class=downloads.make_tqdm(lambda done, _t: report(done, entry.download_size)),
-    )
-    report(entry.download_size, entry.download_size)
-    return local_folder(entry)
+    return hub_files.download(entry, FILES, report)
 
 
 def remove(entry: ModelEntry) -> int:
-    from aiedit.engines import diffusion
-
-    return diffusion.remove(entry)
+    return hub_files.remove(entry)
 
 
 # --- loading and running ------------------------------------------------------------------------
@@ -141,7 +85,7 @@ def load(entry: ModelEntry, device: str) -> LoadedModel:
     prepare(entry)
     device = devices.resolve(device)
     loader = entry.source.get("loader")
-    folder = str(local_folder(entry))
+    folder = str(hub_files.local_folder(entry))
     if loader == "depth":
         from transformers import pipeline
 

@@ -415,7 +415,8 @@ class DiffusionModel:
         loaded weights (no second copy). Siblings are kept with the model."""
         if task is None and controlnet is None:
             return self.pipe
-        key = (task, id(controlnet) if controlnet is not None else None)
+        nets = controlnet if isinstance(controlnet, list) else [controlnet]
+        key = (task, tuple(id(net) for net in nets if net is not None) or None)
         if key not in self._siblings:
             import diffusers
 
@@ -440,7 +441,7 @@ class DiffusionModel:
 
     def forget_siblings(self, controlnet) -> None:
         """Drop the siblings built around `controlnet` (it is being unloaded)."""
-        for key in [k for k in self._siblings if k[1] == id(controlnet)]:
+        for key in [k for k in self._siblings if k[1] and id(controlnet) in k[1]]:
             del self._siblings[key]
 
     # the call
@@ -508,6 +509,13 @@ class DiffusionModel:
             image = [image, generic["reference"]]
         put("image", image)
         put("mask_image", generic.get("mask"))
+        control = generic.get("control")
+        if control is not None:  # ControlNet siblings: text-to-image ones take the map as `image`
+            kwargs["control_image" if "control_image" in accepted else "image"] = control
+            put("controlnet_conditioning_scale", generic.get("control_scale"))
+            put("control_guidance_start", generic.get("control_start"))
+            put("control_guidance_end", generic.get("control_end"))
+            put("control_mode", generic.get("control_mode"))
         for name in ("width", "height", "strength", "max_area"):
             put(name, generic.get(name))
         put("num_frames", generic.get("frames"))

@@ -36,7 +36,7 @@ from aiedit.store.models import Job
 if TYPE_CHECKING:
     import numpy as np
 
-    from aiedit.engines.cache import ModelCache
+    from aiedit.engines.cache import LoadedModel, ModelCache
     from aiedit.engines.catalog import Catalog
     from aiedit.jobs.events import JobEvents
     from aiedit.jobs.queue_base import JobQueue
@@ -282,6 +282,8 @@ class JobRunner:
             model=model,
             progress=progress,
             device=model.device,
+            load=lambda model_id: self._load_extra(model_id, job.device, progress),
+            catalog=self.catalog,
         )
         return op.run(ctx)
 
@@ -301,6 +303,17 @@ class JobRunner:
 
         decode = decode_mask if name == "mask" else decode_image
         return decode(name, path.read_bytes(), width * height, max(width, height))
+
+    def _load_extra(self, model_id: str, device: str, progress) -> LoadedModel:
+        """Another model a job needs besides its own (a ControlNet, a detector)."""
+        entry = self.catalog.get(model_id)
+        if entry is None:
+            raise OperationError("model_unknown", f"model {model_id!r} is not in the catalog")
+        prepare = getattr(engine_module(entry.engine), "prepare", None)
+        if prepare is not None:
+            prepare(entry, lambda done, total: progress(done, total, f"downloading {model_id}"))
+        progress(0, 0, f"loading {model_id}")
+        return self.cache.get(entry, device)
 
     def _store_outputs(self, job: Job, outputs) -> list[dict]:
         results = []

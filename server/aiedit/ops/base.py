@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from aiedit.engines.cache import LoadedModel
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
-INPUT_NAMES = ("image", "mask", "reference")
+INPUT_NAMES = ("image", "mask", "reference", "control")
+MAX_CONTROLS = 8
+# the file parts a job may carry: the control group is sent as parts control0, control1, ...
+PART_NAMES = ("image", "mask", "reference", *(f"control{i}" for i in range(MAX_CONTROLS)))
+
+
+def input_group(part: str) -> str:
+    """The input a file part belongs to: `control3` -> `control`, `image` -> `image`."""
+    return "control" if part.startswith("control") else part
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ class OpContext:
     model: LoadedModel
     progress: Progress
     device: str = "cpu"
+    # loads another catalog model on this job's device (ControlNets, detectors), with progress
+    load: Callable[[str], LoadedModel] | None = None
+    catalog: Any = None  # the model catalog, to pick those extra models
 
 
 @dataclass(frozen=True)
@@ -91,14 +102,15 @@ class Operation:
     region: str
     cost: Callable[[dict, dict[str, tuple[int, int]]], float]
     run: Callable[[OpContext], list[Output]]
-    # (params, sizes, config, model entry): raises OperationError to refuse before queueing
-    validate: Callable[[dict, dict[str, tuple[int, int]], Any, Any], None] | None = None
+    # (params, sizes, config, model entry, catalog): raises OperationError to refuse before
+    # queueing
+    validate: Callable[[dict, dict[str, tuple[int, int]], Any, Any, Any], None] | None = None
     # (params, model entry) -> why the model cannot serve these params, or None; the API picks
     # the default model among those that fit and refuses a named one that does not
     model_fits: Callable[[dict, Any], str | None] | None = None
 
     def input_mode(self, name: str) -> str:
-        return self.inputs.get(name, UNUSED)
+        return self.inputs.get(input_group(name), UNUSED)
 
 
 _registry: dict[str, Operation] = {}

@@ -47,7 +47,7 @@ class EditParams(Schema):
     )
 
 
-def check(params: dict, sizes: dict, config, entry) -> None:
+def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     """What can be refused before the job is queued."""
     if params["mode"] == "appearance" and "mask" not in sizes:
         raise OperationError(

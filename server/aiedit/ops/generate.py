@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from aiedit.ops import control as control_layers
 from aiedit.ops.base import (
     OPTIONAL,
     Integer,
@@ -18,6 +19,7 @@ from aiedit.ops.base import (
     steps_field,
     strength_field,
 )
+from aiedit.ops.control import control_field
 
 
 def _dimension(name: str) -> fields.Integer:
@@ -42,6 +44,7 @@ class GenerateParams(Schema):
     seed = seed_field()
     strength = strength_field()
     count = count_field()
+    control = control_field()
 
 
 def cost(params: dict, sizes: dict) -> float:
@@ -49,13 +52,18 @@ def cost(params: dict, sizes: dict) -> float:
     return float(params["count"] * max(1, -(-width * height // 1_000_000)))
 
 
+def check(params: dict, sizes: dict, config, entry, catalog) -> None:
+    control_layers.check(params, sizes, entry, catalog)
+
+
 @operation(
     "generate",
     version=2,
     title="Generate",
     params=GenerateParams,
-    inputs={"image": OPTIONAL},
+    inputs={"image": OPTIONAL, "control": OPTIONAL},
     cost=cost,
+    validate=check,
 )
 def run(ctx: OpContext):
     """Draw new images from a prompt, sized to the selection (or the given width and height).
@@ -92,9 +100,9 @@ def _diffusion(ctx: OpContext, image):
     if refine and p["strength"] == 0.0:  # keep: nothing to redraw
         return [ImageOutput(np.array(image), seed=None) for _ in range(p["count"])]
     work_w, work_h = model.fit(*size)
-    extra = {}
+    extra = dict(control_layers.prepare(ctx, (work_w, work_h)).kwargs)
     if refine:
-        extra = {
+        extra |= {
             "task": "image2image",
             "image": to_pil(np.asarray(image), (work_w, work_h)),
             "strength": p["strength"],

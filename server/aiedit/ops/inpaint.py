@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, validate
 
+from aiedit.ops import control as control_layers
 from aiedit.ops.base import (
     OPTIONAL,
     REQUIRED,
@@ -20,6 +21,7 @@ from aiedit.ops.base import (
     steps_field,
     strength_field,
 )
+from aiedit.ops.control import control_field
 
 
 class InpaintParams(Schema):
@@ -33,6 +35,7 @@ class InpaintParams(Schema):
     guidance = guidance_field()
     seed = seed_field()
     count = count_field()
+    control = control_field()
     context_margin = Integer(
         load_default=32,
         validate=validate.Range(0, 1024),
@@ -50,7 +53,12 @@ class InpaintParams(Schema):
     )
 
 
-def check(params: dict, sizes: dict, config, entry) -> None:
+def check(params: dict, sizes: dict, config, entry, catalog) -> None:
+    if entry.is_classic and params["control"]:
+        raise OperationError(
+            "control_unsupported",
+            f"control: model {entry.id} is a classic inpainter and follows no control layers",
+        )
     if entry.is_classic and "mask" not in sizes:
         raise OperationError(
             "mask_required",
@@ -63,6 +71,8 @@ def check(params: dict, sizes: dict, config, entry) -> None:
             f"count: model {entry.id} has no randomness, so it makes one result; variations "
             "take a diffusion model",
         )
+    if catalog is not None:
+        control_layers.check(params, sizes, entry, catalog)
 
 
 @operation(
@@ -70,7 +80,7 @@ def check(params: dict, sizes: dict, config, entry) -> None:
     version=2,
     title="Inpaint selection",
     params=InpaintParams,
-    inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL},
+    inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL, "control": OPTIONAL},
     validate=check,
 )
 def run(ctx: OpContext):
@@ -89,7 +99,7 @@ def run(ctx: OpContext):
     if box is None:
         raise OperationError("mask_empty", "mask: nothing is selected (the mask is all zero)")
     p = ctx.params
-    check(p, {"mask": mask.shape}, None, ctx.model.entry)
+    check(p, {"mask": mask.shape}, None, ctx.model.entry, None)
     if p["strength"] == 0.0:  # keep: nothing may change
         return [ImageOutput(image.copy(), seed=None) for _ in range(p["count"])]
     height, width = mask.shape
@@ -100,7 +110,7 @@ def run(ctx: OpContext):
         blend = masks.feather(crop_mask, p["feather"])
         blend = np.rint(blend.astype(np.float32) * p["strength"]).astype(np.uint8)
     elif ctx.model.engine == "diffusion":
-        fills = _diffusion(crop, crop_mask, ctx)
+        fills = _diffusion(crop, crop_mask, ctx, (x0, y0, x1, y1))
         blend = masks.feather(crop_mask, p["feather"])
     else:
         raise OperationError(
@@ -128,7 +138,7 @@ def _classic(crop, crop_mask, ctx):
     return np.dstack([rgb, alpha])
 
 
-def _diffusion(crop, crop_mask, ctx):
+def _diffusion(crop, crop_mask, ctx, box):
     """Run the model on the crop at its native size (in the multiples it needs), once per
     variation, and bring each result back to the crop's size; the caller pastes it through the
     feathered mask."""
@@ -140,6 +150,7 @@ def _diffusion(crop, crop_mask, ctx):
     height, width = crop_mask.shape
     work = model.fit(width, height)
     image, mask = to_pil(crop, work), to_pil(crop_mask, work, mode="L")
+    controls = control_layers.prepare(ctx, work, box).kwargs
     alpha = np.maximum(crop[..., 3], np.where(crop_mask > 0, 255, 0)).astype(np.uint8)
     fills = []
     for index in range(p["count"]):
@@ -157,6 +168,7 @@ def _diffusion(crop, crop_mask, ctx):
             mask=mask,
             width=work[0],
             height=work[1],
+            **controls,
         )
         fills.append((to_rgba(result.images[0], (width, height), alpha=alpha), result.seed))
     return fills

@@ -51,7 +51,7 @@ class OutpaintParams(Schema):
     )
 
 
-def check(params: dict, sizes: dict, config, entry) -> None:
+def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     if not any(params[s] for s in SIDES):
         raise OperationError(
             "nothing_to_do", "outpaint: set at least one of left, top, right, bottom above 0"

@@ -40,7 +40,7 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def check(params: dict, sizes: dict, config, entry) -> None:
+def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     if params["tile_overlap"] * 2 >= params["tile_size"]:
         raise OperationError("tile_overlap_too_large",
                              f"upscale: tile_overlap ({params['tile_overlap']}) must be less than "
