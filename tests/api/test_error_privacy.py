@@ -60,3 +60,16 @@ def test_an_unexpected_error_in_a_view_answers_a_generic_500(app, client, monkey
     body = resp.get_json()
     assert body["code"] == "internal_error"
     assert SECRET_PATH not in resp.get_data(as_text=True)
+
+
+def test_an_upload_that_cannot_be_stored_names_no_path(app, client, monkeypatch):
+    from aiedit.app import services_of
+
+    def unwritable(new):
+        raise OSError(f"cannot write {SECRET_PATH}")  # no errno: str() would be the path
+
+    monkeypatch.setattr(services_of(app).runner, "submit", unwritable)
+    resp = submit(client, "upscale", {"image": IMAGE})
+    assert resp.status_code == 507
+    assert SECRET_PATH not in resp.get_data(as_text=True)
+    assert "free space" in resp.get_json()["message"]

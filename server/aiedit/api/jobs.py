@@ -262,11 +262,12 @@ class Jobs(MethodView):
                 raise reused_key_error(key) from None
             return job_json(existing)
         except OSError as exc:
+            current_app.logger.exception("could not store an upload")  # the path stays here
             raise ApiError(
                 507,
                 "insufficient_storage",
-                f"the server could not store the upload ({exc.strerror or exc}); free space "
-                "in its data directory and retry",
+                f"the server could not store the upload ({exc.strerror or 'an I/O error'}); "
+                "free space in its data directory and retry",
             ) from None
         return job_json(job)
 
