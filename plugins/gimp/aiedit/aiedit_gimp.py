@@ -482,9 +482,9 @@ def param_fields(operation: dict, previous: dict) -> list:
     required = set(schema.get("required") or [])
     fields = []
     for name, prop in (schema.get("properties") or {}).items():
-        if name == "prompt" or prop.get("readOnly"):
-            continue
         kind_type = _json_type(prop)
+        if name == "prompt" or prop.get("readOnly") or kind_type in ("array", "object"):
+            continue  # lists and objects (control layers) have no dialog widget
         if prop.get("enum"):
             kind = "choice"
         elif kind_type == "boolean":

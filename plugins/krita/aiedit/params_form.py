@@ -107,8 +107,8 @@ class ParamsForm(QWidget):
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         for name, prop in properties.items():
-            if name in skip:
-                continue
+            if name in skip or _types(prop) & {"array", "object"}:
+                continue  # lists and objects (control layers) have no form widget
             field = ParamField(name, prop)
             self.fields[name] = field
             layout.addRow(prop.get("title") or _label(name), field.widget)

@@ -34,8 +34,8 @@ def test_operations_describe_what_the_server_offers(live_server):
     assert client.health()["status"] == "ok"
     ops = {op["id"]: op for op in client.operations()}
     assert {"inpaint", "upscale", "restore"} <= set(ops)
-    assert ops["inpaint"]["inputs"] == {"image": "required", "mask": "optional",
-                                        "reference": "optional"}
+    assert ops["inpaint"]["inputs"]["image"] == "required"
+    assert ops["inpaint"]["inputs"]["mask"] == "optional"  # without one it refines the image
     assert client.operations() is client.operations()
 
 

@@ -233,7 +233,7 @@ def test_results_of_a_job_finished_after_a_crash_are_offered(gimp, live_server):
 def test_dialog_fields_follow_the_server_schema(gimp, live_server):
     inpaint = ac.Client(live_server.url).operation("inpaint")
     fields = {f["name"]: f for f in host.param_fields(inpaint, {"strength": 0.5})}
-    assert "prompt" not in fields
+    assert "prompt" not in fields and "control" not in fields
     assert fields["strength"]["kind"] == "number" and fields["strength"]["value"] == 0.5
     values = {name: ("" if f["value"] is None else f["value"]) for name, f in fields.items()}
     params = host.collect_params(list(fields.values()), values)

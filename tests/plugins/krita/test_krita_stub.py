@@ -286,6 +286,7 @@ def test_docker_builds_its_form_from_the_server(docker, live_server):
 
 def test_docker_generate_runs_off_the_gui_thread_then_apply_inserts(docker, krita_app, qapp):
     doc = make_document(krita_app, scene())
+    assert "control" not in docker.form.fields, "lists (control layers) have no form widget"
     docker.form.fields["seed"].set(11)
     started = time.monotonic()
     assert docker.generate()
