@@ -33,6 +33,8 @@ class Config:
     retention_hours: float = 24.0
     model_cache_bytes: int = 0
     catalog_file: str = ""
+    lora_dir: str = ""  # a folder of LoRA safetensors files, each offered as `lora:<stem>`
+    styles_file: str = ""  # user style presets (TOML), added to the built-in ones
     models_dir: str = ""  # weights files (spandrel, converted ncnn); empty: <data_dir>/models
     threads: int = 32
     max_wait_s: float = 60.0

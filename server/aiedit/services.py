@@ -44,7 +44,7 @@ class Services:
         db = Database(config.database)
         db.migrate()
         blobs = BlobStore(config.blob_dir)
-        catalog = Catalog.load(config.catalog_file or None)
+        catalog = Catalog.load(config.catalog_file or None, lora_dir=config.lora_dir or None)
         cache = ModelCache(load_model, max_bytes=config.model_cache_bytes,
                            on_evict=_release_memory, free_memory=_free_memory)
         events = JobEvents()

@@ -9,7 +9,7 @@ from typing import Any
 
 import tomllib
 
-ENGINES = ("classic", "controlnet", "detector", "diffusion", "spandrel")
+ENGINES = ("classic", "controlnet", "detector", "diffusion", "lora", "spandrel")
 # diffusers pipeline class name prefix -> the family of weights LoRAs and ControlNets must fit
 FAMILIES = {"StableDiffusionXL": "sdxl", "Flux": "flux", "QwenImage": "qwen-image"}
 
@@ -61,7 +61,8 @@ class Catalog:
         self._entries = {e.id: e for e in entries}
 
     @classmethod
-    def load(cls, user_file: str | Path | None = None) -> Catalog:
+    def load(cls, user_file: str | Path | None = None, lora_dir: str | Path | None = None
+             ) -> Catalog:
         text = resources.files("aiedit").joinpath("catalog.toml").read_text("utf-8")
         entries = {e.id: e for e in _parse(tomllib.loads(text), "catalog.toml")}
         if user_file:
@@ -69,6 +70,11 @@ class Catalog:
             with open(path, "rb") as fh:
                 for entry in _parse(tomllib.load(fh), str(path)):
                     entries[entry.id] = entry
+        if lora_dir:
+            from aiedit.engines.lora import scan
+
+            for entry in scan(lora_dir):
+                entries[entry.id] = entry
         return cls(list(entries.values()))
 
     def get(self, model_id: str) -> ModelEntry | None:

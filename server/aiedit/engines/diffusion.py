@@ -334,6 +334,7 @@ class DiffusionModel:
         self.plan = plan
         self._accepted = _call_parameters(pipe)
         self._siblings: dict[tuple, Any] = {}
+        self._loras: set[str] = set()  # adapters loaded into the pipeline (kept between jobs)
 
     # facts the operations need
 
@@ -438,6 +439,30 @@ class DiffusionModel:
             sibling.set_progress_bar_config(disable=True)
             self._siblings[key] = sibling
         return self._siblings[key]
+
+    def use_loras(self, loras: list[tuple[str, Path, float]]) -> None:
+        """Make exactly these LoRAs (adapter name, safetensors file, weight) active: each is
+        loaded into the pipeline once and kept there; with none, every loaded one is switched
+        off (the base weights are untouched, so the output is the base model's again)."""
+        pipe = self.pipe
+        for name, path, _weight in loras:
+            if name in self._loras:
+                continue
+            try:
+                pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                if name in _adapters(pipe):
+                    pipe.delete_adapters(name)
+                raise OperationError(
+                    "lora_does_not_fit",
+                    f"LoRA {path.name} does not fit model {self.entry.id}: {exc}",
+                ) from exc
+            self._loras.add(name)
+        if loras:
+            pipe.enable_lora()
+            pipe.set_adapters([n for n, _, _ in loras], adapter_weights=[w for _, _, w in loras])
+        elif self._loras:
+            pipe.disable_lora()
 
     def forget_siblings(self, controlnet) -> None:
         """Drop the siblings built around `controlnet` (it is being unloaded)."""
@@ -550,6 +575,13 @@ class DiffusionModel:
         if hasattr(out, "frames"):
             return list(out.frames[0])
         return list(out.images)
+
+
+def _adapters(pipe) -> set[str]:
+    try:
+        return {name for names in pipe.get_list_adapters().values() for name in names}
+    except (AttributeError, ValueError):
+        return set()
 
 
 def _call_parameters(pipe) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from aiedit.ops import control as control_layers
+from aiedit.ops import loras as lora_layers
 from aiedit.ops.base import (
     OPTIONAL,
     Integer,
@@ -45,6 +46,7 @@ class GenerateParams(Schema):
     strength = strength_field()
     count = count_field()
     control = control_field()
+    loras = lora_layers.loras_field()
 
 
 def cost(params: dict, sizes: dict) -> float:
@@ -54,6 +56,7 @@ def cost(params: dict, sizes: dict) -> float:
 
 def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     control_layers.check(params, sizes, entry, catalog)
+    lora_layers.check(params, entry, catalog)
 
 
 @operation(
@@ -80,7 +83,8 @@ def run(ctx: OpContext):
             "params_conflict",
             "width/height: with an image the result has the image's size; leave them empty",
         )
-    return _diffusion(ctx, image)
+    with lora_layers.active(ctx):
+        return _diffusion(ctx, image)
 
 
 def _diffusion(ctx: OpContext, image):

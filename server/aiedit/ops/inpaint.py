@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, validate
 
 from aiedit.ops import control as control_layers
+from aiedit.ops import loras as lora_layers
 from aiedit.ops.base import (
     OPTIONAL,
     REQUIRED,
@@ -36,6 +37,7 @@ class InpaintParams(Schema):
     seed = seed_field()
     count = count_field()
     control = control_field()
+    loras = lora_layers.loras_field()
     context_margin = Integer(
         load_default=32,
         validate=validate.Range(0, 1024),
@@ -54,10 +56,11 @@ class InpaintParams(Schema):
 
 
 def check(params: dict, sizes: dict, config, entry, catalog) -> None:
-    if entry.is_classic and params["control"]:
+    if entry.is_classic and (params["control"] or params["loras"]):
         raise OperationError(
             "control_unsupported",
-            f"control: model {entry.id} is a classic inpainter and follows no control layers",
+            f"control, loras: model {entry.id} is a classic inpainter; control layers and "
+            "LoRAs take a diffusion model",
         )
     if entry.is_classic and "mask" not in sizes:
         raise OperationError(
@@ -73,6 +76,7 @@ def check(params: dict, sizes: dict, config, entry, catalog) -> None:
         )
     if catalog is not None:
         control_layers.check(params, sizes, entry, catalog)
+        lora_layers.check(params, entry, catalog)
 
 
 @operation(
@@ -110,7 +114,8 @@ def run(ctx: OpContext):
         blend = masks.feather(crop_mask, p["feather"])
         blend = np.rint(blend.astype(np.float32) * p["strength"]).astype(np.uint8)
     elif ctx.model.engine == "diffusion":
-        fills = _diffusion(crop, crop_mask, ctx, (x0, y0, x1, y1))
+        with lora_layers.active(ctx):
+            fills = _diffusion(crop, crop_mask, ctx, (x0, y0, x1, y1))
         blend = masks.feather(crop_mask, p["feather"])
     else:
         raise OperationError(
