@@ -9,6 +9,7 @@ packages=(
   krita python3-pyqt5 python3-sip
   mmdebstrap                    # builds the GIMP 3 (trixie) chroot
   chromium                      # admin page tests (driven by Playwright)
+  postgresql redis-server       # studio-mode tests (started on loopback by the fixtures)
 )
 
 missing=()

@@ -12,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from aiedit.app import create_app, services_of  # noqa: E402
 from aiedit.config import Config  # noqa: E402
+from tests import helpers  # noqa: E402
 from tests.fixtures.tiny_server import tiny_server  # noqa: E402, F401 - shared fixture
 from tests.helpers import LiveServer  # noqa: E402
 
@@ -24,9 +25,46 @@ def models_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("models")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--db", choices=("sqlite", "postgresql"), default="sqlite",
+        help="database for the app and `aiedit serve` in tests: SQLite (default) or a "
+        "PostgreSQL cluster the session starts (scripts/run-tests.sh runs the API and proof "
+        "tests with both)",
+    )
+
+
+@pytest.fixture(scope="session")
+def database_for(request):
+    """data dir -> database URL for the selected --db (None: the default SQLite file)."""
+    if request.config.getoption("--db") != "postgresql":
+        yield lambda data_dir: None
+        return
+    postgres = request.getfixturevalue("postgres")
+    urls: dict[str, str] = {}
+
+    def url(data_dir) -> str:
+        key = str(Path(data_dir).resolve())
+        if key not in urls:
+            urls[key] = postgres.database()
+        return urls[key]
+
+    helpers.DATABASE_FOR = url
+    yield url
+    helpers.DATABASE_FOR = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _select_database(request):
+    if request.config.getoption("--db") == "postgresql":
+        request.getfixturevalue("database_for")
+
+
 @pytest.fixture
-def config(tmp_path, models_dir) -> Config:
-    return Config(data_dir=tmp_path / "data", testing=True, models_dir=str(models_dir))
+def config(tmp_path, models_dir, database_for) -> Config:
+    data_dir = tmp_path / "data"
+    return Config(data_dir=data_dir, testing=True, models_dir=str(models_dir),
+                  database_url=database_for(data_dir) or "")
 
 
 @pytest.fixture
@@ -39,6 +77,28 @@ def app(config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+# --- PostgreSQL and Redis (studio mode; Debian packages, loopback, free ports) ------------------
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A PostgreSQL cluster for the session; `postgres.database()` gives a fresh database URL."""
+    from tests.fixtures.services import Postgres
+
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from tests.fixtures.services import Redis
+
+    server = Redis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.cleanup()
 
 
 # --- real server processes --------------------------------------------------------------------

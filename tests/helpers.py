@@ -33,6 +33,8 @@ def cache_lock(name: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+# Set by tests/conftest.py under `--db postgresql`: data dir -> database URL for live servers.
+DATABASE_FOR = None
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -98,6 +100,8 @@ class LiveServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
+        if DATABASE_FOR is not None and "AIEDIT_DATABASE_URL" not in self.env:
+            self.env["AIEDIT_DATABASE_URL"] = DATABASE_FOR(self.data_dir)
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 

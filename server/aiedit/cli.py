@@ -1,4 +1,4 @@
-"""Command line: aiedit serve | keys | models | plugins | doctor."""
+"""Command line: aiedit serve | worker | db | users | keys | models | plugins | doctor."""
 
 from __future__ import annotations
 
@@ -33,7 +33,32 @@ def _configure_logging(config: Config) -> None:
 def _services(config: Config):
     from aiedit.services import Services
 
-    return Services.build(config)
+    try:
+        return Services.build(config)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _database(config: Config):
+    """The database alone (tools that manage it: no queue, no broker)."""
+    from aiedit.store.db import Database
+
+    if config.studio and not config.database_url:
+        raise click.ClickException("studio mode needs AIEDIT_DATABASE_URL")
+    return Database(config.database)
+
+
+def _managed_db(data_dir):
+    """The database for user and key commands: migrated in personal mode, checked in studio."""
+    config = _config(data_dir)
+    if not config.studio:
+        return _services(config).db
+    db = _database(config)
+    try:
+        db.check_current()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    return db
 
 
 @click.group()
@@ -53,17 +78,22 @@ def main():
     default=None,
     help="Jobs, files and database (env AIEDIT_DATA_DIR; default: user data dir)",
 )
-def serve(host, port, data_dir):
-    """Run the server (personal mode: one process, embedded queue)."""
+@click.option("--workers", type=int, default=None,
+              help="Studio mode: API processes (env AIEDIT_WORKERS; default 4)")
+def serve(host, port, data_dir, workers):
+    """Run the server (personal mode: one process, embedded queue; studio mode: API processes,
+    jobs run by `aiedit worker`)."""
     from waitress import create_server
 
     from aiedit.app import create_app
     from aiedit.auth.keys import keys_exist
     from aiedit.store import datadir
 
-    config = _config(host=host, port=port, data_dir=data_dir)
+    config = _config(host=host, port=port, data_dir=data_dir, workers=workers)
     _configure_logging(config)
     datadir.prepare(config.data_dir, config.database, config.blob_dir)
+    if config.studio:
+        return _serve_studio(config)  # many processes share the data dir: no lock
     try:
         lock = datadir.DataDirLock(config.data_dir).acquire()  # held until this process ends
     except datadir.DataDirBusy as exc:
@@ -132,17 +162,22 @@ def _data_dir_option(f):
 
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what the key is for")
-@click.option("--role", type=click.Choice(["user", "admin"]), default="user")
+@click.option("--role", type=click.Choice(["user", "admin"]), default="user",
+              help="For a key without --user (a key of a user has the user's role)")
+@click.option("--user", default=None, help="The user the key belongs to (acts as them)")
 @_data_dir_option
-def keys_create(name, role, data_dir):
+def keys_create(name, role, user, data_dir):
     """Create a key and print it (it is shown only once)."""
     from aiedit.auth.keys import create_key
 
-    services = _services(_config(data_dir))
-    row, key = create_key(services.db, name, role)
+    try:
+        row, key = create_key(_managed_db(data_dir), name, role, user=user)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(key)
+    who = f"user {user}, {row.role}" if user else row.role
     click.echo(
-        f"created key {row.id} ({name}, {role}); store it now: it cannot be shown again", err=True
+        f"created key {row.id} ({name}, {who}); store it now: it cannot be shown again", err=True
     )
 
 
@@ -152,9 +187,12 @@ def keys_list(data_dir):
     """List keys (never their secrets)."""
     from aiedit.auth.keys import list_keys
 
-    for row in list_keys(_services(_config(data_dir)).db):
+    for row in list_keys(_managed_db(data_dir)):
         state = "revoked" if row.revoked_at else "active"
-        click.echo(f"{row.id}  {row.role:5}  {state:7}  {row.created_at:%Y-%m-%d}  {row.name}")
+        user = f"  (user {row.user})" if row.user else ""
+        click.echo(
+            f"{row.id}  {row.role:5}  {state:7}  {row.created_at:%Y-%m-%d}  {row.name}{user}"
+        )
 
 
 @keys.command("revoke")
@@ -171,6 +209,150 @@ def keys_revoke(key_id, data_dir):
     finally:
         services.stop()
     click.echo(f"revoked {key_id}; its queued and running jobs are canceled")
+
+
+@main.group()
+def db():
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@_data_dir_option
+def db_upgrade(data_dir):
+    """Bring the database schema up to date (Alembic; SQLite and PostgreSQL alike)."""
+    config = _config(data_dir)
+    if not config.database_url:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    database = _database(config)
+    before, head = database.revisions()
+    database.migrate()
+    database.dispose()
+    if before == head:
+        click.echo(f"database already at {head}")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {head}")
+
+
+@main.group()
+def users():
+    """Create and list users, set their limits (studio mode)."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "member"]), default="member",
+              show_default=True)
+@_data_dir_option
+def users_create(name, role, data_dir):
+    """Create a user; give them keys with `aiedit keys create --name N --user NAME`."""
+    from aiedit.auth.users import UserError, create_user
+
+    try:
+        create_user(_managed_db(data_dir), name, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created user {name} ({role})")
+
+
+@users.command("list")
+@_data_dir_option
+def users_list(data_dir):
+    """List users, their roles and limits."""
+    from aiedit.auth.users import list_users
+
+    for user in list_users(_managed_db(data_dir)):
+        queued = "-" if user.max_queued is None else str(user.max_queued)
+        units = "-" if user.daily_units is None else f"{user.daily_units:g}"
+        click.echo(f"{user.name:24} {user.role:6}  max-queued {queued:>5}  daily-units {units}")
+
+
+@users.command("limit")
+@click.argument("name")
+@click.option("--max-queued", type=int, default=None,
+              help="Most unfinished jobs at once (-1: no limit)")
+@click.option("--daily-units", type=float, default=None,
+              help="Most cost units a day, reset at 00:00 UTC (-1: no limit)")
+@click.option("--clear", is_flag=True, help="Remove both limits")
+@_data_dir_option
+def users_limit(name, max_queued, daily_units, clear, data_dir):
+    """Set a user's limits; jobs over a limit are refused with 429."""
+    from aiedit.auth.users import UserError, set_limits
+
+    if max_queued is None and daily_units is None and not clear:
+        raise click.UsageError("give --max-queued, --daily-units or --clear")
+    try:
+        user = set_limits(_managed_db(data_dir), name, max_queued, daily_units, clear)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    queued = "none" if user.max_queued is None else user.max_queued
+    units = "none" if user.daily_units is None else f"{user.daily_units:g}"
+    click.echo(f"{name}: max-queued {queued}, daily-units {units}")
+
+
+@main.command()
+@click.option("--device", default="cpu", show_default=True,
+              help="The device this worker runs jobs on: cpu, cuda:0, ...")
+@click.option("--name", default=None, help="Worker name (default: host-pid-device)")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Blobs folder shared with the API (env AIEDIT_DATA_DIR)")
+def worker(device, name, data_dir):
+    """Run jobs (studio mode): a Celery worker, one job at a time on DEVICE."""
+    from aiedit.jobs.worker import StudioWorker
+
+    config = _config(data_dir, devices=[device])
+    _configure_logging(config)
+    if not config.studio:
+        raise click.ClickException(
+            "`aiedit worker` is for studio mode: set AIEDIT_MODE=studio, AIEDIT_DATABASE_URL "
+            "and AIEDIT_BROKER_URL (personal mode runs jobs inside `aiedit serve`)"
+        )
+    StudioWorker(_services(config), device, name=name).run()
+
+
+def _serve_studio(config: Config) -> None:
+    """API processes under gunicorn; each builds its own services after the fork."""
+    from gunicorn.app.base import BaseApplication
+
+    from aiedit.auth.keys import keys_exist
+
+    probe = _services(config)  # fails early: schema not upgraded, broker or database missing
+    if not config.is_loopback and not keys_exist(probe.db):
+        probe.db.dispose()
+        raise click.ClickException(
+            f"refusing to listen on {config.host}: no API key exists. Create users and keys "
+            "first (`aiedit users create NAME`, `aiedit keys create --name N --user NAME`)."
+        )
+    probe.db.dispose()
+
+    class Studio(BaseApplication):
+        def load_config(self):
+            settings = {
+                "bind": f"{config.host}:{config.port}",
+                "workers": max(1, config.workers),
+                "worker_class": "gthread",
+                "threads": config.threads,
+                "timeout": int(config.max_wait_s) + 60,
+                "graceful_timeout": 10,
+                "limit_request_line": 8190,
+                "accesslog": None,
+                "proc_name": "aiedit-api",
+            }
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24
+                settings["control_socket_disable"] = True
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from aiedit.app import create_app
+
+            return create_app(config)
+
+    click.echo(
+        f"aiedit {__version__} (studio) serving on http://{config.host}:{config.port} with "
+        f"{config.workers} API processes",
+        err=True,
+    )
+    Studio().run()
 
 
 @main.group()

@@ -13,6 +13,7 @@ import tomllib
 
 DEFAULT_PORT = 8790
 DATABASE_FILE = "aiedit.sqlite3"
+MODES = ("personal", "studio")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -21,8 +22,12 @@ class Config:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("aiedit")))
-    mode: str = "personal"
+    mode: str = "personal"  # personal | studio
     database_url: str = ""
+    broker_url: str = ""  # studio: redis://host:port/db (Celery broker, events, cancel flags)
+    workers: int = 4  # studio: API processes (gunicorn)
+    heartbeat_s: float = 2.0  # studio: how often a worker reports it is alive
+    worker_dead_after_s: float = 10.0  # studio: a silent worker's running job is queued again
     devices: list[str] = field(default_factory=list)
     # A 16-bit RGBA 8K UHD layer that does not compress: 7680 * 4320 * 4 * 2 B = 253.1 MiB, plus
     # its 8-bit mask (31.6 MiB) and the multipart framing: 288 MiB.
@@ -56,6 +61,14 @@ class Config:
     admin_session_hours: float = 12.0
     allowed_hosts: list[str] = field(default_factory=list)  # Host names a key-less server answers
     testing: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+
+    @property
+    def studio(self) -> bool:
+        return self.mode == "studio"
 
     @property
     def database(self) -> str:

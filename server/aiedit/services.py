@@ -41,13 +41,25 @@ class Services:
         datadir.prepare(config.data_dir, config.database, config.blob_dir)
         # Engines load weights without seeing the config: they read the folder from here.
         os.environ["AIEDIT_MODELS_DIR"] = str(config.weights_dir)
+        if config.studio:
+            _check_studio(config)
         db = Database(config.database)
-        db.migrate()
+        if config.studio:
+            db.check_current()
+        else:
+            db.migrate()
         blobs = BlobStore(config.blob_dir)
         catalog = Catalog.load(config.catalog_file or None, lora_dir=config.lora_dir or None)
         cache = ModelCache(load_model, max_bytes=config.model_cache_bytes,
                            on_evict=_release_memory, free_memory=_free_memory)
-        events = JobEvents()
+        if config.studio:
+            from aiedit.jobs.events_redis import RedisJobEvents
+            from aiedit.jobs.queue_celery import CeleryQueue, redis_client
+
+            client = redis_client(config.broker_url)
+            events = RedisJobEvents(client)
+        else:
+            events = JobEvents()
         runner = JobRunner(
             db,
             blobs,
@@ -58,16 +70,23 @@ class Services:
             job_timeout_s=config.job_timeout_s,
             log_params=config.log_prompts,
         )
-        from aiedit.jobs.queue_embedded import EmbeddedQueue
+        if config.studio:
+            queue = CeleryQueue(runner, config, client)
+        else:
+            from aiedit.jobs.queue_embedded import EmbeddedQueue
 
-        queue = EmbeddedQueue(runner, config.devices)
+            queue = EmbeddedQueue(runner, config.devices)
         return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker())
 
     def start(self) -> None:
-        """Recover what a previous run left, start the workers and the retention sweeper."""
-        requeued = self.runner.recover()
-        if requeued:
-            log.info("re-queued %d job(s) from the previous run", len(requeued))
+        """Recover what a previous run left, start the workers and the retention sweeper.
+        Studio: workers are other processes; a reaper re-queues jobs of dead workers."""
+        if self.config.studio:
+            self.events.start()
+        else:
+            requeued = self.runner.recover()
+            if requeued:
+                log.info("re-queued %d job(s) from the previous run", len(requeued))
         self.queue.start()
         self._stop_sweeper = threading.Event()
         threading.Thread(target=self._sweep, daemon=True, name="aiedit-sweeper").start()
@@ -76,6 +95,7 @@ class Services:
         if hasattr(self, "_stop_sweeper"):
             self._stop_sweeper.set()
         self.queue.stop()
+        self.events.stop()
         self.db.dispose()
 
     def sweep_once(self) -> bool:
@@ -94,6 +114,18 @@ class Services:
             self.sweep_once()
             if self._stop_sweeper.wait(SWEEP_INTERVAL_S):
                 return
+
+
+def _check_studio(config: Config) -> None:
+    missing = [name for name, value in (("AIEDIT_DATABASE_URL", config.database_url),
+                                        ("AIEDIT_BROKER_URL", config.broker_url)) if not value]
+    if missing:
+        raise ValueError(
+            f"studio mode needs {' and '.join(missing)} (e.g. "
+            "postgresql+psycopg://aiedit@127.0.0.1:5432/aiedit and redis://127.0.0.1:6379/0)"
+        )
+    if not config.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"AIEDIT_BROKER_URL must be a redis:// URL (got {config.broker_url!r})")
 
 
 def _free_memory(device: str) -> int:

@@ -24,6 +24,7 @@ from aiedit.api.job_request import (
     same_request,
     upload_slot,
 )
+from aiedit.auth import limits
 from aiedit.imaging.codec import encode
 from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING
 from aiedit.store.models import Job
@@ -147,14 +148,16 @@ def _utc(dt):
 
 def job_json(job: Job) -> dict:
     services = _services()
-    position = None
+    position = eta = None
     if job.state == QUEUED:
-        position = services.queue.position(job.id)
+        position, eta = services.queue.estimate(job.id)
         position = 0 if position is None else position
     elif job.state == RUNNING:
         position = 0
     live = services.runner.live_progress(job.id) if job.state == RUNNING else None
     progress = dict(live or job.progress or {})
+    if job.state == QUEUED and eta is not None:
+        progress["eta_s"] = eta  # seconds until it starts
     step, total = int(progress.get("step") or 0), int(progress.get("total") or 0)
     fraction = min(1.0, step / total) if total else (1.0 if job.state == "succeeded" else 0.0)
     return {
@@ -252,6 +255,12 @@ class Jobs(MethodView):
             if not same_request(existing, submission):
                 raise reused_key_error(key)
             return job_json(existing)
+        try:
+            limits.check(services.db, g.principal.user, submission.new.cost)
+        except limits.LimitExceeded as exc:
+            raise ApiError(
+                429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
         try:
             job = services.runner.submit(submission.new)
         except IntegrityError:  # the same Idempotency-Key raced in

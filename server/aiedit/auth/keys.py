@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from aiedit.store.db import Database, utcnow
-from aiedit.store.models import ApiKey, Job
+from aiedit.store.models import ApiKey, Job, User
 
 if TYPE_CHECKING:
     from aiedit.config import Config
@@ -31,6 +31,7 @@ class Principal:
     owner: str
     role: str = "user"
     key_name: str = ""
+    user: str | None = None  # studio: the user the key belongs to
 
     @property
     def is_admin(self) -> bool:
@@ -41,16 +42,27 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(db: Database, name: str, role: str = "user") -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the full key (shown once, never stored)."""
+def create_key(
+    db: Database, name: str, role: str = "user", user: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key (shown once, never stored). A key of a
+    user acts as that user (their role, their jobs); a key without one owns its own jobs."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiKey(
-        id=key_id, name=name, secret_hash=_hash(secret), role=role, created_at=utcnow(), note=""
-    )
     with db.session() as s:
+        if user is not None:
+            owner = s.get(User, user)
+            if owner is None:
+                raise ValueError(
+                    f"no user {user!r} (create it with `aiedit users create {user}`)"
+                )
+            role = "admin" if owner.role == "admin" else "user"
+        row = ApiKey(
+            id=key_id, name=name, secret_hash=_hash(secret), role=role, created_at=utcnow(),
+            note="", user=user,
+        )
         s.add(row)
     return row, f"{PREFIX}_{key_id}_{secret}"
 
@@ -92,14 +104,15 @@ def keys_ever_created(db: Database) -> bool:
 
 
 class KeyPolicy:
-    """Whether requests need a key: always on a server bound beyond loopback, and on any server
+    """Whether requests need a key: always in studio mode and on a server bound beyond loopback,
+    and on any server
     once a key has ever been created. Revoking keys never makes a server open again, so the
     answer, once yes, is kept; until then it is looked up (a key may be created from the CLI
     while the server runs)."""
 
     def __init__(self, config: Config, db: Database):
         self._db = db
-        self._required = not config.is_loopback
+        self._required = not config.is_loopback or config.studio  # studio: keys, always
 
     def required(self) -> bool:
         if not self._required and keys_ever_created(self._db):
@@ -114,9 +127,13 @@ def authenticate(db: Database, token: str) -> Principal | None:
         return None
     with db.session() as s:
         row = s.get(ApiKey, parts[1])
+        user = s.get(User, row.user) if row is not None and row.user else None
     if row is None or row.revoked_at is not None:
         hmac.compare_digest(_hash(parts[2]), _hash("x"))  # same work either way
         return None
     if not hmac.compare_digest(_hash(parts[2]), row.secret_hash):
         return None
+    if user is not None:  # the user's current role counts, not the one at key creation
+        return Principal(owner=user.name, role="admin" if user.role == "admin" else "user",
+                         key_name=row.name, user=user.name)
     return Principal(owner=row.id, role=row.role, key_name=row.name)

@@ -1,5 +1,6 @@
 """Wake long-polling requests when a job changes (within one process; other processes' changes
-are seen by re-reading the database at a short interval)."""
+are seen by re-reading the database at a short interval, or, in studio mode, pushed through
+Redis by `events_redis.RedisJobEvents`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,24 @@ class JobEvents:
         self._cond = threading.Condition()
         self._versions: dict[str, tuple[int, int]] = {}
 
-    def notify(self, job_id: str, progress_only: bool = False) -> None:
+    def notify(
+        self, job_id: str, progress_only: bool = False, progress: dict | None = None
+    ) -> None:
+        """The job changed (`progress_only`: only its progress, which is `progress`)."""
         with self._cond:
             every, major = self._versions.get(job_id, (0, 0))
             self._versions[job_id] = (every + 1, major + (not progress_only))
             self._cond.notify_all()
+
+    def live(self, job_id: str) -> dict | None:
+        """The latest progress another process pushed for this job (none in one process)."""
+        return None
+
+    def start(self) -> None:
+        """Begin receiving other processes' changes (nothing to do within one process)."""
+
+    def stop(self) -> None:
+        pass
 
     def version(self, job_id: str) -> tuple[int, int]:
         with self._cond:

@@ -48,6 +48,10 @@ class JobQueue(ABC):
     def position(self, job_id: str) -> int | None:
         """Jobs ahead of this one (the running one included), or None if it is not waiting."""
 
+    def estimate(self, job_id: str) -> tuple[int | None, float | None]:
+        """(position, seconds until the job starts or None when unknown)."""
+        return self.position(job_id), None
+
     @abstractmethod
     def pick_device(self) -> str:
         """The device queue a new job should go to."""

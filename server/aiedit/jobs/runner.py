@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
 from aiedit.engines import engine_module
 from aiedit.jobs import stats
@@ -31,7 +31,7 @@ from aiedit.ops.base import (
     registry,
 )
 from aiedit.store.db import Database, as_utc, utcnow
-from aiedit.store.models import Job
+from aiedit.store.models import Job, Worker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,10 +115,13 @@ class JobRunner:
         self.job_timeout_s = job_timeout_s
         self.queue: JobQueue | None = None
         self._live: dict[str, dict] = {}
+        self.worker_id: str | None = None  # studio: this process's worker (jobs it claims)
+        self.device: str | None = None  # studio: the device this worker runs jobs on
 
     def live_progress(self, job_id: str) -> dict | None:
-        """The latest progress of a job running in this process (fresher than the database)."""
-        return self._live.get(job_id)
+        """The latest progress of a running job: from this process, or pushed by the worker
+        that runs it (both fresher than the database)."""
+        return self._live.get(job_id) or self.events.live(job_id)
 
     # --- submission -------------------------------------------------------------------------
 
@@ -183,15 +186,33 @@ class JobRunner:
 
     # --- running ----------------------------------------------------------------------------
 
-    def run(self, job_id: str) -> None:
-        """Run one queued job to its end. Never raises for a job's own failure."""
+    def run(self, job_id: str) -> bool:
+        """Run one queued job to its end. Never raises for a job's own failure. False when the
+        job was not there to run (gone, canceled, or started by someone else)."""
         with job_context(job_id):
-            self._run(job_id)
+            job = self._start(job_id)
+            if job is None:
+                return False
+            self._run_started(job)
+            return True
 
-    def _run(self, job_id: str) -> None:
-        job = self._start(job_id)
-        if job is None:
-            return
+    def run_next(self, queued_order) -> str | None:
+        """Studio: claim the job that should start next (`queued_order()` lists queued ids in
+        fair order) and run it. Returns its id, or None when nothing is waiting."""
+        for _ in range(20):  # another worker may claim a candidate first: take the next one
+            order = queued_order()
+            if not order:
+                return None
+            for job_id in order[:5]:
+                with job_context(job_id):
+                    job = self._start(job_id)
+                    if job is not None:
+                        self._run_started(job)
+                        return job_id
+        return None
+
+    def _run_started(self, job: Job) -> None:
+        job_id = job.id
         log.info("job started", extra={"operation": job.operation, "model": job.model,
                                        "device": job.device, "attempt": job.attempts})
         reporter = _ProgressWriter(self, job_id)
@@ -236,6 +257,11 @@ class JobRunner:
             )
 
     def _start(self, job_id: str) -> Job | None:
+        """Queued → running; the conditional update is also the claim between studio workers
+        racing for one job (one wins)."""
+        claim = {"worker": self.worker_id}
+        if self.device:
+            claim["device"] = self.device
         with self.db.session() as s:
             started = _transition(
                 s,
@@ -246,6 +272,7 @@ class JobRunner:
                 attempts=Job.attempts + 1,
                 progress={"step": 0, "total": 0, "stage": "starting"},
                 extra=~Job.cancel_requested,
+                **claim,
             )
             if not started:  # gone, canceled, or started elsewhere; a cancel may be pending
                 if _transition(s, job_id, QUEUED, extra=Job.cancel_requested,
@@ -362,11 +389,15 @@ class JobRunner:
         if progress is not None:
             values["progress"] = progress
         with self.db.session() as s:
-            finished = _transition(s, job_id, RUNNING, **values)
+            finished = _transition(s, job_id, RUNNING, extra=_same_worker(self.worker_id),
+                                   **values)
             started = s.scalar(select(Job.started_at).where(Job.id == job_id))
+            elsewhere = not finished and s.scalar(
+                select(Job.id).where(Job.id == job_id, Job.state.in_((QUEUED, RUNNING)))
+            )
         if not finished:
-            log.warning("job %s was no longer running when it ended as %s", job_id, state)
-            if results:
+            log.warning("job %s was no longer running here when it ended as %s", job_id, state)
+            if results and not elsewhere:  # studio: another worker may be writing them now
                 self.blobs.delete_results(job_id)
             self.events.notify(job_id)
             return
@@ -389,16 +420,21 @@ class JobRunner:
         if persist:
             self.write_progress(job_id, progress)
         else:
-            self.events.notify(job_id, progress_only=True)
+            self.events.notify(job_id, progress_only=True, progress=progress)
 
     def write_progress(self, job_id: str, progress: dict) -> None:
         with self.db.session() as s:
-            _transition(s, job_id, RUNNING, progress=progress)
-        self.events.notify(job_id, progress_only=True)
+            _transition(s, job_id, RUNNING, extra=_same_worker(self.worker_id), progress=progress)
+        self.events.notify(job_id, progress_only=True, progress=progress)
 
     def is_cancel_requested(self, job_id: str) -> bool:
+        """True when the job should stop: canceled, deleted, or (studio) taken from this worker."""
         with self.db.session() as s:
-            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+            job = s.get(Job, job_id)
+            return job is None or job.cancel_requested or not self._still_mine(job)
+
+    def _still_mine(self, job: Job) -> bool:
+        return job.state == RUNNING and job.worker == self.worker_id
 
     # --- cancel, delete, recovery, expiry -----------------------------------------------------
 
@@ -469,6 +505,76 @@ class JobRunner:
                 self.blobs.delete_job(orphan)
                 removed += 1
         return removed
+
+    def requeue_lost(self, dead_after_s: float) -> tuple[list[str], list[str]]:
+        """Studio: jobs whose worker stopped sending heartbeats (killed, out of memory, machine
+        gone) are queued again, or failed once they have been tried MAX_ATTEMPTS times. Returns
+        (re-queued ids, failed ids). Conditional updates make this safe in every process."""
+        cutoff = utcnow() - timedelta(seconds=dead_after_s)
+        requeued, failed = [], []
+        with self.db.session() as s:
+            alive = select(Worker.id).where(Worker.heartbeat_at >= cutoff)
+            lost = s.execute(
+                select(Job.id, Job.worker, Job.attempts).where(
+                    Job.state == RUNNING,
+                    or_(Job.worker.is_(None), Job.worker.not_in(alive)),
+                    Job.started_at < cutoff,
+                )
+            ).all()
+        for job_id, worker, attempts in lost:
+            if attempts >= MAX_ATTEMPTS:
+                values = self._finished_values(FAILED, error={
+                    "code": "worker_lost",
+                    "message": f"the worker running this job stopped {attempts} times "
+                    "(killed, or out of memory); it is not tried again",
+                })
+            else:
+                values = {
+                    "state": QUEUED,
+                    "worker": None,
+                    "progress": {"step": 0, "total": 0, "stage": "queued"},
+                }
+            with self.db.session() as s:
+                changed = _transition(s, job_id, RUNNING, extra=_same_worker(worker), **values)
+            if changed:
+                (failed if values["state"] == FAILED else requeued).append(job_id)
+                log.warning("job %s: worker %s stopped responding; %s", job_id, worker,
+                            "failed" if values["state"] == FAILED else "queued again")
+                self.events.notify(job_id)
+        with self.db.session() as s:
+            s.execute(
+                Worker.__table__.delete().where(
+                    Worker.heartbeat_at < cutoff - timedelta(seconds=dead_after_s)
+                )
+            )
+        return requeued, failed
+
+    def queued_jobs(self) -> list[tuple[str, str, object, str]]:
+        """Queued jobs as (id, owner, created_at, model), oldest first."""
+        with self.db.session() as s:
+            return [
+                tuple(row)
+                for row in s.execute(
+                    select(Job.id, Job.owner, Job.created_at, Job.model)
+                    .where(Job.state == QUEUED)
+                    .order_by(Job.created_at, Job.id)
+                )
+            ]
+
+    def last_served(self, owners) -> dict[str, object]:
+        """When each owner's most recent job started (None: never)."""
+        owners = list(set(owners))
+        if not owners:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Job.owner, func.max(Job.started_at))
+                .where(Job.owner.in_(owners))
+                .group_by(Job.owner)
+            ).all()
+        served = dict.fromkeys(owners)
+        served.update({owner: when for owner, when in rows})
+        return served
 
     def expire(self) -> int:
         """Delete finished jobs past their expiry time. Returns how many."""
@@ -556,3 +662,5 @@ def _transition(session, job_id: str, expected: str, extra=None, **values) -> bo
         stats.record_finished(session, job_id, values["state"], values.get("finished_at")
                               or utcnow(), values.get("error"))
     return changed
+def _same_worker(worker: str | None):
+    return Job.worker.is_(None) if worker is None else Job.worker == worker

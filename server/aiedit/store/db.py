@@ -24,7 +24,7 @@ def as_utc(dt: datetime | None) -> datetime | None:
 class Database:
     def __init__(self, url: str):
         self.url = url
-        kwargs = {}
+        kwargs = {"pool_pre_ping": True}  # a restarted PostgreSQL costs one retry, not an error
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
@@ -46,18 +46,43 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema up to date (Alembic `upgrade head`)."""
         from alembic import command
-        from alembic.config import Config
 
-        cfg = Config()
-        cfg.set_main_option(
-            "script_location", str(resources.files("aiedit.store").joinpath("migrations"))
-        )
         with self.engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            command.upgrade(_alembic_config(connection), "head")
+
+    def revisions(self) -> tuple[str | None, str]:
+        """(the database's schema revision, the newest one this aiedit knows)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory.from_config(_alembic_config(connection)).get_current_head()
+        return current, head
+
+    def check_current(self) -> None:
+        """Refuse to run on a schema that `aiedit db upgrade` has not brought up to date
+        (studio mode: many processes share the database, so none migrates it on its own)."""
+        current, head = self.revisions()
+        if current != head:
+            raise RuntimeError(
+                f"the database schema is at revision {current or 'none (empty database)'} but "
+                f"this aiedit needs {head}: run `aiedit db upgrade` first"
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option(
+        "script_location", str(resources.files("aiedit.store").joinpath("migrations"))
+    )
+    cfg.attributes["connection"] = connection
+    return cfg
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

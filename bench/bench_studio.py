@@ -1,0 +1,113 @@
+"""Studio mode (real PostgreSQL, Redis, gunicorn API, Celery workers, all on this machine):
+
+- throughput: the same 40 classic jobs (4 users) through 2 CPU workers and through 1 worker;
+  the row's ratio is wall time with 2 ÷ wall time with 1 (target ≤ 1/1.7: 2 workers do ≥ 1.7×
+  the work; needs 2+ free cores).
+- submit → start latency with an empty queue, studio ÷ personal: from the moment the client
+  sends the job (a 512×512 PNG) to the job's `started_at`, median of several jobs, each waited
+  for before the next."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from bench.common import Row
+from tests.fixtures.services import Postgres, Redis
+from tests.fixtures.studio import Studio
+from tests.helpers import LiveServer, png_bytes
+
+JOBS = 40
+LATENCY_JOBS = 12
+
+
+def _gradient(size: int) -> bytes:
+    ramp = np.linspace(0, 255, size, dtype=np.uint8)
+    rgb = np.dstack([np.broadcast_to(ramp, (size, size))] * 3)
+    return png_bytes(np.dstack([rgb, np.full((size, size), 255, np.uint8)]))
+
+
+def _post(url, headers, image, scale) -> str:
+    request = {"operation": "upscale", "model": "classic-lanczos", "params": {"scale": scale}}
+    resp = requests.post(url + "/v1/jobs", data={"request": json.dumps(request)},
+                         files={"image": ("i.png", image)}, headers=headers, timeout=60)
+    resp.raise_for_status()
+    return resp.json()["id"]
+
+
+def _wait(url, headers, job_id) -> dict:
+    while True:
+        job = requests.get(f"{url}/v1/jobs/{job_id}", params={"wait": 10}, headers=headers,
+                           timeout=30).json()
+        if job["state"] in ("succeeded", "failed", "canceled"):
+            if job["state"] != "succeeded":
+                raise RuntimeError(f"job {job_id} {job['state']}: {job['error']}")
+            return job
+
+
+def _throughput(studio: Studio, users: list[dict], workers: int) -> float:
+    started = [studio.start_worker(f"t{workers}-{i}") for i in range(workers)]
+    image = _gradient(500)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda i: (users[i % 4], _post(studio.url, users[i % 4], image, 4)),
+                            range(JOBS)))
+        list(pool.map(lambda item: _wait(studio.url, *item), ids))
+    wall = time.monotonic() - t0
+    for worker in started:
+        worker.stop()
+    studio.workers.clear()
+    return wall
+
+
+def _latency(url, headers) -> tuple[float, float]:
+    """(median client submit → started_at, median created_at → started_at), seconds."""
+    image = _gradient(512)
+    client, server = [], []
+    for _ in range(LATENCY_JOBS):
+        sent = datetime.now(UTC)
+        job = _wait(url, headers, _post(url, headers, image, 2))
+        start = datetime.fromisoformat(job["started_at"])
+        client.append((start - sent).total_seconds())
+        server.append((start - datetime.fromisoformat(job["created_at"])).total_seconds())
+    return statistics.median(client[2:]), statistics.median(server[2:])
+
+
+def main() -> list[Row]:
+    root = Path(tempfile.mkdtemp(prefix="aiedit-bench-studio-"))
+    postgres = Postgres(root / "pg").start()
+    redis = Redis(root / "redis").start()
+    try:
+        studio = Studio(root / "studio", postgres, redis)
+        users = [studio.user(f"user{i}") for i in range(4)]
+        studio.start_api(workers=2)
+        one = _throughput(studio, users, 1)
+        two = _throughput(studio, users, 2)
+
+        studio.start_worker("latency")
+        studio_client, studio_server = _latency(studio.url, users[0])
+        studio.close()
+        personal = LiveServer(root / "personal" / "data", env={"AIEDIT_DEVICES": "cpu"}).start()
+        try:
+            personal_client, personal_server = _latency(personal.url, {})
+        finally:
+            personal.stop()
+    finally:
+        redis.cleanup()
+        postgres.stop()
+    return [
+        Row("studio: 40 classic jobs, wall time 2 CPU workers / 1", two, one, target=1 / 1.7,
+            note=f"throughput x{one / two:.2f} (target >= 1.7)"),
+        Row("studio: submit -> start, empty queue, studio / personal", studio_client,
+            personal_client, target=1.5,
+            note=f"server side created->started {studio_server * 1000:.0f} ms vs "
+                 f"{personal_server * 1000:.0f} ms"),
+    ]

@@ -1,0 +1,73 @@
+"""Per-user limits (`aiedit users limit NAME --max-queued N --daily-units U`): checked before a
+job is stored; a job over a limit is refused, saying which limit and when it resets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, not_, select
+
+from aiedit.store.db import Database, utcnow
+from aiedit.store.models import Job, User
+
+UNFINISHED = ("queued", "running")
+
+
+@dataclass
+class LimitExceeded(Exception):
+    code: str
+    message: str
+    retry_after_s: int
+
+
+def usage_today(db: Database, owner: str, now: datetime | None = None) -> float:
+    """Cost units of the owner's jobs created since 00:00 UTC (failed jobs and jobs canceled
+    before they started cost nothing)."""
+    midnight = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
+    with db.session() as s:
+        return float(
+            s.scalar(
+                select(func.coalesce(func.sum(Job.cost), 0.0)).where(
+                    Job.owner == owner,
+                    Job.created_at >= midnight,
+                    Job.state != "failed",
+                    not_(and_(Job.state == "canceled", Job.started_at.is_(None))),
+                )
+            )
+            or 0.0
+        )
+
+
+def check(db: Database, user_name: str | None, cost: float) -> None:
+    """Raise LimitExceeded when a new job of `cost` units would break the user's limits."""
+    if not user_name:
+        return
+    with db.session() as s:
+        user = s.get(User, user_name)
+        if user is None or (user.max_queued is None and user.daily_units is None):
+            return
+        unfinished = s.scalar(
+            select(func.count()).where(Job.owner == user_name, Job.state.in_(UNFINISHED))
+        )
+    if user.max_queued is not None and unfinished >= user.max_queued:
+        raise LimitExceeded(
+            "limit_max_queued",
+            f"user {user_name} has {unfinished} unfinished job(s) and the limit max-queued is "
+            f"{user.max_queued}; it frees up as soon as one of them finishes or is canceled",
+            retry_after_s=5,
+        )
+    if user.daily_units is not None:
+        now = utcnow()
+        used = usage_today(db, user_name, now)
+        if used + cost > user.daily_units:
+            reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            wait = max(1, math.ceil((reset - now).total_seconds()))
+            raise LimitExceeded(
+                "limit_daily_units",
+                f"user {user_name} has used {used:g} of {user.daily_units:g} daily units and "
+                f"this job costs {cost:g}; the limit daily-units resets at "
+                f"{reset:%Y-%m-%d %H:%M} UTC (in {wait // 3600} h {wait % 3600 // 60} min)",
+                retry_after_s=wait,
+            )

@@ -1,0 +1,96 @@
+"""Studio mode: job changes travel between processes over Redis pub/sub, so a long-poll in any
+API process wakes when a worker on another machine reports progress or finishes a job.
+
+Redis is a signal here, never the record: every change is in the database first, and a
+long-poll re-reads the database at a short interval, so a Redis outage only slows wake-ups."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+
+import redis
+
+from aiedit.jobs.events import JobEvents
+
+log = logging.getLogger(__name__)
+CHANNEL = "aiedit:events"
+MAX_LIVE = 10_000
+RETRY_S = 1.0
+
+
+class RedisJobEvents(JobEvents):
+    def __init__(self, client: redis.Redis):
+        super().__init__()
+        self._redis = client
+        self._origin = uuid.uuid4().hex
+        self._live: OrderedDict[str, dict] = OrderedDict()
+        self._live_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pubsub = None
+
+    def notify(
+        self, job_id: str, progress_only: bool = False, progress: dict | None = None
+    ) -> None:
+        super().notify(job_id, progress_only)
+        message = {"job": job_id, "p": progress_only, "progress": progress, "o": self._origin}
+        try:
+            self._redis.publish(CHANNEL, json.dumps(message))
+        except redis.RedisError as exc:
+            log.debug("events: cannot publish (%s); other processes will poll", exc)
+
+    def live(self, job_id: str) -> dict | None:
+        with self._live_lock:
+            return self._live.get(job_id)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._listen, daemon=True,
+                                            name="aiedit-events")
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # closing a dead connection: nothing left to release
+                pass
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsub.subscribe(CHANNEL)
+                while not self._stopping.is_set():
+                    message = self._pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._receive(message["data"])
+            except (redis.RedisError, OSError, ValueError) as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("events: Redis connection lost (%s); retrying", exc)
+                self._stopping.wait(RETRY_S)
+
+    def _receive(self, data) -> None:
+        try:
+            message = json.loads(data)
+            job_id = message["job"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if message.get("o") == self._origin:
+            return
+        with self._live_lock:
+            if message.get("p") and message.get("progress"):
+                self._live[job_id] = message["progress"]
+                self._live.move_to_end(job_id)
+                while len(self._live) > MAX_LIVE:
+                    self._live.popitem(last=False)
+            elif not message.get("p"):
+                self._live.pop(job_id, None)
+        super().notify(job_id, bool(message.get("p")))

@@ -1,0 +1,42 @@
+"""Fair order across users: the queued jobs in the order they will start.
+
+Users take turns, least recently served first (a user who has never had a job started goes
+first, then the one whose last job started longest ago); each user's own jobs keep their order.
+So one user's 50-job batch does not hold back another user's single job: that job starts with
+the next free worker."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def fair_order(queued, last_served: dict) -> list[str]:
+    """`queued`: (id, owner, created_at, ...) oldest first; `last_served`: owner -> when their
+    latest job started (None: never). Returns job ids in start order."""
+    per_owner: OrderedDict[str, list[str]] = OrderedDict()
+    first_created: dict[str, datetime] = {}
+    for job_id, owner, created_at, *_ in queued:
+        per_owner.setdefault(owner, []).append(job_id)
+        first_created.setdefault(owner, _aware(created_at))
+    turn = sorted(
+        per_owner,
+        key=lambda owner: (_aware(last_served.get(owner)) or NEVER, first_created[owner]),
+    )
+    order: list[str] = []
+    depth = 0
+    while len(order) < len(queued):
+        for owner in turn:
+            jobs = per_owner[owner]
+            if depth < len(jobs):
+                order.append(jobs[depth])
+        depth += 1
+    return order
+
+
+def _aware(when):
+    if when is None:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -1,0 +1,222 @@
+"""The studio queue: Celery workers with Redis as broker, the database as the queue's record.
+
+Submitting stores the job row (`queued`) and sends a Celery message, a ticket, to the workers.
+A worker that takes a ticket claims the job that should start next from the database (users
+take turns, see `fair.py`) with a conditional update, so no job runs twice at once, and runs it
+through the one `JobRunner`. Tickets are acknowledged late; a worker runs one job at a time.
+
+Tickets for a model some idle worker already holds go to that worker's own queue; the others
+go to the shared queue every worker reads. Redis carries signals only: a lost ticket (Redis
+restarted without persistence) is replaced by an idle worker that finds jobs waiting, and a
+killed worker's job is queued again by the reaper (any process) once its heartbeat stops, long
+before the broker's visibility timeout would redeliver the ticket."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+import redis
+from celery import Celery
+from sqlalchemy import func, or_, select
+
+from aiedit.config import Config
+from aiedit.jobs.fair import fair_order
+from aiedit.jobs.queue_base import JobQueue, WorkerInfo
+from aiedit.jobs.runner import RUNNING, SUCCEEDED, JobRunner
+from aiedit.store.db import utcnow
+from aiedit.store.models import Job, Worker
+
+log = logging.getLogger(__name__)
+
+TASK = "aiedit.work"
+SHARED_QUEUE = "aiedit.jobs"
+CANCEL_KEY = "aiedit:cancel:{}"
+CANCEL_TTL_S = 24 * 3600
+CANCEL_CHECK_S = 0.2  # a running job asks Redis at most this often whether it was canceled
+ANY_DEVICE = "any"
+
+
+def worker_queue(worker_id: str) -> str:
+    return f"aiedit.worker.{worker_id}"
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+    )
+
+
+def make_celery(broker_url: str) -> Celery:
+    app = Celery("aiedit", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        task_ignore_result=True,
+        task_default_queue=SHARED_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits out a Redis restart
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
+                                   "interval_step": 0.2, "interval_max": 0.5},
+        worker_hijack_root_logger=False,
+        worker_enable_remote_control=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+class CeleryQueue(JobQueue):
+    def __init__(self, runner: JobRunner, config: Config, client: redis.Redis,
+                 celery: Celery | None = None):
+        self._runner = runner
+        self._config = config
+        self._redis = client
+        self.celery = celery or make_celery(config.broker_url)
+        self._cancel_checked: dict[str, float] = {}
+        self._canceled: set[str] = set()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        runner.queue = self
+
+    # --- life -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the reaper: jobs of workers whose heartbeat stopped are queued again."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._maintain, daemon=True, name="aiedit-reaper")
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _maintain(self) -> None:
+        while not self._stopping.wait(self._config.heartbeat_s):
+            try:
+                self.reap()
+            except Exception:  # a database outage: try again at the next beat
+                log.exception("reaper: could not check for lost jobs")
+
+    def reap(self) -> list[str]:
+        requeued, _ = self._runner.requeue_lost(self._config.worker_dead_after_s)
+        for job_id in requeued:
+            self.enqueue(job_id, ANY_DEVICE)
+        return requeued
+
+    # --- the queue interface -----------------------------------------------------------------
+
+    def enqueue(self, job_id: str, device: str) -> None:
+        """Send a ticket; the job itself is already in the database."""
+        self.send_ticket(self._route(job_id))
+
+    def send_ticket(self, queue: str) -> bool:
+        try:
+            self.celery.send_task(TASK, queue=queue, ignore_result=True)
+            return True
+        except Exception as exc:  # Redis is down: an idle worker finds the job when it is back
+            log.warning("could not send a job ticket to %s (%s); workers will find the job "
+                        "when the broker is back", queue, exc)
+            return False
+
+    def _route(self, job_id: str) -> str:
+        """An idle, live worker that holds the job's model gets it; else any worker."""
+        alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
+        with self._runner.db.session() as s:
+            model = s.scalar(select(Job.model).where(Job.id == job_id))
+            running = select(Job.id).where(Job.state == RUNNING)
+            idle = s.execute(
+                select(Worker.id, Worker.models)
+                .where(Worker.heartbeat_at >= alive,
+                       or_(Worker.job.is_(None), Worker.job.not_in(running)))
+                .order_by(Worker.heartbeat_at.desc())
+            ).all()
+        for worker_id, models in idle:
+            if model in (models or []):
+                return worker_queue(worker_id)
+        return SHARED_QUEUE
+
+    def remove(self, job_id: str) -> None:
+        """Nothing to do: its ticket will find the job canceled and take the next one."""
+
+    def request_cancel(self, job_id: str) -> None:
+        self._canceled.add(job_id)
+        try:
+            self._redis.set(CANCEL_KEY.format(job_id), 1, ex=CANCEL_TTL_S)
+        except redis.RedisError as exc:  # the worker still sees the flag in the database
+            log.warning("could not flag job %s canceled in Redis (%s)", job_id, exc)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        if job_id in self._canceled:
+            return True
+        now = time.monotonic()
+        if now - self._cancel_checked.get(job_id, 0.0) < CANCEL_CHECK_S:
+            return False
+        self._cancel_checked[job_id] = now
+        if len(self._cancel_checked) > 1000:
+            self._cancel_checked = {job_id: now}
+        try:
+            if self._redis.exists(CANCEL_KEY.format(job_id)):
+                self._canceled.add(job_id)
+                return True
+        except redis.RedisError:
+            pass  # the runner's database check covers it
+        return False
+
+    def position(self, job_id: str) -> int | None:
+        return self.estimate(job_id)[0]
+
+    def estimate(self, job_id: str) -> tuple[int | None, float | None]:
+        """(jobs ahead, running ones included; seconds until it starts), or (None, None)."""
+        order = self.queued_order()
+        if job_id not in order:
+            return None, None
+        index = order.index(job_id)
+        alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
+        with self._runner.db.session() as s:
+            running = s.scalar(select(func.count()).where(Job.state == RUNNING)) or 0
+            workers = s.scalar(
+                select(func.count()).select_from(Worker).where(Worker.heartbeat_at >= alive)
+            ) or 0
+            recent = s.execute(
+                select(Job.started_at, Job.finished_at)
+                .where(Job.state == SUCCEEDED, Job.started_at.is_not(None))
+                .order_by(Job.finished_at.desc())
+                .limit(20)
+            ).all()
+        eta = None
+        if workers and recent:
+            mean = sum((end - start).total_seconds() for start, end in recent) / len(recent)
+            eta = round(mean * (index + running) / workers, 1)
+        return index + running, eta
+
+    def queued_order(self) -> list[str]:
+        queued = self._runner.queued_jobs()
+        return fair_order(queued, self._runner.last_served(owner for _, owner, *_ in queued))
+
+    def pick_device(self) -> str:
+        return ANY_DEVICE
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers (heartbeat within worker_dead_after_s) as they last reported."""
+        alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
+        with self._runner.db.session() as s:
+            rows = s.scalars(
+                select(Worker).where(Worker.heartbeat_at >= alive).order_by(Worker.id)
+            ).all()
+        return [
+            WorkerInfo(name=w.id, device=w.device, job_id=w.job, models=list(w.models or []),
+                       last_seen=w.heartbeat_at)
+            for w in rows
+        ]
+
+    def pending_tickets(self, queue: str) -> int:
+        return int(self._redis.llen(queue))
+

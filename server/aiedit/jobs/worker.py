@@ -1,0 +1,148 @@
+"""`aiedit worker --device D`: a Celery worker (studio mode) that runs one job at a time on one
+device. It registers itself in the `workers` table, beats there every few seconds with the
+models it holds, and claims jobs through the runner when a ticket arrives."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+from aiedit.jobs.queue_celery import SHARED_QUEUE, TASK, CeleryQueue, worker_queue
+from aiedit.services import Services
+from aiedit.store.db import utcnow
+from aiedit.store.models import Worker
+
+log = logging.getLogger(__name__)
+STUCK_AFTER_BEATS = 4  # idle while tickets wait this many beats: the consumer is stuck
+_current: StudioWorker | None = None  # the worker this process runs (Celery calls `_work`)
+
+
+def _work() -> None:
+    if _current is None:
+        raise RuntimeError("aiedit.work ran outside `aiedit worker`")
+    _current.work_once()
+
+
+class StudioWorker:
+    def __init__(self, services: Services, device: str, name: str | None = None):
+        if not isinstance(services.queue, CeleryQueue):
+            raise RuntimeError("`aiedit worker` needs studio mode (AIEDIT_MODE=studio)")
+        self.services = services
+        self.queue: CeleryQueue = services.queue
+        self.device = device
+        raw = name or f"{socket.gethostname()}-{os.getpid()}-{device}"
+        self.id = re.sub(r"[^A-Za-z0-9_.:-]", "-", raw)[:128]
+        self.own_queue = worker_queue(self.id)
+        self._busy = threading.Event()
+        self._stopping = threading.Event()
+        services.runner.worker_id = self.id
+        services.runner.device = device
+
+    # --- heartbeat --------------------------------------------------------------------------
+
+    def _models(self) -> list[str]:
+        return sorted({m.entry.id for m in self.services.cache.loaded()})
+
+    def _beat(self, job: str | None = None, busy: bool | None = None) -> None:
+        now = utcnow()
+        with self.services.db.session() as s:
+            row = s.get(Worker, self.id)
+            if row is None:
+                row = Worker(id=self.id, device=self.device, started_at=now, models=[])
+                s.add(row)
+            row.heartbeat_at = now
+            row.models = self._models()
+            if busy is not None:
+                row.job = job if busy else None
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.services.config.heartbeat_s
+        stuck_since = None
+        while not self._stopping.wait(interval):
+            try:
+                self._beat()
+                if self._busy.is_set() or not self._tickets_waiting():
+                    stuck_since = None
+                    if not self._busy.is_set():
+                        self._ask_for_work()
+                    continue
+                stuck_since = stuck_since or time.monotonic()
+                if time.monotonic() - stuck_since > max(5.0, STUCK_AFTER_BEATS * interval):
+                    self._restart()
+            except Exception as exc:  # the database or Redis is away: beat again next time
+                log.warning("worker %s: heartbeat failed (%s)", self.id, exc)
+
+    def _tickets_waiting(self) -> bool:
+        pending = self.queue.pending_tickets
+        return bool(pending(self.own_queue) or pending(SHARED_QUEUE))
+
+    def _ask_for_work(self) -> None:
+        """An idle worker with jobs waiting and no ticket in sight sends itself one (tickets
+        can be lost when Redis restarts without persistence)."""
+        if not self.services.runner.queued_jobs():
+            return
+        log.info("worker %s: jobs are waiting without a ticket; taking one", self.id)
+        self.queue.send_ticket(self.own_queue)
+
+    def _restart(self) -> None:
+        """Celery's consumer does not always resume after the broker restarts (it stays
+        connected to nothing while tickets wait). Idle, this worker holds no job, so it starts
+        afresh in the same process (same pid, same name)."""
+        if self._busy.is_set():
+            return
+        log.warning("worker %s: tickets are waiting but none arrives (the broker connection "
+                    "did not recover); restarting the worker", self.id)
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "aiedit.cli", *sys.argv[1:]])
+
+    # --- work -------------------------------------------------------------------------------
+
+    def work_once(self) -> None:
+        """One ticket: run the job that should start next, if any."""
+        self._busy.set()
+        try:
+            self._beat(busy=True)
+            job_id = self.services.runner.run_next(self.queue.queued_order)
+            if job_id:
+                log.info("worker %s: job %s done", self.id, job_id)
+        finally:
+            self._busy.clear()
+            try:
+                self._beat(busy=False)
+            except Exception:
+                log.exception("worker %s: could not report itself idle", self.id)
+
+    def run(self, loglevel: str = "INFO") -> None:
+        """Register, beat, and consume tickets until stopped (SIGTERM: after the current job)."""
+        global _current
+        _current = self
+        celery = self.queue.celery
+        celery.task(name=TASK, ignore_result=True)(_work)
+        self._beat(busy=False)
+        self.services.start()
+        threading.Thread(target=self._heartbeat_loop, daemon=True, name="aiedit-heartbeat").start()
+        log.info("worker %s on %s: consuming %s and %s", self.id, self.device, SHARED_QUEUE,
+                 self.own_queue)
+        try:
+            celery.worker_main([
+                "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1",
+                "-Q", f"{SHARED_QUEUE},{self.own_queue}", "-n", f"{self.id}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                f"--loglevel={loglevel}",
+            ])
+        finally:
+            self._stopping.set()
+            try:
+                with self.services.db.session() as s:
+                    row = s.get(Worker, self.id)
+                    if row is not None:
+                        s.delete(row)
+            except Exception:
+                log.exception("worker %s: could not unregister", self.id)
+            self.services.stop()
+            _current = None

@@ -1,0 +1,86 @@
+"""The studio schema on PostgreSQL and SQLite alike, and the fair order on its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from aiedit.auth.keys import authenticate, create_key
+from aiedit.auth.users import UserError, create_user
+from aiedit.jobs.fair import fair_order
+from aiedit.store.db import Database
+from aiedit.store.models import Base
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    else:
+        postgres = request.getfixturevalue("postgres")
+        db = Database(postgres.database())
+    yield db
+    db.dispose()
+
+
+def test_the_same_migrations_build_the_models_schema_on_both_databases(database):
+    assert database.revisions()[0] is None
+    with pytest.raises(RuntimeError, match="aiedit db upgrade"):
+        database.check_current()
+    database.migrate()
+    database.check_current()
+    with database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    cfg = AlembicConfig()
+    cfg.set_main_option(
+        "script_location", str(resources.files("aiedit.store").joinpath("migrations"))
+    )
+    with database.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0004_job_stats")
+    assert "users" not in inspect(database.engine).get_table_names()
+    database.migrate()
+    assert {"users", "workers"} <= set(inspect(database.engine).get_table_names())
+
+
+def test_a_users_keys_act_as_the_user_with_the_users_role(database):
+    database.migrate()
+    create_user(database, "alice", "admin")
+    create_user(database, "bob")
+    with pytest.raises(UserError, match="already exists"):
+        create_user(database, "bob")
+    for bad in ("local", "0123456789ab", "1abc", "a b"):
+        with pytest.raises(UserError, match="invalid user name"):
+            create_user(database, bad)
+    _, alice_key = create_key(database, "alice-krita", user="alice")
+    _, bob_key = create_key(database, "bob-gimp", role="admin", user="bob")
+    with pytest.raises(ValueError, match="no user 'carol'"):
+        create_key(database, "x", user="carol")
+    alice, bob = authenticate(database, alice_key), authenticate(database, bob_key)
+    assert (alice.owner, alice.is_admin) == ("alice", True)
+    assert (bob.owner, bob.is_admin) == ("bob", False), "a member's key is never an admin key"
+    _, loose = create_key(database, "script")
+    principal = authenticate(database, loose)
+    assert principal.user is None and len(principal.owner) == 12
+
+
+def _queued(*owners, start=datetime(2026, 1, 1, tzinfo=UTC)):
+    return [(f"{owner}{i}", owner, start + timedelta(seconds=i), "m")
+            for i, owner in enumerate(owners)]
+
+
+def test_fair_order_takes_turns_least_recently_served_first():
+    queued = _queued(*["a"] * 20, "b", "c")
+    order = fair_order(queued, {"a": None, "b": None, "c": None})
+    assert order[:4] == ["a0", "b20", "c21", "a1"]
+    assert order[3:] == [f"a{i}" for i in range(1, 20)]
+    served = {"a": datetime(2026, 1, 2, tzinfo=UTC), "b": datetime(2026, 1, 1, tzinfo=UTC),
+              "c": None}
+    assert fair_order(queued, served)[:4] == ["c21", "b20", "a0", "a1"]
