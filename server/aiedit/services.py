@@ -19,6 +19,7 @@ from aiedit.jobs.runner import JobRunner
 from aiedit.store import datadir
 from aiedit.store.blobs import BlobStore
 from aiedit.store.db import Database
+from aiedit.styles import StyleBook
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 600.0
@@ -35,6 +36,7 @@ class Services:
     runner: JobRunner
     queue: JobQueue
     downloads: DownloadTracker | None = None
+    styles: StyleBook | None = None
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -76,7 +78,8 @@ class Services:
             from aiedit.jobs.queue_embedded import EmbeddedQueue
 
             queue = EmbeddedQueue(runner, config.devices)
-        return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker())
+        return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker(),
+                   styles=StyleBook.load(config.styles_file or None))
 
     def start(self) -> None:
         """Recover what a previous run left, start the workers and the retention sweeper.

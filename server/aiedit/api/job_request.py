@@ -63,6 +63,12 @@ class JobRequestSchema(Schema):
     model = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 128))
     params = fields.Dict(keys=fields.String(), load_default=dict)
     region = fields.Nested(RegionSchema, load_default=None, allow_none=True)
+    style = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(1, 64),
+        metadata={"description": "A style preset from GET /v1/styles"},
+    )
     raw = fields.Dict(
         keys=fields.String(validate=validate.OneOf(PART_NAMES)),
         values=fields.Nested(RawSizeSchema),
@@ -77,7 +83,8 @@ class JobFormSchema(Schema):
     request = fields.String(
         required=True,
         metadata={
-            "description": "JSON: {operation, model?, params?, region? {x, y, width, height}, "
+            "description": "JSON: {operation, model?, style?, params?, "
+            "region? {x, y, width, height}, "
             "raw? {image|mask|reference|control<n>: {width, height}}}"
         },
     )
@@ -135,6 +142,8 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
             f"unknown operation {req['operation']!r}; known: {', '.join(ops)}",
             errors={"operation": ["unknown"]},
         )
+    if req["style"] is not None:
+        apply_style(op, req)
     entry = pick_model(op, req["model"])
     try:
         params = op.params().load(req["params"])
@@ -173,6 +182,25 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
     submission = Submission(new, request_hash(raw_request, inputs))
     new.request_hash = submission.request_hash
     return submission
+
+
+def apply_style(op, req: dict) -> None:
+    """Expand the named style into the request: its model when none is named, its prompt
+    template, negative prompt, LoRAs and default params (the job stores the result)."""
+    styles = _services().styles
+    style = styles.get(req["style"]) if styles is not None else None
+    if style is None:
+        known = ", ".join(s.id for s in styles or [])
+        raise ApiError(422, "unknown_style",
+                       f"unknown style {req['style']!r}; GET /v1/styles lists them ({known})",
+                       errors={"style": ["unknown"]})
+    if op.id not in style.operations:
+        raise ApiError(422, "style_wrong_operation",
+                       f"style {style.id} is for {', '.join(style.operations)}, not {op.id}",
+                       errors={"style": ["wrong operation"]})
+    if req["model"] is None and style.model is not None:
+        req["model"] = style.model
+    req["params"] = style.apply(req["params"])
 
 
 def parse_request(text: str) -> tuple[dict, dict]:
