@@ -98,7 +98,9 @@ def classic_map(method: str, image, params: dict):
     import cv2
     import numpy as np
 
-    gray = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+    image = np.asarray(image)
+    code = cv2.COLOR_RGBA2GRAY if image.shape[2] == 4 else cv2.COLOR_RGB2GRAY  # same weights
+    gray = cv2.cvtColor(image, code)
     if method == "canny":
         edges = cv2.Canny(gray, params["low"], params["high"])
     elif method == "scribble":
@@ -109,4 +111,4 @@ def classic_map(method: str, image, params: dict):
             edges = cv2.dilate(edges, kernel)
     else:
         raise OperationError("engine_unsupported", f"classic method {method} makes no map")
-    return np.dstack([edges] * 3)
+    return cv2.merge([edges, edges, edges])
