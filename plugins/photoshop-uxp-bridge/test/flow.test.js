@@ -174,15 +174,17 @@ test("upscale: progress reaches the end and the result opens as a new document",
   assert.deepEqual(layer.pixelAt(100, 60), rgbaAt(result, 100, 60));
 });
 
-test("an inpaint without a selection is refused before anything is sent", async () => {
+test("an inpaint without a selection meets the server's refusal for a classic model", async () => {
+  // Without a mask inpaint refines the whole layer, which only diffusion models do: the
+  // default classic model's refusal (422, before anything is queued) reaches the user.
   const { ps, host } = scene();
   const net = [];
   const session = new JobSession({
     client: new AieditClient({ baseUrl: server.baseUrl, fetch: modalFreeFetch(ps, net) }), host,
   });
   await assert.rejects(session.run({ operation: operation("inpaint"), params: {} }),
-    /needs a selection/);
-  assert.equal(net.length, 0);
+    /needs a mask; refining a whole image takes a diffusion model/);
+  assert.deepEqual(net.map((r) => r.method), ["POST"]);
 });
 
 test("server errors reach the user as the server's message", async () => {
