@@ -14,6 +14,10 @@ from aiedit.config import DEFAULT_PORT, Config
 log = logging.getLogger("aiedit")
 
 
+REQUEST_MEMORY_BYTES = 96 << 20  # a 4096² RGBA layer (64 MiB) and its mask (16 MiB) fit
+EXTRA_CONNECTIONS = 8  # idle keep-alive connections beyond the busy threads
+
+
 def _config(data_dir=None, **overrides) -> Config:
     try:
         return Config.load(data_dir=data_dir, **overrides)
@@ -132,14 +136,19 @@ def serve(host, port, data_dir, workers):
 
 
 def waitress_settings(config: Config) -> dict:
-    """Big images move through memory buffers, not waitress' temporary files."""
-    buffer = min(config.max_upload_bytes + (1 << 16), 256 << 20)
+    """Big images move through memory buffers, not waitress' temporary files, up to a 4096²
+    RGBA layer with its mask; larger request bodies spill to a temporary file. Waitress reads
+    whole bodies before the app (and its key check) sees them, so the number of connections is
+    kept near the number of threads: at most that many bodies are held at once."""
+    request_buffer = min(config.max_upload_bytes + (1 << 16), REQUEST_MEMORY_BYTES)
+    response_buffer = min(config.max_upload_bytes + (1 << 16), 256 << 20)
     return {
         "threads": config.threads,
+        "connection_limit": config.threads + EXTRA_CONNECTIONS,
         "channel_timeout": 120,
         "max_request_body_size": config.max_upload_bytes + (1 << 16),
-        "inbuf_overflow": buffer,
-        "outbuf_overflow": buffer,
+        "inbuf_overflow": request_buffer,
+        "outbuf_overflow": response_buffer,
         "recv_bytes": 1 << 18,
         "clear_untrusted_proxy_headers": True,
         "ident": "aiedit",

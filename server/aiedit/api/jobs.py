@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from flask import Response, current_app, g, request
@@ -49,6 +51,7 @@ IMAGE_FORMATS = {
 }
 RESULT_CONTENT_TYPES = [*IMAGE_FORMATS.values(), "video/mp4"]
 POLL_INTERVAL_S = 0.5
+LONG_POLL_RETRY_S = 1
 WEBP_MAX_SIDE = 16383  # the WebP format cannot hold a larger image
 PROGRESS_EVERY_S = 0.25  # a long-poll answers a state change at once, progress at most this often
 
@@ -310,25 +313,14 @@ def _snapshot(body: dict):
 class JobById(MethodView):
     @blp.arguments(WaitArgs, location="query")
     @blp.response(200, JobSchema)
+    @blp.alt_response(429, description="Too many long-polls open (`too_many_long_polls`)")
     def get(self, args, job_id):
         """Get a job; with `wait`, return as soon as it changes (long-poll)"""
-        services = _services()
         body = job_json(_own_job(job_id))
-        started = time.monotonic()
-        deadline = started + min(args["wait"], services.config.max_wait_s)
-        progress_due = started + PROGRESS_EVERY_S
-        before = _snapshot(body)
-        version = services.events.version(job_id)
-        while body["state"] not in FINISHED and body["state"] == before[0]:
-            now = time.monotonic()
-            changed = _snapshot(body) != before
-            if now >= deadline or (changed and now >= progress_due):
-                break
-            timeout = min(deadline, progress_due if changed else now + POLL_INTERVAL_S) - now
-            # once progress has changed, only a state change may cut the wait short
-            version = services.events.wait(job_id, version, timeout, progress_counts=not changed)
-            body = job_json(_own_job(job_id))
-        return body
+        if args["wait"] <= 0 or body["state"] in FINISHED:
+            return body
+        with _long_polls().slot(g.principal.owner):
+            return _wait_for_change(job_id, body, args["wait"])
 
     @blp.arguments(DeleteArgs, location="query")
     @blp.response(202, JobSchema)
@@ -344,6 +336,76 @@ class JobById(MethodView):
             return Response(status=204)
         services.runner.cancel(job_id)
         return job_json(_own_job(job_id))
+
+
+def _wait_for_change(job_id: str, body: dict, wait: float) -> dict:
+    """Long-poll: the job as soon as its state changes, or its progress (at most every
+    PROGRESS_EVERY_S), or when `wait` seconds have passed."""
+    services = _services()
+    started = time.monotonic()
+    deadline = started + min(wait, services.config.max_wait_s)
+    progress_due = started + PROGRESS_EVERY_S
+    before = _snapshot(body)
+    version = services.events.version(job_id)
+    while body["state"] not in FINISHED and body["state"] == before[0]:
+        now = time.monotonic()
+        changed = _snapshot(body) != before
+        if now >= deadline or (changed and now >= progress_due):
+            break
+        timeout = min(deadline, progress_due if changed else now + POLL_INTERVAL_S) - now
+        # once progress has changed, only a state change may cut the wait short
+        version = services.events.wait(job_id, version, timeout, progress_counts=not changed)
+        body = job_json(_own_job(job_id))
+    return body
+
+
+class _LongPolls:
+    """Counts open long-polls, in total and per caller, and refuses one over either limit: a
+    long-poll holds a server thread, and `max_long_polls` stays below half of them so health
+    checks, submissions and downloads always find one."""
+
+    def __init__(self, total: int, per_caller: int):
+        self.total, self.per_caller = total, per_caller
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, caller: str):
+        with self._lock:
+            mine, everyone = self._open.get(caller, 0), sum(self._open.values())
+            if mine >= self.per_caller or everyone >= self.total:
+                raise ApiError(
+                    429,
+                    "too_many_long_polls",
+                    f"{mine} long-polls (wait=...) are open for you and {everyone} in all; this "
+                    f"server allows {self.per_caller} per caller and {self.total} in all "
+                    "(max_long_polls_per_key, max_long_polls). Follow fewer jobs at once, or "
+                    "poll without `wait` after Retry-After",
+                    headers={"Retry-After": str(LONG_POLL_RETRY_S)},
+                )
+            self._open[caller] = mine + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._open[caller] - 1
+                if left:
+                    self._open[caller] = left
+                else:
+                    del self._open[caller]
+
+
+_long_polls_lock = threading.Lock()
+
+
+def _long_polls() -> _LongPolls:
+    app = current_app._get_current_object()
+    with _long_polls_lock:
+        polls = app.extensions.get("aiedit-long-polls")
+        if polls is None:
+            polls = _LongPolls(*_services().config.long_poll_limits)
+            app.extensions["aiedit-long-polls"] = polls
+        return polls
 
 
 @blp.route("/jobs/<job_id>/results/<int:index>")

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 
+CPU_DEVICE = "cpu"
+
 
 @dataclass
 class WorkerInfo:
@@ -31,6 +33,12 @@ class JobQueue(ABC):
     @abstractmethod
     def enqueue(self, job_id: str, device: str) -> None:
         """Queue a stored job for a device queue."""
+
+    def enqueue_cpu(self, job_id: str) -> None:
+        """Queue a stored job that needs only the CPU (a classic operation). Transports with a
+        CPU lane run it there, so it never waits behind GPU work; by default it is queued like
+        any job for the device "cpu"."""
+        self.enqueue(job_id, CPU_DEVICE)
 
     @abstractmethod
     def remove(self, job_id: str) -> None:

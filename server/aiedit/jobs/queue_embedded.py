@@ -1,4 +1,5 @@
-"""The personal-mode queue: in-process, one worker thread per device, first in first out."""
+"""The personal-mode queue: in-process, one worker thread per device, first in first out, and
+one more for classic operations (CPU only), so they never wait behind GPU work."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import logging
 import threading
 from collections import deque
 
-from aiedit.jobs.queue_base import JobQueue, WorkerInfo
+from aiedit.jobs.queue_base import CPU_DEVICE, JobQueue, WorkerInfo
 from aiedit.jobs.runner import JobRunner
 
 log = logging.getLogger(__name__)
+CPU_LANE = "classic-cpu"  # the lane of jobs that need only the CPU
 
 
 class EmbeddedQueue(JobQueue):
     def __init__(self, runner: JobRunner, devices: list[str]):
         self._runner = runner
         self._devices = devices or ["auto"]
-        self._waiting: dict[str, deque[str]] = {d: deque() for d in self._devices}
-        self._running: dict[str, str | None] = {d: None for d in self._devices}
+        self._lanes = [*self._devices, CPU_LANE]
+        self._waiting: dict[str, deque[str]] = {lane: deque() for lane in self._lanes}
+        self._running: dict[str, str | None] = {lane: None for lane in self._lanes}
         self._cancel: set[str] = set()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -26,9 +29,9 @@ class EmbeddedQueue(JobQueue):
 
     def start(self) -> None:
         self._stopping = False
-        for device in self._devices:
+        for lane in self._lanes:
             thread = threading.Thread(
-                target=self._work, args=(device,), daemon=True, name=f"aiedit-worker-{device}"
+                target=self._work, args=(lane,), daemon=True, name=f"aiedit-worker-{lane}"
             )
             thread.start()
             self._threads.append(thread)
@@ -42,8 +45,13 @@ class EmbeddedQueue(JobQueue):
         self._threads.clear()
 
     def enqueue(self, job_id: str, device: str) -> None:
+        self._append(self._waiting.get(device) or self._waiting[self._devices[0]], job_id)
+
+    def enqueue_cpu(self, job_id: str) -> None:
+        self._append(self._waiting[CPU_LANE], job_id)
+
+    def _append(self, queue: deque[str], job_id: str) -> None:
         with self._cond:
-            queue = self._waiting.get(device) or self._waiting[self._devices[0]]
             if job_id not in queue:
                 queue.append(job_id)
             self._cond.notify_all()
@@ -63,9 +71,9 @@ class EmbeddedQueue(JobQueue):
 
     def position(self, job_id: str) -> int | None:
         with self._cond:
-            for device, queue in self._waiting.items():
+            for lane, queue in self._waiting.items():
                 if job_id in queue:
-                    return queue.index(job_id) + (self._running[device] is not None)
+                    return queue.index(job_id) + (self._running[lane] is not None)
         return None
 
     def pick_device(self) -> str:
@@ -75,39 +83,40 @@ class EmbeddedQueue(JobQueue):
             )
 
     def workers(self) -> list[WorkerInfo]:
-        """One worker thread per device; they share this process's model cache."""
+        """One worker thread per device and one for classic operations; they share this
+        process's model cache."""
         held = self._runner.cache.held()
         with self._cond:
             running = dict(self._running)
         return [
             WorkerInfo(
-                name=f"embedded-{device}",
-                device=device,
-                job_id=running[device],
-                models=sorted({model for model, on in held if on == device}),
+                name=f"embedded-{lane}",
+                device=CPU_DEVICE if lane == CPU_LANE else lane,
+                job_id=running[lane],
+                models=sorted({model for model, on in held if on == lane}),
             )
-            for device in self._devices
+            for lane in self._lanes
         ]
 
     def idle(self) -> bool:
         with self._cond:
             return not any(self._waiting.values()) and not any(self._running.values())
 
-    def _work(self, device: str) -> None:
+    def _work(self, lane: str) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or self._waiting[device])
+                self._cond.wait_for(lambda: self._stopping or self._waiting[lane])
                 if self._stopping:
                     return
-                job_id = self._waiting[device].popleft()
-                self._running[device] = job_id
+                job_id = self._waiting[lane].popleft()
+                self._running[lane] = job_id
             try:
                 self._runner.run(job_id)
             except Exception:  # the runner reports job failures itself; this is a store fault
-                log.exception("worker %s: job %s could not be run", device, job_id)
+                log.exception("worker %s: job %s could not be run", lane, job_id)
             finally:
                 with self._cond:
-                    self._running[device] = None
+                    self._running[lane] = None
                     self._cancel.discard(job_id)
                     self._cond.notify_all()
 

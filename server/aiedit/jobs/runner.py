@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select, update
 
 from aiedit.engines import engine_module
 from aiedit.jobs import stats
+from aiedit.jobs.queue_base import CPU_DEVICE
 from aiedit.logs import job_context
 from aiedit.ops.base import (
     Canceled,
@@ -132,7 +133,8 @@ class JobRunner:
     def submit(self, new: NewJob) -> Job:
         """Store inputs and the row, then queue it. Nothing is left behind if any step fails."""
         job_id = uuid.uuid4().hex
-        device = self.queue.pick_device()
+        cpu_only = self._cpu_only(new.model)
+        device = CPU_DEVICE if cpu_only else self.queue.pick_device()
         try:
             inputs = {
                 name: {
@@ -181,8 +183,19 @@ class JobRunner:
         if self.log_params:
             fields["params"] = new.params
         log.info("job queued", extra=fields)
-        self.queue.enqueue(job_id, device)
+        self._enqueue(job_id, device, cpu_only)
         return job
+
+    def _cpu_only(self, model: str) -> bool:
+        """Classic operations run on the CPU in one call: they get the queue's CPU lane."""
+        entry = self.catalog.get(model)
+        return entry is not None and entry.engine == "classic"
+
+    def _enqueue(self, job_id: str, device: str, cpu_only: bool) -> None:
+        if cpu_only:
+            self.queue.enqueue_cpu(job_id)
+        else:
+            self.queue.enqueue(job_id, device)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -487,12 +500,14 @@ class JobRunner:
                     _transition(s, job_id, RUNNING, state=QUEUED,
                                 progress={"step": 0, "total": 0, "stage": "queued"})
             queued = s.execute(
-                select(Job.id, Job.device).where(Job.state == QUEUED).order_by(Job.created_at)
+                select(Job.id, Job.device, Job.model)
+                .where(Job.state == QUEUED)
+                .order_by(Job.created_at)
             ).all()
         self.sweep_orphans(min_age_s=0.0)
-        for job_id, device in queued:
-            self.queue.enqueue(job_id, device)
-        return [job_id for job_id, _ in queued]
+        for job_id, device, model in queued:
+            self._enqueue(job_id, device, self._cpu_only(model))
+        return [job_id for job_id, _, _ in queued]
 
     def sweep_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:
         """Remove job folders that belong to no job and have not changed for `min_age_s`
