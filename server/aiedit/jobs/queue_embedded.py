@@ -88,12 +88,13 @@ class EmbeddedQueue(JobQueue):
         held = self._runner.cache.held()
         with self._cond:
             running = dict(self._running)
+        devices = {lane: CPU_DEVICE if lane == CPU_LANE else lane for lane in self._lanes}
         return [
             WorkerInfo(
                 name=f"embedded-{lane}",
-                device=CPU_DEVICE if lane == CPU_LANE else lane,
+                device=devices[lane],
                 job_id=running[lane],
-                models=sorted({model for model, on in held if on == lane}),
+                models=sorted({model for model, on in held if on == devices[lane]}),
             )
             for lane in self._lanes
         ]
