@@ -31,6 +31,7 @@ class LoadResult:
     lost: list[str] = field(default_factory=list)
     server_errors: int = 0
     rate_limited: int = 0
+    long_polls_refused: int = 0  # 429 too_many_long_polls: retried after Retry-After
     queue_latency_s: list[float] = field(default_factory=list)
     run_s: list[float] = field(default_factory=list)
 
@@ -45,7 +46,8 @@ class LoadResult:
         return (
             f"{self.jobs} jobs from {self.clients} clients in {self.wall_s:.1f} s: "
             f"{self.succeeded} succeeded, {len(self.lost)} lost, {self.server_errors} 5xx, "
-            f"{self.rate_limited} 429; queue latency p50 {self.percentile(q, 50):.3f} s, "
+            f"{self.rate_limited} rate-limited, {self.long_polls_refused} long-polls refused "
+            f"over the cap; queue latency p50 {self.percentile(q, 50):.3f} s, "
             f"p99 {self.percentile(q, 99):.3f} s; run time median "
             f"{statistics.median(self.run_s) if self.run_s else float('nan'):.3f} s"
         )
@@ -55,6 +57,13 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _code(resp: requests.Response) -> str | None:
+    try:
+        return resp.json().get("code")
+    except ValueError:
+        return None
 
 
 class _Client:
@@ -73,7 +82,9 @@ class _Client:
             with self.lock:
                 if resp.status_code >= 500:
                     self.result.server_errors += 1
-                if resp.status_code == 429:
+                if resp.status_code == 429 and _code(resp) == "too_many_long_polls":
+                    self.result.long_polls_refused += 1
+                elif resp.status_code == 429:
                     self.result.rate_limited += 1
             if resp.status_code != 429:
                 return resp
@@ -140,7 +151,8 @@ def main() -> list[Row]:
             server.stop()
     print(f"one client:  {alone.summary()}")
     print(f"20 clients:  {loaded.summary()}")
-    note = f"{len(loaded.lost)} lost, {loaded.server_errors} 5xx, {loaded.rate_limited} 429"
+    note = (f"{len(loaded.lost)} lost, {loaded.server_errors} 5xx, {loaded.rate_limited} 429, "
+            f"{loaded.long_polls_refused} long-polls refused")
     per_job_alone = alone.wall_s / alone.jobs
     median_run = statistics.median(loaded.run_s)
     return [

@@ -318,7 +318,8 @@ class Client:
             raise CancelFailed(job_id, error) from None
 
     def _retrying(self, call: Callable):
-        """Run ``call`` again after dropped connections or 5xx, for up to retry_window_s."""
+        """Run ``call`` again after dropped connections, 5xx or a refused long-poll, for up to
+        retry_window_s."""
         deadline = None
         delay = 0.5
         while True:
@@ -407,7 +408,10 @@ class Client:
 
 
 def _retryable(error: AieditError) -> bool:
-    return isinstance(error, ConnectionFailed) or (error.status or 0) in (502, 503, 504)
+    """Worth another try: the connection dropped, the server is briefly unavailable, or it
+    holds as many long-polls open as it allows (429 too_many_long_polls)."""
+    return (isinstance(error, ConnectionFailed) or (error.status or 0) in (502, 503, 504)
+            or error.code == "too_many_long_polls")
 
 
 def _final(job: dict) -> dict:
