@@ -1,4 +1,7 @@
-"""Run every benchmark (or those named on the command line) and print one table of ratios."""
+"""Run every benchmark (or those named on the command line) and print one table of ratios.
+
+Exits non-zero when a benchmark fails or a row misses its target, so a regression cannot pass
+quietly."""
 
 from __future__ import annotations
 
@@ -35,10 +38,12 @@ def main(argv: list[str]) -> int:
             failed.append(name)
         print(f"   {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     print_table(rows)
+    missed = [r.name for r in rows if r.verdict == "MISSED"]
     if failed:
         print(f"benchmarks that failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    if missed:
+        print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
+    return 1 if failed or missed else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 import requests
 
 from bench.common import Row, best_of
-from tests.helpers import LiveServer, box_mask, noise_image, png_bytes
+from tests.helpers import LiveServer, box_mask, decode_png, noise_image, png_bytes
 
 REPEATS = 3
 
@@ -69,17 +69,32 @@ def _seconds(job, start_key, end_key) -> float:
     ).total_seconds()
 
 
-def _http_inpaint(server, image, mask) -> tuple[float, float]:
-    """(server-side job time, end-to-end wall time with upload and download), best of REPEATS."""
-    image_png, mask_png = png_bytes(image), png_bytes(mask)
-    best_job, best_wall = float("inf"), float("inf")
+def _http_inpaint(server, image, mask) -> tuple[float, float, float]:
+    """Best of REPEATS, each end to end (POST until the result is decoded in the client):
+    (the job's own run time, with raw RGBA upload and download, with PNG upload and download)."""
+    height, width = image.shape[:2]
+    raw_files = {"image": image.tobytes(), "mask": mask.tobytes()}
+    raw_sizes = {name: {"width": width, "height": height} for name in raw_files}
+    png_files = {"image": png_bytes(image), "mask": png_bytes(mask)}
+    best_run, best_raw, best_png = float("inf"), float("inf"), float("inf")
     for _ in range(REPEATS):
         started = time.perf_counter()
-        job = _wait(server, _post(server, "inpaint", {"image": image_png, "mask": mask_png})["id"])
-        assert requests.get(server.url + job["results"][0]["url"], timeout=60).content
-        best_wall = min(best_wall, time.perf_counter() - started)
-        best_job = min(best_job, _seconds(job, "started_at", "finished_at"))
-    return best_job, best_wall
+        job = _wait(server, _post(server, "inpaint", raw_files, raw=raw_sizes)["id"])
+        data = requests.get(
+            server.url + job["results"][0]["url"], params={"format": "rgba"}, timeout=60
+        ).content
+        assert np.frombuffer(data, np.uint8).reshape(height, width, 4).shape == image.shape
+        best_raw = min(best_raw, time.perf_counter() - started)
+        best_run = min(best_run, _seconds(job, "started_at", "finished_at"))
+        requests.delete(f"{server.url}/v1/jobs/{job['id']}", timeout=30)
+
+        started = time.perf_counter()
+        job = _wait(server, _post(server, "inpaint", png_files)["id"])
+        data = requests.get(server.url + job["results"][0]["url"], timeout=60).content
+        assert decode_png(data).shape == image.shape
+        best_png = min(best_png, time.perf_counter() - started)
+        requests.delete(f"{server.url}/v1/jobs/{job['id']}", timeout=30)
+    return best_run, best_raw, best_png
 
 
 def _raw_socket_roundtrip(payload: bytes) -> float:
@@ -143,15 +158,21 @@ def _http_bulk_roundtrip(server, width: int, height: int) -> float:
     return best
 
 
-def _startup(data_dir: Path) -> float:
+def _startup(data_dir: Path) -> tuple[float, float]:
+    """(first start on an empty folder, best later start on the same folder: its database is
+    current, which is the start a user waits for every day)."""
+    server = LiveServer(data_dir / "start")
+    started = time.perf_counter()
+    server.start()
+    first = time.perf_counter() - started
+    server.stop()
     best = float("inf")
-    for i in range(REPEATS):
-        server = LiveServer(data_dir / f"start{i}")
+    for _ in range(REPEATS):
         started = time.perf_counter()
         server.start()
         best = min(best, time.perf_counter() - started)
         server.stop()
-    return best
+    return first, best
 
 
 def main() -> list[Row]:
@@ -159,41 +180,51 @@ def main() -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         server = LiveServer(Path(tmp) / "data").start()
         try:
-            for hole in (160, 384):
-                image, mask = _inpaint_inputs(hole)
-                in_process = _in_process_inpaint(image, mask)
-                job_time, wall = _http_inpaint(server, image, mask)
-                name = f"1024² classic inpaint, {hole}² hole"
-                rows.append(
-                    Row(
-                        f"{name}: job over HTTP (decoded) ÷ in-process",
-                        job_time,
-                        in_process,
-                        target=1.05,
-                        note=f"+{(job_time - in_process) * 1000:.0f} ms",
-                    )
-                )
-                rows.append(
-                    Row(
-                        f"{name}: with PNG upload+download ÷ in-process",
-                        wall,
-                        in_process,
-                        note="transfer and PNG coding included",
-                    )
-                )
+            hole = 160
+            image, mask = _inpaint_inputs(hole)
+            in_process = _in_process_inpaint(image, mask)
+            run, raw, png = _http_inpaint(server, image, mask)
+            name = f"1024² classic inpaint, {hole}² hole"
+            rows += [
+                Row(
+                    f"{name}: end to end, raw RGBA up+download ÷ in-process",
+                    raw,
+                    in_process,
+                    target=1.25,
+                    note=f"+{(raw - in_process) * 1000:.0f} ms; what the plugins do",
+                ),
+                Row(
+                    f"{name}: end to end, PNG up+download ÷ in-process",
+                    png,
+                    in_process,
+                    note="PNG coding on both sides included",
+                ),
+                Row(
+                    f"{name}: the job's own run time (started→finished) ÷ in-process",
+                    run,
+                    in_process,
+                    note="reads inputs, stores the result durably",
+                ),
+            ]
             bulk = _http_bulk_roundtrip(server, 4096, 4096)
         finally:
             server.stop()
-        startup = _startup(Path(tmp))
+        first_start, startup = _startup(Path(tmp))
     floor = _raw_socket_roundtrip(np.zeros(4096 * 4096 * 4, np.uint8).tobytes())
     return [
         *rows,
         Row(
-            "4096² RGBA upload + download over HTTP ÷ raw loopback socket",
+            "4096² raw RGBA upload (until 202) + download ÷ raw loopback socket",
             bulk,
             floor,
             target=3.0,
-            note="inputs and results are stored on disk on the way",
+            note="inputs are on disk before the 202",
         ),
-        Row("aiedit serve start to /v1/health ÷ 1.5 s budget", startup, 1.5, target=1.0),
+        Row(
+            "aiedit serve start to /v1/health, database current ÷ 1.0 s budget",
+            startup,
+            1.0,
+            target=1.0,
+            note=f"first start on an empty folder (creates the database): {first_start:.2f} s",
+        ),
     ]

@@ -54,3 +54,41 @@ def test_upgrade_from_0001_keeps_jobs_and_adds_the_request_hash(tmp_path):
     with db.engine.begin() as connection:
         command.downgrade(_alembic(connection), "0001")
     assert "request_hash" not in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
+
+
+def test_head_revision_read_from_the_scripts_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from aiedit.store.db import head_revision
+
+    with create_engine("sqlite://").connect() as connection:
+        script = ScriptDirectory.from_config(_alembic(connection))
+    assert head_revision() == script.get_current_head()
+
+
+def test_a_current_database_starts_without_alembic(tmp_path):
+    """Start-up speed: once the database is at head, migrate() neither imports Alembic nor
+    touches the schema; an older database still gets upgraded (test above)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    Database(url).migrate()
+    assert Database(url).is_current()
+    check = (
+        "import sys; from aiedit.store.db import Database; "
+        f"Database({url!r}).migrate(); "
+        "print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    old = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    with create_engine(old).begin() as connection:
+        command.upgrade(_alembic(connection), "0001")
+    assert not Database(old).is_current()
+    out = subprocess.run([sys.executable, "-c", check.replace(url, old)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"  # behind head: Alembic runs and brings it up
+    assert Database(old).is_current()

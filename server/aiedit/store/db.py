@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -44,7 +48,11 @@ class Database:
                 raise
 
     def migrate(self) -> None:
-        """Bring the schema up to date (Alembic `upgrade head`)."""
+        """Bring the schema up to date (Alembic `upgrade head`). A database already at the head
+        revision is left alone without importing Alembic: that is every start but the first
+        after an upgrade, and Alembic's import and script scan cost a noticeable part of it."""
+        if self.is_current():
+            return
         from alembic import command
 
         with self.engine.begin() as connection:
@@ -63,12 +71,26 @@ class Database:
     def check_current(self) -> None:
         """Refuse to run on a schema that `aiedit db upgrade` has not brought up to date
         (studio mode: many processes share the database, so none migrates it on its own)."""
+        if self.is_current():
+            return
         current, head = self.revisions()
         if current != head:
             raise RuntimeError(
                 f"the database schema is at revision {current or 'none (empty database)'} but "
                 f"this aiedit needs {head}: run `aiedit db upgrade` first"
             )
+
+    def revision(self) -> set[str] | None:
+        """The revisions stored in `alembic_version` (None when there is no such table)."""
+        try:
+            with self.engine.connect() as connection:
+                return {row[0] for row in connection.execute(text(_VERSION_QUERY))}
+        except DBAPIError:
+            return None
+
+    def is_current(self) -> bool:
+        head = head_revision()
+        return head is not None and self.revision() == {head}
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -83,6 +105,38 @@ def _alembic_config(connection):
     )
     cfg.attributes["connection"] = connection
     return cfg
+
+
+_VERSION_QUERY = "SELECT version_num FROM alembic_version"
+_REVISION = re.compile(r"^revision\s*=\s*(.+)$", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*(.+)$", re.MULTILINE)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The single head of the migration scripts, read from their `revision` and
+    `down_revision` lines without importing Alembic; None when that cannot be told for sure
+    (several heads, an unusual file), and then Alembic decides."""
+    folder = resources.files("aiedit.store").joinpath("migrations", "versions")
+    revisions, parents = set(), set()
+    for script in folder.iterdir():
+        if not script.name.endswith(".py") or script.name.startswith("__"):
+            continue
+        source = script.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return None
+        try:
+            revisions.add(ast.literal_eval(revision.group(1).strip()))
+            down_value = ast.literal_eval(down.group(1).strip())
+        except (ValueError, SyntaxError):
+            return None
+        if isinstance(down_value, str):
+            parents.add(down_value)
+        elif isinstance(down_value, (tuple, list)):
+            parents.update(down_value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
