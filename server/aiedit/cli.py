@@ -102,6 +102,7 @@ def serve(host, port, data_dir, workers):
         lock = datadir.DataDirLock(config.data_dir).acquire()  # held until this process ends
     except datadir.DataDirBusy as exc:
         raise click.ClickException(str(exc)) from None
+    _prepare_threads(config)
     services = _services(config)
     if not config.is_loopback and not keys_exist(services.db):
         services.stop()
@@ -135,6 +136,15 @@ def serve(host, port, data_dir, workers):
         lock.release()
 
 
+def _prepare_threads(config: Config) -> None:
+    """Thread counts for torch, OpenMP and OpenCV, set before any of them is imported."""
+    from aiedit.engines import threads
+
+    chosen = threads.plan(config)
+    threads.prepare_process(chosen)
+    log.info("threads: %s", "; ".join(chosen.describe()))
+
+
 def waitress_settings(config: Config) -> dict:
     """Big images move through memory buffers, not waitress' temporary files, up to a 4096²
     RGBA layer with its mask; larger request bodies spill to a temporary file. Waitress reads
@@ -143,8 +153,8 @@ def waitress_settings(config: Config) -> dict:
     request_buffer = min(config.max_upload_bytes + (1 << 16), REQUEST_MEMORY_BYTES)
     response_buffer = min(config.max_upload_bytes + (1 << 16), 256 << 20)
     return {
-        "threads": config.threads,
-        "connection_limit": config.threads + EXTRA_CONNECTIONS,
+        "threads": config.request_threads,
+        "connection_limit": config.request_threads + EXTRA_CONNECTIONS,
         "channel_timeout": 120,
         "max_request_body_size": config.max_upload_bytes + (1 << 16),
         "inbuf_overflow": request_buffer,
@@ -549,6 +559,11 @@ def doctor():
             click.echo(f"  {name:12} {getattr(module, '__version__', '?')}")
         except ImportError as exc:
             click.echo(f"  {name:12} missing ({exc}); install with `pip install 'aiedit[ml]'`")
+    from aiedit.engines import threads
+
+    click.echo("threads (settings torch_threads, opencv_threads, threads override them):")
+    for line in threads.plan(config).describe():
+        click.echo(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ class Config:
     lora_dir: str = ""  # a folder of LoRA safetensors files, each offered as `lora:<stem>`
     styles_file: str = ""  # user style presets (TOML), added to the built-in ones
     models_dir: str = ""  # weights files (spandrel, converted ncnn); empty: <data_dir>/models
-    threads: int = 32
+    threads: int = 0  # waitress request threads; 0: 8 per core, at least 32 (request_threads)
+    torch_threads: int = 0  # torch intra-op threads; 0: from cores and devices (engines/threads)
+    opencv_threads: int = 0  # OpenCV threads; 0: the cores
     max_wait_s: float = 60.0
     rate_limit_per_minute: int = 600
     max_queued_per_owner: int = 64  # queued jobs one owner may have (0: no limit)
@@ -89,9 +91,15 @@ class Config:
         return self.log_format == "json" or (not self.log_format and self.mode != "personal")
 
     @property
+    def request_threads(self) -> int:
+        """waitress' request threads: the setting, or 8 per core and at least 32 (most of them
+        wait in long-polls, so they are cheap; the count bounds concurrent requests)."""
+        return self.threads if self.threads > 0 else max(32, 8 * (os.cpu_count() or 1))
+
+    @property
     def long_poll_limits(self) -> tuple[int, int]:
         """(in total, per caller): below half the threads, so other requests always find one."""
-        total = self.max_long_polls or max(1, self.threads // 2 - 1)
+        total = self.max_long_polls or max(1, self.request_threads // 2 - 1)
         return total, min(total, self.max_long_polls_per_key or max(1, total // 2))
 
     @property

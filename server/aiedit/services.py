@@ -75,9 +75,10 @@ class Services:
         if config.studio:
             queue = CeleryQueue(runner, config, client)
         else:
+            from aiedit.engines import threads
             from aiedit.jobs.queue_embedded import EmbeddedQueue
 
-            queue = EmbeddedQueue(runner, config.devices)
+            queue = EmbeddedQueue(runner, config.devices, thread_plan=threads.plan(config))
         return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker(),
                    styles=StyleBook.load(config.styles_file or None))
 

@@ -7,6 +7,8 @@ import logging
 import threading
 from collections import deque
 
+from aiedit.engines import threads
+from aiedit.engines.threads import ThreadPlan
 from aiedit.jobs.queue_base import CPU_DEVICE, JobQueue, WorkerInfo
 from aiedit.jobs.runner import JobRunner
 
@@ -15,8 +17,10 @@ CPU_LANE = "classic-cpu"  # the lane of jobs that need only the CPU
 
 
 class EmbeddedQueue(JobQueue):
-    def __init__(self, runner: JobRunner, devices: list[str]):
+    def __init__(self, runner: JobRunner, devices: list[str],
+                 thread_plan: ThreadPlan | None = None):
         self._runner = runner
+        self._thread_plan = thread_plan
         self._devices = devices or ["auto"]
         self._lanes = [*self._devices, CPU_LANE]
         self._waiting: dict[str, deque[str]] = {lane: deque() for lane in self._lanes}
@@ -112,6 +116,8 @@ class EmbeddedQueue(JobQueue):
                 job_id = self._waiting[lane].popleft()
                 self._running[lane] = job_id
             try:
+                if self._thread_plan is not None:
+                    threads.apply_in_worker(self._thread_plan)
                 self._runner.run(job_id)
             except Exception:  # the runner reports job failures itself; this is a store fault
                 log.exception("worker %s: job %s could not be run", lane, job_id)
