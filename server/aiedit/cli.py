@@ -320,6 +320,7 @@ def worker(device, name, data_dir):
 
     config = _config(data_dir, devices=[device])
     _configure_logging(config)
+    _prepare_threads(config)
     if not config.studio:
         raise click.ClickException(
             "`aiedit worker` is for studio mode: set AIEDIT_MODE=studio, AIEDIT_DATABASE_URL "
@@ -349,7 +350,7 @@ def _serve_studio(config: Config) -> None:
                 "bind": f"{config.host}:{config.port}",
                 "workers": max(1, config.workers),
                 "worker_class": "gthread",
-                "threads": config.threads,
+                "threads": config.request_threads,
                 "timeout": int(config.max_wait_s) + 60,
                 "graceful_timeout": 10,
                 "limit_request_line": 8190,
