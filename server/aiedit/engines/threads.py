@@ -12,7 +12,7 @@ team member left the other spinning. The server therefore lets OpenMP threads sp
 
 - torch intra-op threads: the cores when a worker computes on the CPU; with GPU workers only,
   at most 4 (the CPU side of a GPU job is light and should leave cores to the rest).
-- OpenCV threads: the cores (classic operations run alone in their worker).
+- OpenCV threads: the cores (classic operations have a worker lane of their own).
 - waitress request threads: `Config.request_threads` (most of them wait in long-polls).
 - OpenMP wait: GOMP_SPINCOUNT (GNU OpenMP, PyTorch's wheels) and KMP_BLOCKTIME (Intel OpenMP).
 
