@@ -70,18 +70,21 @@ def check(params: dict, sizes: dict, config, entry, catalog) -> None:
 )
 def run(ctx: OpContext):
     """Draw new images from a prompt, sized to the selection (or the given width and height).
-    With an `image` (the pixels under the region, or a whole layer) it refines them: `strength`
-    0 keeps the image, 1 replaces it, in between the model redraws that much of it."""
+    With an `image` (the pixels under the region, or a whole layer) and a `strength` below 1 it
+    refines them: 0 keeps the image, in between the model redraws that much of it; at 1 (the
+    default) the image plays no part."""
     if ctx.model.engine != "diffusion":
         raise OperationError(
             "engine_unsupported",
             f"model {ctx.model.entry.id} cannot generate with this server version",
         )
     image = ctx.inputs.get("image")
+    if ctx.params["strength"] >= 1.0:
+        image = None  # replace: the pixels under the region play no part
     if image is not None and (ctx.params["width"] or ctx.params["height"]):
         raise OperationError(
             "params_conflict",
-            "width/height: with an image the result has the image's size; leave them empty",
+            "width/height: a refine (strength below 1) keeps the image's size; leave them empty",
         )
     with lora_layers.active(ctx):
         return _diffusion(ctx, image)
@@ -100,7 +103,7 @@ def _diffusion(ctx: OpContext, image):
     else:
         size = (p["width"] or ctx.region.width, p["height"] or ctx.region.height)
         alpha = None
-    refine = image is not None and p["strength"] < 1.0
+    refine = image is not None
     if refine and p["strength"] == 0.0:  # keep: nothing to redraw
         return [ImageOutput(np.array(image), seed=None) for _ in range(p["count"])]
     work_w, work_h = model.fit(*size)

@@ -40,14 +40,15 @@ def test_refine_strength_0_keeps_and_1_replaces(dclient):
     image[..., 3] = 200  # the layer's alpha survives a refine
     _, (kept,) = refine(dclient, "tiny-sdxl", image, strength=0.0)
     assert np.array_equal(kept, image)
+    _, (refined,) = refine(dclient, "tiny-sdxl", image, strength=0.5)
+    assert (refined[..., 3] == 200).all()
     _, (replaced,) = refine(dclient, "tiny-sdxl", image, strength=1.0)
     plain = run_job(
         dclient, "generate", model="tiny-sdxl", region=REGION,
         params={"prompt": "a lake", "seed": 3},
     )
     expected = fetch(dclient, plain["results"][0])
-    assert np.array_equal(replaced[..., :3], expected[..., :3])
-    assert (replaced[..., 3] == 200).all()
+    assert np.array_equal(replaced, expected), "strength 1: the image plays no part"
 
 
 def test_refine_shares_the_loaded_weights(dclient, dservices):
@@ -99,7 +100,12 @@ def test_inpaint_low_strength_runs_the_steps_asked_for(dclient):
     assert job["progress"]["total"] >= 2
 
 
-def test_refine_with_width_is_refused(dclient):
+def test_refine_with_width_is_refused_and_replace_sizes_as_asked(dclient):
+    job = run_job(
+        dclient, "generate", {"image": noise_image(32, 32)}, model="tiny-sdxl",
+        params={"prompt": "x", "width": 64, "height": 96},
+    )
+    assert (job["results"][0]["width"], job["results"][0]["height"]) == (64, 96)
     resp = submit(
         dclient, "generate", {"image": png_bytes(noise_image(32, 32))}, model="tiny-sdxl",
         params={"prompt": "x", "width": 64, "strength": 0.5},
