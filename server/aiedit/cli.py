@@ -419,7 +419,7 @@ def models_pull(model_ids, catalog_file):
     """Download models (into the Hugging Face cache), showing progress."""
     from tqdm import tqdm
 
-    from aiedit.engines import engine_module, is_installed
+    from aiedit.engines import engine_module, is_installed, unavailable_reason
 
     for model_id in model_ids:
         _, entry = _catalog_entry(model_id, catalog_file)
@@ -427,8 +427,10 @@ def models_pull(model_ids, catalog_file):
         if not hasattr(engine, "download"):
             click.echo(f"{entry.id}: nothing to download ({entry.engine} model)")
             continue
-        if entry.non_commercial:
-            click.echo(f"{entry.id}: licence {entry.licence} (non-commercial use only)", err=True)
+        if unavailable_reason(entry):
+            raise click.ClickException(unavailable_reason(entry))
+        if entry.licence_notice:
+            click.echo(f"{entry.id}: {entry.licence_notice}", err=True)
         if is_installed(entry):
             click.echo(f"{entry.id}: already downloaded")
             continue

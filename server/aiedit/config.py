@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
-import tomllib
 
 DEFAULT_PORT = 8790
 DATABASE_FILE = "aiedit.sqlite3"
@@ -62,6 +62,9 @@ class Config:
     metrics_loopback: bool = True  # /metrics without a key from 127.0.0.1 (not behind a proxy!)
     admin_session_hours: float = 12.0
     allowed_hosts: list[str] = field(default_factory=list)  # Host names a key-less server answers
+    # Jobs for a model that is not downloaded yet download it first, if an admin submitted them.
+    # None: on for a personal server that never had an API key, off once a key was created.
+    auto_download: bool | None = None
     testing: bool = False
 
     def __post_init__(self):
@@ -134,10 +137,21 @@ def _coerce(f: dataclasses.Field, value):
         return int(value)
     if kind == "float":
         return float(value)
-    if kind == "bool":
-        return value.lower() in {"1", "true", "yes", "on"}
+    if kind in ("bool", "bool | None"):
+        return _boolean(f.name, value)
     if kind == "Path":
         return Path(value).expanduser()
     if kind.startswith("list"):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def _boolean(name: str, value: str) -> bool | None:
+    text = value.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    if text in {"", "auto", "default"} and name == "auto_download":
+        return None
+    raise ValueError(f"{name}: {value!r} is not a yes/no value (use true or false)")

@@ -21,14 +21,18 @@ GIMP_PLUGIN = "aiedit"
 
 
 def plugins_source() -> Path:
-    """The repository's ``plugins/`` folder."""
-    root = Path(__file__).resolve().parents[2] / "plugins"
-    if not (root / "client" / "aiedit_client.py").is_file():
-        raise FileNotFoundError(
-            f"plug-in sources not found at {root}: install aiedit from its source tree "
-            "(pip install -e .) to install plug-ins"
-        )
-    return root
+    """The plug-ins' sources: bundled in the installed package (``aiedit/_plugins``, put there
+    when the wheel is built), else the source tree's ``plugins/`` folder (a development
+    checkout)."""
+    here = Path(__file__).resolve().parent
+    for root in (here / "_plugins", here.parents[1] / "plugins"):
+        if (root / "client" / "aiedit_client.py").is_file():
+            return root
+    raise FileNotFoundError(
+        f"plug-in sources not found (neither in {here / '_plugins'} nor in a source tree): "
+        "this aiedit installation lacks them; reinstall aiedit from its wheel "
+        "(pip install --force-reinstall aiedit) or from its source tree (pip install -e .)"
+    )
 
 
 def client_file() -> Path:

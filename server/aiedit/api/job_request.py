@@ -12,13 +12,14 @@ import shutil
 import threading
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from PIL import Image
 from sqlalchemy import func, select
 
 from aiedit.api.errors import ApiError
+from aiedit.api.models import require_runnable
 from aiedit.engines import default_model, installed_for
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw
 from aiedit.jobs.runner import QUEUED, InputFile, NewJob
@@ -158,6 +159,7 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
             errors={"params": errors},
         ) from None
     entry = fit_model(op, entry, req["model"] is not None, params)
+    require_runnable(entry, g.principal, services)
     inputs = read_inputs(op, files, req["raw"])
     region = _region(req, inputs, params)
     sizes = {name: (f.width, f.height) for name, f in inputs.items()}

@@ -212,6 +212,7 @@ class Jobs(MethodView):
     @blp.arguments(JobFilesSchema, location="files")
     @blp.response(202, JobSchema)
     @blp.alt_response(400, description="Undecodable input")
+    @blp.alt_response(409, description="The model is not installed (or cannot run here)")
     @blp.alt_response(413, description="Upload or image too large")
     @blp.alt_response(422, description="Invalid request, params or files")
     @blp.alt_response(429, description="Queue full (`queue_full`) or rate limited")

@@ -1,11 +1,14 @@
 """Engines turn catalog entries into runnable models. Each engine module offers
 `is_installed(entry) -> bool` (cheap, no torch import) and `load(entry, device) -> LoadedModel`;
-engines with weights also offer `download(entry, report)` and `remove(entry)`."""
+engines with weights also offer `download(entry, report)` and `remove(entry)`, and
+`requirements(entry) -> {module: extra}` names the Python packages they need (a base install
+without extras has none of them)."""
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import platform
 import sys
 from pathlib import Path
@@ -20,7 +23,31 @@ def engine_module(name: str) -> ModuleType:
 
 
 def is_installed(entry: ModelEntry) -> bool:
-    return engine_module(entry.engine).is_installed(entry)
+    """The entry can run here now: its packages are installed and its weights are on disk."""
+    return unavailable_reason(entry) is None and engine_module(entry.engine).is_installed(entry)
+
+
+def unavailable_reason(entry: ModelEntry) -> str | None:
+    """Why this installation cannot run `entry` at all (Python packages missing), naming the
+    extra that brings them; None when it can."""
+    requirements = getattr(engine_module(entry.engine), "requirements", None)
+    needed = requirements(entry) if requirements else {}
+    missing = [module for module in needed if not _importable(module)]
+    if not missing:
+        return None
+    extras = ",".join(sorted({needed[m] for m in missing}))
+    return (
+        f"this server lacks the Python packages {', '.join(missing)} that model {entry.id} "
+        f"needs; install them with `pip install 'aiedit[{extras}]'` and restart the server"
+    )
+
+
+@functools.cache
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def load(entry: ModelEntry, device: str) -> LoadedModel:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 ENGINES = ("classic", "controlnet", "detector", "diffusion", "lora", "spandrel")
 # diffusers pipeline class name prefix -> the family of weights LoRAs and ControlNets must fit
@@ -50,6 +49,23 @@ class ModelEntry:
             return str(self.options["base"])
         pipeline = self.source.get("pipeline", "")
         return next((f for prefix, f in FAMILIES.items() if pipeline.startswith(prefix)), None)
+
+    @property
+    def revision(self) -> str | None:
+        """The hub revision the entry is pinned to (`source.revision`: a commit hash, or a branch
+        or tag such as "main"); None for entries that do not come from a hub repo."""
+        return self.source.get("revision") if "repo" in self.source else None
+
+    @property
+    def licence_notice(self) -> str | None:
+        """What a user must know before using a non-commercial model's results (the CLI prints it
+        on pull, /v1/models shows it); None for other models."""
+        if not self.non_commercial:
+            return None
+        return (
+            f"{self.name} is licensed under the {self.licence}: non-commercial use only. Read "
+            "the licence before using its results in paid or commercial work."
+        )
 
 
 class CatalogError(ValueError):
@@ -110,5 +126,11 @@ def _parse(doc: dict, origin: str) -> list[ModelEntry]:
             raise CatalogError(f"{origin}: model entry lacks {exc.args[0]!r}: {raw}") from None
         if entry.engine not in ENGINES:
             raise CatalogError(f"{origin}: model {entry.id!r} has unknown engine {entry.engine!r}")
+        if "repo" in entry.source and not str(entry.source.get("revision") or "").strip():
+            raise CatalogError(
+                f"{origin}: model {entry.id!r} comes from hub repo {entry.source['repo']!r} "
+                "but pins no revision: add `revision` to its source (a commit hash, or \"main\" "
+                "to follow the repo)"
+            )
         entries.append(entry)
     return entries

@@ -22,6 +22,11 @@ FILES = ["config.json", "*.safetensors"]
 CLASSES = ("ControlNetModel", "ControlNetUnionModel", "FluxControlNetModel")
 
 
+def requirements(entry: ModelEntry) -> dict[str, str]:
+    """Python packages this engine needs, and the extra that installs them."""
+    return {name: "ml" for name in ("torch", "diffusers", "huggingface_hub")}
+
+
 def is_installed(entry: ModelEntry) -> bool:
     return hub_files.is_installed(entry, FILES)
 
@@ -51,7 +56,7 @@ def load(entry: ModelEntry, device: str) -> LoadedModel:
             f"ControlNet {entry.id}: class {name!r} is not one of {', '.join(CLASSES)} "
             f"in this diffusers ({diffusers.__version__})",
         )
-    kwargs = {"torch_dtype": devices.dtype_for(device, entry)}
+    kwargs = {"torch_dtype": devices.dtype_for(device, entry), "use_safetensors": True}
     if entry.source.get("variant"):
         kwargs["variant"] = entry.source["variant"]
     model = cls.from_pretrained(str(hub_files.local_folder(entry)), **kwargs).to(device)

@@ -29,6 +29,14 @@ LOADERS = ("depth", "lineart")
 FILES = ["config.json", "preprocessor_config.json", "*.safetensors"]  # a transformers repo
 
 
+def requirements(entry: ModelEntry) -> dict[str, str]:
+    """Python packages this engine needs, and the extra that installs them."""
+    needed = {"torch": "ml", "transformers": "ml", "huggingface_hub": "ml"}
+    if entry.source.get("loader") == "lineart":
+        needed["controlnet_aux"] = "ml"
+    return needed
+
+
 def is_installed(entry: ModelEntry) -> bool:
     return hub_files.is_installed(entry, FILES)
 

@@ -23,7 +23,6 @@ import json
 import math
 import random
 import shutil
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,12 +48,17 @@ def local_folder(entry: ModelEntry) -> Path | None:
     if "path" in source:
         folder = Path(source["path"]).expanduser()
     else:
-        folder = downloads.snapshot_folder(source["repo"], source.get("revision"))
+        folder = downloads.snapshot_folder(source["repo"], entry.revision)
         if folder is None:
             return None
     if source.get("subfolder"):
         folder = folder / source["subfolder"]
     return folder if folder.is_dir() else None
+
+
+def requirements(entry: ModelEntry) -> dict[str, str]:
+    """Python packages this engine needs, and the extra that installs them."""
+    return {name: "ml" for name in ("torch", "diffusers", "transformers", "huggingface_hub")}
 
 
 def is_installed(entry: ModelEntry) -> bool:
@@ -76,7 +80,8 @@ def not_available(entry: ModelEntry, why: str) -> OperationError:
 
 
 def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
-    """Make sure the weights are on disk: download them (online) or fail with how to get them."""
+    """Make sure the weights are on disk: download them (online) or fail with how to get them.
+    A model another job (or `aiedit models pull`) is fetching is waited for, not fetched again."""
     if is_installed(entry):
         return
     if "path" in entry.source:
@@ -86,9 +91,21 @@ def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
         )
     if downloads.hub_offline():
         raise not_available(entry, "this server is offline (HF_HUB_OFFLINE=1)")
+    tracker = downloads.tracker()
+
+    def waiting() -> None:  # someone else is downloading it: show their progress
+        row = tracker.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
+        if report is not None:
+            report(row["bytes_done"], row["bytes_total"])
+
     try:
-        downloads.tracker().track(entry.id, entry.download_size,
-                                  lambda progress: download(entry, progress), report)
+        with downloads.model_lock(entry.id, downloads.hub_cache(), waiting):
+            if is_installed(entry):
+                return
+            tracker.track(entry.id, entry.download_size,
+                          lambda progress: _fetch(entry, progress), report)
+    except OperationError:
+        raise
     except Exception as exc:
         raise OperationError(
             "model_not_available",
@@ -100,20 +117,29 @@ def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
 
 
 def download(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
-    """Fetch the files the pipeline needs (one variant, safetensors) into the HF cache."""
+    """Fetch the files the pipeline needs (one variant, safetensors) into the HF cache, at the
+    catalog's pinned revision; a download already under way elsewhere is waited for."""
     source = entry.source
     if "path" in source:
         folder = local_folder(entry)
         if folder is None:
             raise FileNotFoundError(f"{source['path']} does not exist")
         return folder
+    with downloads.model_lock(entry.id, downloads.hub_cache()):
+        if is_installed(entry):
+            return local_folder(entry)
+        return _fetch(entry, report)
+
+
+def _fetch(entry: ModelEntry, report: downloads.Report | None = None) -> Path:
     if downloads.hub_offline():
         raise RuntimeError(
             "HF_HUB_OFFLINE is set, so the hub cannot be reached; unset it to download"
         )
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
-    repo, revision = source["repo"], source.get("revision", "main")
+    source = entry.source
+    repo, revision = source["repo"], entry.revision
     prefix = f"{source['subfolder'].strip('/')}/" if source.get("subfolder") else ""
     cache = str(downloads.hub_cache())
     info = HfApi().model_info(repo, revision=revision, files_metadata=True)
@@ -172,38 +198,21 @@ def verify(entry: ModelEntry, online_hashes: bool = False) -> list[str]:
     """Problems with the files on disk (empty when all is well): missing parts, truncated
     safetensors files, dangling cache links; with `online_hashes`, sha256 against the hub."""
     folder = local_folder(entry)
-    if folder is None or not downloads.pipeline_complete(folder):
-        return [f"not downloaded (or incomplete); get it with `{pull_command(entry)}`"]
+    if folder is None or not (folder / "model_index.json").is_file():
+        return [f"not downloaded; get it with `{pull_command(entry)}`"]
     problems = []
     for path in sorted(folder.rglob("*")):
         if path.is_symlink() and not path.exists():
             problems.append(f"{path.relative_to(folder)}: its data is missing from the cache")
         elif path.suffix == ".safetensors" and path.is_file():
-            problem = _check_safetensors(path)
+            problem = downloads.safetensors_problem(path)
             if problem:
                 problems.append(f"{path.relative_to(folder)}: {problem}")
+    if not problems and not downloads.pipeline_complete(folder):
+        problems.append("incomplete: a component's folder or its safetensors weights are missing")
     if online_hashes and "repo" in entry.source:
         problems += _check_hashes(entry, folder)
     return problems
-
-
-def _check_safetensors(path: Path) -> str | None:
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            return "truncated (no header)"
-        (length,) = struct.unpack("<Q", head)
-        if length > size - 8:
-            return "truncated (header runs past the end)"
-        try:
-            header = json.loads(fh.read(length))
-        except ValueError:
-            return "corrupt header"
-    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    if 8 + length + end != size:
-        return f"truncated or padded: {size} bytes on disk, {8 + length + end} expected"
-    return None
 
 
 def _check_hashes(entry: ModelEntry, folder: Path) -> list[str]:
@@ -212,10 +221,8 @@ def _check_hashes(entry: ModelEntry, folder: Path) -> list[str]:
     from huggingface_hub import HfApi
 
     source = entry.source
-    info = HfApi().model_info(
-        source["repo"], revision=source.get("revision", "main"), files_metadata=True
-    )
-    root = downloads.snapshot_folder(source["repo"], source.get("revision"))
+    info = HfApi().model_info(source["repo"], revision=entry.revision, files_metadata=True)
+    root = downloads.snapshot_folder(source["repo"], entry.revision)
     problems = []
     for sibling in info.siblings:
         path = root / sibling.rfilename
@@ -236,7 +243,7 @@ def remove(entry: ModelEntry) -> int:
         raise ValueError(
             f"model {entry.id} is a local folder ({entry.source['path']}); delete it yourself"
         )
-    snapshot = downloads.snapshot_folder(entry.source["repo"], entry.source.get("revision"))
+    snapshot = downloads.snapshot_folder(entry.source["repo"], entry.revision)
     if snapshot is None:
         return 0
     from huggingface_hub import scan_cache_dir
@@ -300,13 +307,13 @@ def _from_pretrained(entry: ModelEntry, dtype):
             f"model {entry.id} needs diffusers' {name}, which this diffusers "
             f"({diffusers.__version__}) lacks; upgrade diffusers",
         )
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}  # never unpickle weights
     if source.get("variant"):
         kwargs["variant"] = source["variant"]
     if "repo" in source and not source.get("subfolder"):
         return cls.from_pretrained(
             source["repo"],
-            revision=source.get("revision"),
+            revision=entry.revision,
             cache_dir=str(downloads.hub_cache()),
             local_files_only=True,
             **kwargs,

@@ -5,9 +5,11 @@ Nothing here imports torch; huggingface_hub is imported only when something is f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -100,18 +102,77 @@ def tracker() -> DownloadTracker:
     return _TRACKER
 
 
+# --- one download per model -------------------------------------------------------------------
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+LOCK_POLL_S = 0.25
+
+
+@contextlib.contextmanager
+def model_lock(model_id: str, folder: Path, waiting: Callable[[], None] | None = None):
+    """Hold the download lock of `model_id`: one thread in this process and one process on this
+    machine (a lock file in `folder/.locks`) at a time, so two jobs, or a job and
+    `aiedit models pull`, fetch a model once. `waiting()` is called while another holds it."""
+    with _thread_locks_guard:
+        lock = _thread_locks.setdefault(model_id, threading.Lock())
+    while not lock.acquire(blocking=False):
+        if waiting is not None:
+            waiting()
+        if lock.acquire(timeout=LOCK_POLL_S):
+            break
+    try:
+        folder = Path(folder) / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_id)
+        with open(folder / f"{safe}.lock", "a+b") as fh:
+            _lock_file(fh, waiting)
+            try:
+                yield
+            finally:
+                _unlock_file(fh)
+    finally:
+        lock.release()
+
+
+def _lock_file(fh, waiting) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: the in-process lock is all there is
+        return
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            time.sleep(LOCK_POLL_S)
+
+
+def _unlock_file(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 # --- the Hugging Face cache ---------------------------------------------------------------------
 
 
 def hub_cache() -> Path:
-    """The hub cache directory, honouring HF_HUB_CACHE / HF_HOME as set when called."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
+    """The hub cache directory as huggingface_hub computes it (HF_HUB_CACHE, else HF_HOME/hub,
+    else $XDG_CACHE_HOME/huggingface/hub), read when called. Works without huggingface_hub
+    installed (a base install lists catalog models as not installed)."""
+    env = os.environ
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(name):
+            return Path(env[name]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "hub"
+    cache = env.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache).expanduser() / "huggingface" / "hub"
 
 
 def hub_offline() -> bool:
@@ -137,7 +198,9 @@ def snapshot_folder(repo_id: str, revision: str | None = None) -> Path | None:
 
 
 def pipeline_complete(folder: Path | None) -> bool:
-    """A diffusers pipeline folder with its model_index.json and every component folder."""
+    """A diffusers pipeline folder that is all there: its model_index.json, every component
+    folder, and, in each component that is a model (it has a config.json), complete safetensors
+    weights. A download cut off half-way (configs fetched, weights not yet) does not count."""
     if folder is None:
         return False
     index = folder / "model_index.json"
@@ -150,9 +213,67 @@ def pipeline_complete(folder: Path | None) -> bool:
     for name, spec in components.items():
         if name.startswith("_") or not isinstance(spec, list) or None in spec:
             continue
-        if not (folder / name).is_dir():
+        component = folder / name
+        if not component.is_dir():
+            return False
+        if (component / "config.json").is_file() and not weights_complete(component):
             return False
     return True
+
+
+def weights_complete(component: Path) -> bool:
+    """The component folder holds a whole set of safetensors weights (of any variant): a single
+    file whose header matches its size, or a sharded index whose shards are all present."""
+    sharded: set[str] = set()  # a shard alone is a valid file but not a whole set
+    for index in component.glob("*.safetensors.index*.json"):
+        try:
+            names = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+        if names and all(safetensors_problem(component / n) is None for n in names):
+            return True
+        sharded |= names
+    return any(
+        safetensors_problem(f) is None
+        for f in component.glob("*.safetensors")
+        if f.name not in sharded
+    )
+
+
+_checked: dict[tuple, str | None] = {}
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file (missing, truncated, corrupt header), or None.
+    Reads only the header; results are remembered per (file, size, mtime)."""
+    try:
+        stat = path.stat()  # follows the cache's symlink to its blob
+    except OSError:
+        return "missing"
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _checked:
+        _checked[key] = _read_safetensors_header(path, stat.st_size)
+    return _checked[key]
+
+
+def _read_safetensors_header(path: Path, size: int) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "truncated (no header)"
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8:
+                return "truncated (header runs past the end)"
+            header = json.loads(fh.read(length))
+        end = max(
+            (t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "corrupt header"
+    if 8 + length + end != size:
+        return f"truncated or padded: {size} bytes on disk, {8 + length + end} expected"
+    return None
 
 
 def make_tqdm(report: Report):

@@ -20,17 +20,27 @@ def local_folder(entry: ModelEntry) -> Path | None:
     if "path" in source:
         folder = Path(source["path"]).expanduser()
         return folder if folder.is_dir() else None
-    folder = downloads.snapshot_folder(source["repo"], source.get("revision"))
+    folder = downloads.snapshot_folder(source["repo"], entry.revision)
     if folder is not None and source.get("subfolder"):
         folder = folder / source["subfolder"]
     return folder
 
 
 def is_installed(entry: ModelEntry, default: list[str]) -> bool:
+    """Every file pattern has its files, and safetensors weights are whole (a download cut off
+    half-way does not count)."""
     folder = local_folder(entry)
     if folder is None or not folder.is_dir():
         return False
-    return all(any(folder.glob(pattern)) for pattern in files(entry, default))
+    for pattern in files(entry, default):
+        found = list(folder.glob(pattern))
+        if not found:
+            return False
+        if pattern.endswith(".safetensors") and not any(
+            downloads.safetensors_problem(f) is None for f in found
+        ):
+            return False
+    return True
 
 
 def pull_command(entry: ModelEntry) -> str:
@@ -48,9 +58,19 @@ def prepare(entry: ModelEntry, default: list[str], report: downloads.Report | No
             f"{'(HF_HUB_OFFLINE=1)' if downloads.hub_offline() else ''}. Get it with "
             f"`{pull_command(entry)}` ({entry.download_size / 1e6:.0f} MB).",
         )
+    tracker = downloads.tracker()
+
+    def waiting() -> None:  # someone else is downloading it: show their progress
+        row = tracker.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
+        if report is not None:
+            report(row["bytes_done"], row["bytes_total"])
+
     try:
-        downloads.tracker().track(entry.id, entry.download_size,
-                                  lambda progress: download(entry, default, progress), report)
+        with downloads.model_lock(entry.id, downloads.hub_cache(), waiting):
+            if is_installed(entry, default):
+                return
+            tracker.track(entry.id, entry.download_size,
+                          lambda progress: _fetch(entry, default, progress), report)
     except Exception as exc:
         raise OperationError(
             "model_not_available",
@@ -59,12 +79,19 @@ def prepare(entry: ModelEntry, default: list[str], report: downloads.Report | No
 
 
 def download(entry: ModelEntry, default: list[str], report: downloads.Report | None = None) -> Path:
-    """Fetch the entry's files into the HF cache."""
+    """Fetch the entry's files into the HF cache (once: a download under way is waited for)."""
     if "path" in entry.source:
         folder = local_folder(entry)
         if folder is None:
             raise FileNotFoundError(f"{entry.source['path']} does not exist")
         return folder
+    with downloads.model_lock(entry.id, downloads.hub_cache()):
+        if is_installed(entry, default):
+            return local_folder(entry)
+        return _fetch(entry, default, report)
+
+
+def _fetch(entry: ModelEntry, default: list[str], report: downloads.Report | None = None) -> Path:
     if downloads.hub_offline():
         raise RuntimeError("HF_HUB_OFFLINE is set, so the hub cannot be reached; unset it")
     from huggingface_hub import snapshot_download
@@ -73,7 +100,7 @@ def download(entry: ModelEntry, default: list[str], report: downloads.Report | N
     report(0, entry.download_size)
     snapshot_download(
         entry.source["repo"],
-        revision=entry.source.get("revision", "main"),
+        revision=entry.revision,
         cache_dir=str(downloads.hub_cache()),
         allow_patterns=[
             f"{entry.source['subfolder'].strip('/')}/{p}" if entry.source.get("subfolder") else p

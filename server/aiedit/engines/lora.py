@@ -40,8 +40,15 @@ def weights_file(entry: ModelEntry) -> Path | None:
     return path if path.is_file() else None
 
 
+def requirements(entry: ModelEntry) -> dict[str, str]:
+    """Python packages this engine needs, and the extra that installs them."""
+    return {name: "ml" for name in ("torch", "diffusers", "peft")}
+
+
 def is_installed(entry: ModelEntry) -> bool:
-    return weights_file(entry) is not None
+    """The weights file is there and whole (not a download cut off half-way)."""
+    path = weights_file(entry)
+    return path is not None and downloads.safetensors_problem(path) is None
 
 
 def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:

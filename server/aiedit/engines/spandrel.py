@@ -77,6 +77,16 @@ def weights_path(entry: ModelEntry) -> Path:
     raise ModelFileError(f"model {entry.id}: source needs `ncnn`, `url` or `path`")
 
 
+def requirements(entry: ModelEntry) -> dict[str, str]:
+    """Python packages this engine needs, and the extra that installs them."""
+    needed = {"torch": "ml", "spandrel": "ml"}
+    if entry.source.get("extra_arches"):
+        needed["spandrel_extra_arches"] = "ml"
+    if "ncnn" in entry.source:
+        needed[NCNN_PACKAGE] = "ncnn"
+    return needed
+
+
 def is_installed(entry: ModelEntry) -> bool:
     """Cheap: the arch package is there and the weights (or the ncnn files to convert) exist."""
     if importlib.util.find_spec("spandrel") is None:
@@ -88,27 +98,44 @@ def is_installed(entry: ModelEntry) -> bool:
         files = ncnn_files(entry)
         return files is not None and all(f.is_file() for f in files)
     try:
-        return weights_path(entry).is_file()
+        path = weights_path(entry)
     except ModelFileError:
         return False
+    return path.is_file() and size_matches(entry, path)
+
+
+def size_matches(entry: ModelEntry, path: Path) -> bool:
+    """A downloaded release file has the catalog's exact `download_size` (a file copied in
+    half-way or cut short does not count); files of other sources are taken as they are."""
+    if "url" not in entry.source or not entry.download_size:
+        return True
+    return path.stat().st_size == entry.download_size
 
 
 # --- download, verify, remove ---------------------------------------------------------------
 
 def prepare(entry: ModelEntry, report: Callable[[int, int], None] | None = None) -> None:
     """Before a job: fetch (or convert) missing weights, showing progress in the job and in
-    /v1/models, or fail the job with how to get them."""
-    try:
-        if is_installed(entry) and weights_path(entry).is_file():  # ncnn: converted already
-            return
-    except ModelFileError:
-        pass  # no usable source: download() says why
+    /v1/models, or fail the job with how to get them. A model another job (or `aiedit models
+    pull`) is fetching is waited for, not fetched twice."""
+    if _ready(entry):
+        return
     from aiedit.engines import downloads
     from aiedit.errors import OperationError
 
+    tracker = downloads.tracker()
+
+    def waiting() -> None:  # someone else is fetching it: show their progress
+        row = tracker.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
+        if report is not None:
+            report(row["bytes_done"], row["bytes_total"])
+
     try:
-        downloads.tracker().track(entry.id, entry.download_size,
-                                  lambda progress: download(entry, progress), report)
+        with downloads.model_lock(entry.id, models_dir(), waiting):
+            if _ready(entry):
+                return
+            tracker.track(entry.id, entry.download_size,
+                          lambda progress: _fetch(entry, progress), report)
     except (ModelFileError, OSError) as exc:
         raise OperationError(
             "model_not_available",
@@ -118,10 +145,25 @@ def prepare(entry: ModelEntry, report: Callable[[int, int], None] | None = None)
         ) from exc
 
 
-def download(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
-    """Make the entry's weights available locally, calling `report(bytes_done, bytes_total)`.
+def _ready(entry: ModelEntry) -> bool:
+    """Installed, and for ncnn entries converted already."""
+    try:
+        return is_installed(entry) and weights_path(entry).is_file()
+    except ModelFileError:
+        return False  # no usable source: _fetch says why
 
-    ncnn entries are converted from the installed package; url entries are downloaded to a
+
+def download(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
+    """Make the entry's weights available locally, calling `report(bytes_done, bytes_total)`;
+    holds the model's download lock, so a download under way elsewhere is waited for."""
+    from aiedit.engines import downloads
+
+    with downloads.model_lock(entry.id, models_dir()):
+        return _fetch(entry, report)
+
+
+def _fetch(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
+    """ncnn entries are converted from the installed package; url entries are downloaded to a
     `.part` file, checked against `sha256` (when the catalog has one) and renamed into place."""
     source = entry.source
     if "ncnn" in source:
@@ -132,7 +174,7 @@ def download(entry: ModelEntry, report: Callable[[int, int], None]) -> Path:
             raise ModelFileError(f"model {entry.id}: file {path} does not exist")
         return path
     target = weights_path(entry)
-    if target.is_file():
+    if target.is_file() and size_matches(entry, target):
         size = target.stat().st_size
         report(size, size)
         return target

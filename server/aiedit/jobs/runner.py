@@ -324,6 +324,7 @@ class JobRunner:
             device=model.device,
             load=lambda model_id: self._load_extra(model_id, job.device, progress),
             catalog=self.catalog,
+            scratch_dir=self.blobs.job_dir(job.id),
         )
         return op.run(ctx)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, fields, validate
@@ -89,6 +90,7 @@ class OpContext:
     # loads another catalog model on this job's device (ControlNets, detectors), with progress
     load: Callable[[str], LoadedModel] | None = None
     catalog: Any = None  # the model catalog, to pick those extra models
+    scratch_dir: Path | None = None  # the job's folder, for big intermediate files (None: temp)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,38 @@ def check(params: dict, sizes: dict, config, entry, catalog) -> None:
             f"({out_w * out_h / 1e6:.0f} MP), over this server's limit of "
             f"{config.max_output_pixels / 1e6:.0f} MP and {config.max_side} a side",
         )
+    check_native_size(params, sizes, config, entry)
+
+
+ASSUMED_NATIVE_SCALE = 4  # a net whose catalog entry gives no `options.native_scale`
+
+
+def native_scale(entry) -> int | None:
+    """The factor the entry's net enlarges by (its output before resampling to the asked
+    scale): the catalog's `options.native_scale`, else 4, the common case; None for classic."""
+    if entry is None or entry.is_classic:
+        return None
+    return int(entry.options.get("native_scale", ASSUMED_NATIVE_SCALE))
+
+
+def check_native_size(params: dict, sizes: dict, config, entry) -> None:
+    """A net that enlarges more than asked makes its whole native-size image first, then
+    resamples it down: that image must fit the output limits too."""
+    native = native_scale(entry)
+    if native is None or native <= params["scale"]:
+        return
+    width, height = sizes["image"]
+    nat_w, nat_h = output_size(width, height, native)
+    if nat_w > config.max_side or nat_h > config.max_side or \
+            nat_w * nat_h > config.max_output_pixels:
+        raise OperationError(
+            "output_too_large",
+            f"upscale: model {entry.id} enlarges x{native}, so the {width}x{height} layer "
+            f"becomes {nat_w}x{nat_h} ({nat_w * nat_h / 1e6:.0f} MP) before it is resized to "
+            f"x{params['scale']:g}; that is over this server's limit of "
+            f"{config.max_output_pixels / 1e6:.0f} MP and {config.max_side} a side. Pick a "
+            f"model of x{params['scale']:g} (or Lanczos), or upscale a smaller layer",
+        )
 
 
 def cost(params: dict, sizes: dict) -> float:

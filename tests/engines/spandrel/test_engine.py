@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+import time
 from functools import partial
 
 import pytest
@@ -116,3 +117,65 @@ def test_a_job_for_weights_that_cannot_be_fetched_fails_saying_how_to_get_them(t
         engine.prepare(entry, lambda done, total: None)
     assert raised.value.code == "model_not_available"
     assert "aiedit models pull" in raised.value.message
+
+
+def test_two_jobs_wanting_the_same_model_download_it_once(tmp_path, tiny_compact, models_dir):
+    """Both callers wait on the model's download lock; the second finds the file in place."""
+    data = tiny_compact.read_bytes()
+    requests_seen = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests_seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(0, len(data), 4096):  # slow enough for the two to overlap
+                self.wfile.write(data[i:i + 4096])
+                time.sleep(0.01)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        entry = ModelEntry(id="download-once", name="d", operations=("upscale",),
+                           engine="spandrel", download_size=len(data),
+                           source={"url": f"http://127.0.0.1:{server.server_address[1]}/w.pth",
+                                   "sha256": hashlib.sha256(data).hexdigest(),
+                                   "file": "download-once.pth"})
+        reports: dict[int, list] = {0: [], 1: []}
+        errors = []
+
+        def job(n):
+            try:
+                engine.prepare(entry, lambda done, total, n=n: reports[n].append((done, total)))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=job, args=(n,)) for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [] and requests_seen == ["/w.pth"]
+        assert engine.is_installed(entry)
+        assert all(reports[n] for n in (0, 1)), "the waiting job showed no progress"
+    finally:
+        server.shutdown()
+        engine.remove(entry)
+
+
+def test_a_release_file_of_the_wrong_size_is_not_installed(tiny_compact, models_dir):
+    data = tiny_compact.read_bytes()
+    entry = ModelEntry(id="sized", name="s", operations=("upscale",), engine="spandrel",
+                       download_size=len(data),
+                       source={"url": "http://127.0.0.1:9/none.pth", "file": "sized.pth"})
+    path = engine.weights_path(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[: len(data) // 2])  # copied in half-way
+    assert not engine.is_installed(entry)
+    path.write_bytes(data)
+    assert engine.is_installed(entry)
+    engine.remove(entry)

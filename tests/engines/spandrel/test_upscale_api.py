@@ -113,3 +113,45 @@ class CountingNet:
     def __call__(self, x):
         self.calls.append(x.shape)
         return self.net(x)
+
+
+def test_the_output_check_counts_the_nets_native_scale(tmp_path, tiny_compact, tiny_esrgan):
+    """A x4 net asked for x2 first makes a x4 image: that must fit the output limit too."""
+    from aiedit.app import create_app
+    from aiedit.config import Config
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        f'[[model]]\nid = "x4-unknown"\noperations = ["upscale"]\nengine = "spandrel"\n'
+        f'source = {{ path = "{tiny_compact}" }}\n\n'
+        f'[[model]]\nid = "x2-declared"\noperations = ["upscale"]\nengine = "spandrel"\n'
+        f'source = {{ path = "{tiny_esrgan}" }}\noptions = {{ native_scale = 2 }}\n'
+    )
+    app = create_app(Config(data_dir=tmp_path / "data", testing=True, catalog_file=str(catalog),
+                            max_output_pixels=250 * 250))
+    try:
+        client = app.test_client()
+        image = {"image": png_bytes(face_photo(100))}
+        resp = submit(client, "upscale", image, model="x4-unknown", params={"scale": 2})
+        assert resp.status_code == 422, resp.get_json()
+        body = resp.get_json()
+        assert body["code"] == "output_too_large"
+        assert "x4" in body["message"] and "400x400" in body["message"]
+        for model in ("x2-declared", "classic-lanczos"):
+            resp = submit(client, "upscale", image, model=model, params={"scale": 2})
+            assert resp.status_code == 202, (model, resp.get_json())
+            job = wait_finished(client, resp.get_json()["id"], timeout=120)
+            assert job["state"] == "succeeded", job
+    finally:
+        services_of(app).stop()
+
+
+def test_the_catalogs_native_scales_are_the_nets_own(models_dir):
+    from aiedit.engines.catalog import Catalog
+    from aiedit.engines.spandrel import load
+
+    catalog = Catalog.load()
+    for model_id in ("realesr-animevideov3-x4-ncnn", "realesr-animevideov3-x2-ncnn",
+                     "realesr-animevideov3-x3-ncnn"):
+        entry = catalog.get(model_id)
+        assert load(entry, "cpu").info["scale"] == entry.options["native_scale"], model_id
