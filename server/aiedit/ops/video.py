@@ -49,7 +49,7 @@ def most_frames(wanted: int) -> int:
     return -(-(wanted - 1) // MAX_FRAME_MULTIPLE) * MAX_FRAME_MULTIPLE + 1
 
 
-def check(params: dict, sizes: dict, config, entry) -> None:
+def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     """The whole clip (every frame at the layer's size) must fit `max_output_pixels`."""
     width, height = sizes["image"]
     frames = most_frames(params["frames"])
