@@ -100,17 +100,14 @@ def list_models():
 
 
 def auto_download_enabled(services) -> bool:
-    """The admin opt-in `auto_download`: as configured, or (unset) on only for a personal server
-    that never had an API key (one user, who is its admin)."""
+    """The admin opt-in `auto_download`: as configured, or (unset) on only for a server that
+    needs no keys (a personal loopback server that never had one: its one user is its admin)."""
     configured = services.config.auto_download
     if configured is not None:
         return bool(configured)
-    from sqlalchemy import func, select
+    from aiedit.api.auth import keys_required
 
-    from aiedit.store.models import ApiKey
-
-    with services.db.session() as s:
-        return not s.scalar(select(func.count()).select_from(ApiKey))
+    return not keys_required(current_app)
 
 
 def require_runnable(entry, principal, services) -> None:
