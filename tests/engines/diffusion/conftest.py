@@ -46,7 +46,8 @@ def tiny_hub() -> Path:
 def scratch_hub(tmp_path, tiny_hub):
     """A private copy of the tiny cache for tests that delete or damage files."""
     hub = tmp_path / "hub"
-    shutil.copytree(tiny_hub, hub, symlinks=True)
+    # another process may be building a pipeline there (a `.partial` folder): not ours to copy
+    shutil.copytree(tiny_hub, hub, symlinks=True, ignore=shutil.ignore_patterns("*.partial"))
     previous = _use_hub_cache(hub)
     yield hub
     _restore_hub_cache(previous)
