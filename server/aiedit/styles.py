@@ -16,12 +16,11 @@ built-in ones with the same id.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 DEFAULT_OPERATIONS = ("generate", "inpaint")
 KEYS = {"id", "name", "description", "model", "prompt", "negative_prompt", "loras", "params",

@@ -135,7 +135,9 @@ def test_a_base_install_serves_every_endpoint_and_runs_classic_jobs(wheel_venv, 
             assert (model["installed"], model["available"]) == (False, False), model
             assert "pip install 'aiedit[ml]'" in model["unavailable_reason"], model
         assert listed["classic-lanczos"]["installed"] and listed["classic-lanczos"]["available"]
-        assert requests.get(f"{url}/openapi.json", timeout=30).status_code == 200
+        for path in ("/openapi.json", "/docs", "/v1/styles", "/v1/jobs", "/metrics", "/admin"):
+            resp = requests.get(url + path, timeout=30)
+            assert resp.status_code == 200, (path, resp.status_code, resp.text[:300])
 
         refused = requests.post(
             f"{url}/v1/jobs",
