@@ -91,20 +91,30 @@ def _maybe_real_job(case, job_ids: list[str]) -> None:
         case.path_parameters = {**path, **real}
 
 
-@schema.parametrize()
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
-def test_every_endpoint_survives_fuzzing(case, real_job_ids):
+# One pytest item per endpoint with its own id: schemathesis' `parametrize` gives every endpoint
+# the same node id, and pytest-xdist then runs only one of them.
+ENDPOINTS = [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: endpoint.label)
+def test_every_endpoint_survives_fuzzing(endpoint, real_job_ids):
     """Every case: no 5xx; status, headers, content type and body as documented."""
-    _maybe_real_job(case, real_job_ids)
-    CASES[f"{case.method} {case.path}"] += 1
-    response = case.call_and_validate(excluded_checks=[checks.positive_data_acceptance])
-    STATUSES[response.status_code] += 1
+
+    @given(case=endpoint.as_strategy())
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case):
+        _maybe_real_job(case, real_job_ids)
+        CASES[f"{case.method} {case.path}"] += 1
+        response = case.call_and_validate(excluded_checks=[checks.positive_data_acceptance])
+        STATUSES[response.status_code] += 1
+
+    fuzz()
 
 
 # --- params of real operations ----------------------------------------------------------------
