@@ -15,7 +15,7 @@ def test_operations_lists_all_eight_with_params_schema(client):
         "generate", "edit", "inpaint", "outpaint", "upscale", "restore", "video", "preprocess"
     }
     kind = ops["preprocess"]["params_schema"]["properties"]["kind"]
-    assert set(kind["enum"]) == {"canny", "scribble", "lineart", "depth"}
+    assert set(kind["enum"]) == {"canny", "scribble", "lineart", "depth", "pose"}
     strength = ops["inpaint"]["params_schema"]["properties"]["strength"]
     assert (strength["minimum"], strength["maximum"]) == (0.0, 1.0)
     assert ops["inpaint"]["inputs"] == {

@@ -7,13 +7,14 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from aiedit.ops.base import (
     REQUIRED,
+    Float,
     Integer,
     OpContext,
     OperationError,
     operation,
 )
 
-KINDS = ("canny", "scribble", "lineart", "depth")
+KINDS = ("canny", "scribble", "lineart", "depth", "pose")
 
 
 class PreprocessParams(Schema):
@@ -41,6 +42,11 @@ class PreprocessParams(Schema):
         load_default=512,
         validate=validate.Range(64, 2048),
         metadata={"description": "lineart: the size (short side) the detector works at"},
+    )
+    threshold = Float(
+        load_default=0.3,
+        validate=validate.Range(0.0, 1.0),
+        metadata={"description": "pose: keypoints less certain than this are left out"},
     )
     coarse = fields.Boolean(
         load_default=False, metadata={"description": "lineart: fewer, bolder lines"}
@@ -70,8 +76,8 @@ def fits(params: dict, entry) -> str | None:
     model_fits=fits,
 )
 def run(ctx: OpContext):
-    """Turn the image into a control map (white on black, same size): Canny edges, a scribble,
-    line art or depth, to show or edit before using it as a control layer."""
+    """Turn the image into a control map (same size, on black): Canny edges, a scribble, line
+    art, depth or a pose skeleton, to show or edit before using it as a control layer."""
     import numpy as np
 
     from aiedit.ops.base import ImageOutput

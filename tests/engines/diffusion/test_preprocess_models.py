@@ -54,3 +54,30 @@ def test_a_detector_missing_offline_fails_with_the_pull_command(dclient, scratch
     job = wait_finished(dclient, resp.get_json()["id"], timeout=120)
     assert job["state"] == "failed" and job["error"]["code"] == "model_not_available"
     assert "aiedit models pull tiny-lineart" in job["error"]["message"]
+
+
+def test_pose_skeleton_is_drawn_at_the_model_keypoints(dclient, tiny_hub):
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor, VitPoseForPoseEstimation
+
+    image = noise_image(48, 64, seed=4)
+    job = run_job(dclient, "preprocess", {"image": image},
+                  params={"kind": "pose", "threshold": 0.0})
+    assert job["model"] == "tiny-vitpose"
+    out = fetch(dclient, job["results"][0])
+    assert out.shape == (64, 48, 4) and out[..., :3].any()
+    snapshot = tiny_hub / "models--tiny--vitpose" / "snapshots" / tiny_diffusion.REVISION
+    processor = AutoProcessor.from_pretrained(snapshot)
+    model = VitPoseForPoseEstimation.from_pretrained(snapshot).eval()
+    boxes = [[[0, 0, 48, 64]]]
+    with torch.inference_mode():
+        found = model(**processor(Image.fromarray(image[..., :3]), boxes=boxes,
+                                  return_tensors="pt"))
+    keypoints = processor.post_process_pose_estimation(found, boxes=boxes)[0][0]["keypoints"]
+    for x, y in keypoints.numpy().round().astype(int):
+        if 0 <= x < 48 and 0 <= y < 64:
+            assert out[y, x, :3].any(), f"keypoint ({x}, {y}) is drawn"
+    strict = run_job(dclient, "preprocess", {"image": image},
+                     params={"kind": "pose", "threshold": 1.0})
+    assert not fetch(dclient, strict["results"][0])[..., :3].any(), "nothing that certain"
