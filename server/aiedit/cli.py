@@ -332,6 +332,7 @@ def worker(device, name, data_dir):
 def _serve_studio(config: Config) -> None:
     """API processes under gunicorn; each builds its own services after the fork."""
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger as GunicornLogger
 
     from aiedit.auth.keys import keys_exist
 
@@ -344,9 +345,19 @@ def _serve_studio(config: Config) -> None:
         )
     probe.db.dispose()
 
+    class RootLogger(GunicornLogger):
+        """gunicorn's own lines go through the configured handler (JSON or text) too."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                logger.handlers.clear()
+                logger.propagate = True
+
     class Studio(BaseApplication):
         def load_config(self):
             settings = {
+                "logger_class": RootLogger,
                 "bind": f"{config.host}:{config.port}",
                 "workers": max(1, config.workers),
                 "worker_class": "gthread",
@@ -367,11 +378,8 @@ def _serve_studio(config: Config) -> None:
 
             return create_app(config)
 
-    click.echo(
-        f"aiedit {__version__} (studio) serving on http://{config.host}:{config.port} with "
-        f"{config.workers} API processes",
-        err=True,
-    )
+    log.info("aiedit %s (studio) serving on http://%s:%s with %d API processes",
+             __version__, config.host, config.port, config.workers)
     Studio().run()
 
 

@@ -83,5 +83,6 @@ def configure(config, stream=None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(config.log_level.upper())
+    logging.captureWarnings(True)  # library warnings become log lines in the same format
     if root.level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration plugin

@@ -179,7 +179,9 @@ def test_the_page_shows_workers_and_per_user_usage(stopped_app, keys):
     sign_in(client, keys["admin"])
     page = client.get("/admin").text
     users = page[page.index('id="users"'):]
-    assert re.search(r"<td>alice</td><td class=\"num\">3</td>", users)
+    row = re.search(r'<tr data-owner="[0-9a-f]+"><td>alice</td><td>user</td>(.*?)</tr>', users,
+                    re.S)
+    assert [int(n) for n in re.findall(r'class="num">(\d+)', row.group(1))] == [3, 3, 3, 0, 0]
     assert "embedded-auto" in page
     assert page.count('class="badge queued"') == 3
 
@@ -193,3 +195,29 @@ def test_failed_sign_ins_are_rate_limited_like_failed_api_keys(stopped_app, keys
     resp = sign_in(client, keys["admin"])  # even the right key waits now
     assert resp.status_code == 429 and "Too many failed sign-ins" in resp.text
     assert "aiedit_admin" not in set_cookies(resp)
+
+
+def test_keys_of_users_sign_in_by_their_users_current_role(stopped_app):
+    from aiedit.auth.users import create_user, set_limits
+    from aiedit.store.models import User
+
+    db = services_of(stopped_app).db
+    create_user(db, "boss", role="admin")
+    create_user(db, "carol", role="member")
+    set_limits(db, "carol", max_queued=5, daily_units=40.0, clear=False)
+    _, boss = create_key(db, "boss-laptop", user="boss")
+    _, carol = create_key(db, "carol-krita", user="carol")
+    client = stopped_app.test_client()
+
+    assert sign_in(client, carol).status_code == 403
+    assert sign_in(client, boss).status_code == 303
+    page = client.get("/admin").text
+    assert "signed in as <strong>boss</strong>" in page
+    users = page[page.index('id="users"'):]
+    carol_row = re.search(r'<tr data-owner="carol"><td>carol</td><td>member</td>(.*?)</tr>',
+                          users, re.S).group(1)
+    assert "/ 40" in carol_row and "/ 5" in carol_row  # her limits, though she ran nothing
+
+    with db.session() as s:
+        s.get(User, "boss").role = "member"  # no longer an admin: the session ends
+    assert 'id="key"' in client.get("/admin").text

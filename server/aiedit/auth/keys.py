@@ -133,6 +133,20 @@ def authenticate(db: Database, token: str) -> Principal | None:
         return None
     if not hmac.compare_digest(_hash(parts[2]), row.secret_hash):
         return None
+    return _principal(row, user)
+
+
+def principal_for_key(db: Database, key_id: str) -> Principal | None:
+    """Who an active key acts as now (its user's current role), or None if it is revoked."""
+    with db.session() as s:
+        row = s.get(ApiKey, key_id)
+        user = s.get(User, row.user) if row is not None and row.user else None
+    if row is None or row.revoked_at is not None:
+        return None
+    return _principal(row, user)
+
+
+def _principal(row: ApiKey, user: User | None) -> Principal:
     if user is not None:  # the user's current role counts, not the one at key creation
         return Principal(owner=user.name, role="admin" if user.role == "admin" else "user",
                          key_name=row.name, user=user.name)

@@ -13,6 +13,15 @@ from aiedit.store.db import Database, utcnow
 from aiedit.store.models import Job, User
 
 UNFINISHED = ("queued", "running")
+# Jobs whose cost counts toward daily units: failed jobs and jobs canceled before they started
+# cost nothing.
+COUNTS_TOWARD_UNITS = and_(
+    Job.state != "failed", not_(and_(Job.state == "canceled", Job.started_at.is_(None)))
+)
+
+
+def midnight_utc(now: datetime | None = None) -> datetime:
+    return (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -25,15 +34,13 @@ class LimitExceeded(Exception):
 def usage_today(db: Database, owner: str, now: datetime | None = None) -> float:
     """Cost units of the owner's jobs created since 00:00 UTC (failed jobs and jobs canceled
     before they started cost nothing)."""
-    midnight = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
     with db.session() as s:
         return float(
             s.scalar(
                 select(func.coalesce(func.sum(Job.cost), 0.0)).where(
                     Job.owner == owner,
-                    Job.created_at >= midnight,
-                    Job.state != "failed",
-                    not_(and_(Job.state == "canceled", Job.started_at.is_(None))),
+                    Job.created_at >= midnight_utc(now),
+                    COUNTS_TOWARD_UNITS,
                 )
             )
             or 0.0

@@ -9,22 +9,29 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 
+from aiedit.auth.keys import LOCAL_OWNER
+from aiedit.auth.limits import COUNTS_TOWARD_UNITS, midnight_utc
 from aiedit.jobs.runner import FAILED, QUEUED, RUNNING
 from aiedit.store.db import Database, utcnow
-from aiedit.store.models import ApiKey, Job
+from aiedit.store.models import ApiKey, Job, User
 
 LOCAL_OWNER_NAME = "local (no key)"
 
 
 @dataclass
 class Usage:
+    """One user (studio) or key owner: what they ran and may run."""
+
     owner: str
     name: str
-    jobs_24h: int
-    units_24h: float
-    queued: int
-    running: int
-    failed_24h: int
+    role: str
+    jobs_24h: int = 0
+    units_today: float = 0.0  # as the daily-units limit counts them (since 00:00 UTC)
+    queued: int = 0
+    running: int = 0
+    failed_24h: int = 0
+    max_queued: int | None = None
+    daily_units: float | None = None
 
 
 def state_counts(db: Database) -> list[tuple[str, str, int]]:
@@ -51,9 +58,10 @@ def oldest_queued(db: Database) -> datetime | None:
 
 
 def owner_names(db: Database) -> dict[str, str]:
+    """Job owners as people read them: users by name, user-less keys by the key's name."""
     with db.session() as s:
-        names = dict(s.execute(select(ApiKey.id, ApiKey.name)).all())
-    return {"local": LOCAL_OWNER_NAME, **names}
+        names = dict(s.execute(select(ApiKey.id, ApiKey.name).where(ApiKey.user.is_(None))).all())
+    return {LOCAL_OWNER: LOCAL_OWNER_NAME, **names}
 
 
 def active_jobs(db: Database, limit: int = 500) -> list[Job]:
@@ -82,26 +90,36 @@ def recent_jobs(db: Database, limit: int = 20) -> list[Job]:
 
 
 def usage(db: Database, window: timedelta = timedelta(hours=24)) -> list[Usage]:
-    """Per owner: jobs and units submitted in the window, jobs waiting and running now."""
-    since = utcnow() - window
-    recent = Job.created_at >= since
+    """Every user (even one with no jobs) and every other job owner: jobs and failures in the
+    window, units today as the daily-units limit counts them, jobs waiting and running now, and
+    the user's limits."""
+    now = utcnow()
+    recent = Job.created_at >= now - window
+    today = (Job.created_at >= midnight_utc(now)) & COUNTS_TOWARD_UNITS
     query = (
         select(
             Job.owner,
             func.sum(case((recent, 1), else_=0)),
-            func.sum(case((recent, Job.cost), else_=0.0)),
+            func.sum(case((today, Job.cost), else_=0.0)),
             func.sum(case((Job.state == QUEUED, 1), else_=0)),
             func.sum(case((Job.state == RUNNING, 1), else_=0)),
             func.sum(case((recent & (Job.state == FAILED), 1), else_=0)),
         )
         .group_by(Job.owner)
-        .order_by(Job.owner)
     )
     with db.session() as s:
         rows = s.execute(query).all()
+        users = list(s.scalars(select(User)))
+        key_roles = dict(s.execute(select(ApiKey.id, ApiKey.role)).all())
     names = owner_names(db)
-    return [
-        Usage(owner, names.get(owner, owner), int(jobs or 0), float(units or 0.0),
-              int(queued or 0), int(running or 0), int(failed or 0))
-        for owner, jobs, units, queued, running, failed in rows
-    ]
+    table = {
+        u.name: Usage(u.name, u.name, u.role, max_queued=u.max_queued, daily_units=u.daily_units)
+        for u in users
+    }
+    for owner, jobs, units, queued, running, failed in rows:
+        role = "admin" if owner == LOCAL_OWNER else key_roles.get(owner, "")
+        usage = table.setdefault(owner, Usage(owner, names.get(owner, owner), role))
+        usage.jobs_24h, usage.units_today = int(jobs or 0), float(units or 0.0)
+        usage.queued, usage.running, usage.failed_24h = (
+            int(queued or 0), int(running or 0), int(failed or 0))
+    return sorted(table.values(), key=lambda u: u.name.lower())

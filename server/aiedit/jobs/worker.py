@@ -130,7 +130,8 @@ class StudioWorker:
                  self.own_queue)
         try:
             celery.worker_main([
-                "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1",
+                # --quiet: no banner, the log stays one record a line (JSON in studio mode)
+                "--quiet", "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1",
                 "-Q", f"{SHARED_QUEUE},{self.own_queue}", "-n", f"{self.id}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 f"--loglevel={loglevel}",

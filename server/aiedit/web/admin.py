@@ -100,6 +100,7 @@ def login():
     key = request.form.get("key", "").strip()
     if not key and _local_sign_in_allowed():
         principal = Principal(owner=LOCAL_OWNER, role="admin", key_name="local owner")
+        key_id = LOCAL_OWNER
     else:
         limits = current_app.extensions["aiedit.rate_limits"]
         address = request.remote_addr or "?"
@@ -113,12 +114,14 @@ def login():
             return _sign_in_page("That key is unknown or revoked.", 401)
         if not principal.is_admin:
             return _sign_in_page(
-                "That key is not an admin key. Sign in with a key created with "
+                "That key is not an admin key. Sign in with the key of an admin user "
+                "(`aiedit users create NAME --role admin`) or one created with "
                 "`aiedit keys create --name NAME --role admin`.",
                 403,
             )
+        key_id = key.split("_", 2)[1]
     lifetime = timedelta(hours=services.config.admin_session_hours)
-    token, _ = open_session(services.db, principal, lifetime)
+    token, _ = open_session(services.db, key_id, principal, lifetime)
     response = redirect(url_for(".index"), 303)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(lifetime.total_seconds()),
                         **_cookie_flags())
