@@ -69,10 +69,13 @@ def read_capture(doc, operation: dict, source: str = SOURCE_IMAGE, margin: int |
     """
     inputs = operation.get("inputs") or {}
     uses_image = inputs.get("image", "unused") != "unused"
+    uses_mask = inputs.get("mask", "unused") != "unused"
     selection = _selection(doc)
-    region = _region(doc, operation, selection, margin if uses_image else 0)
+    # Context around the selection helps only where a mask blends the result into it (inpaint,
+    # edit); a generate (or its refine) covers exactly the selection.
+    region = _region(doc, operation, selection, margin if uses_image and uses_mask else 0)
     mask = None
-    if inputs.get("mask", "unused") != "unused" and selection is not None:
+    if uses_mask and selection is not None:
         mask = Mask(region.width, region.height, bytes(selection.pixelData(*_rect(region))))
     if inputs.get("mask") == "required" and mask is None:
         raise HostError(f"Select the area to {operation.get('id', 'change')} first "
