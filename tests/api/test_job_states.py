@@ -201,6 +201,37 @@ def test_results_are_fsynced_before_they_appear(app, client, monkeypatch):
     assert any(path.endswith(job["id"]) for path in synced), "and the folder after the rename"
 
 
+def test_inputs_are_on_disk_before_the_202(app, client, monkeypatch):
+    """An acknowledged job keeps its inputs through a crash: each input file is fsynced before
+    it is renamed into place, and its folder after, all before the answer."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    resp = submit(client, "upscale", {"image": IMAGE}, **UPSCALE)
+    assert resp.status_code == 202
+    answered = list(events)
+    job_id = resp.get_json()["id"]
+    moves = [(i, e) for i, e in enumerate(answered)
+             if e[0] == "replace" and os.path.basename(e[2]).startswith("image.")]
+    assert moves, answered
+    index, (_, src, dst) = moves[0]
+    assert ("fsync", src) in answered[:index], "the input was fsynced before its rename"
+    assert any(e[0] == "fsync" and e[1].endswith(job_id) for e in answered[index:]), (
+        "and its folder after the rename"
+    )
+    wait_finished(client, job_id)
+
+
 def test_a_result_whose_file_is_gone_answers_410(app, client):
     job = wait_finished(client, submit(client, "upscale", {"image": IMAGE}, **UPSCALE)
                         .get_json()["id"])

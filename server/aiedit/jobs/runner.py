@@ -138,7 +138,10 @@ class JobRunner:
         try:
             inputs = {
                 name: {
-                    "blob": self.blobs.put_bytes(job_id, f"{name}.{f.blob_suffix}", f.data),
+                    # on disk before the 202: an acknowledged job keeps its inputs on a crash
+                    "blob": self.blobs.put_bytes(
+                        job_id, f"{name}.{f.blob_suffix}", f.data, durable=True
+                    ),
                     "kind": f.kind,
                     "width": f.width,
                     "height": f.height,
