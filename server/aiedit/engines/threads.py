@@ -66,13 +66,30 @@ def cpu_cores() -> int:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count() or 1
-    try:
-        import psutil
+    return max(1, min(usable, _physical_cores() or usable))
 
-        physical = psutil.cpu_count(logical=False) or usable
-    except ImportError:
-        physical = usable
-    return max(1, min(usable, physical))
+
+def _physical_cores() -> int | None:
+    """Distinct (package, core) pairs in /proc/cpuinfo; psutil elsewhere (its import costs
+    start-up time on Linux, where the file says the same)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        try:
+            import psutil
+        except ImportError:
+            return None
+        return psutil.cpu_count(logical=False)
+    cores, package = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            package = value.strip()
+        elif key == "core id":
+            cores.add((package, value.strip()))
+    return len(cores) or None
 
 
 def computes_on_cpu(devices: list[str]) -> bool:
