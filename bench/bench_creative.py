@@ -29,7 +29,7 @@ CATALOG = """
 id = "bench-sdxl"
 operations = ["generate"]
 engine = "diffusion"
-source = { repo = "tiny/sdxl", pipeline = "StableDiffusionXLPipeline" }
+source = { repo = "tiny/sdxl", revision = "main", pipeline = "StableDiffusionXLPipeline" }
 licence = "test"
 options = { native_size = 64 }
 
@@ -37,7 +37,7 @@ options = { native_size = 64 }
 id = "bench-controlnet"
 operations = ["control"]
 engine = "controlnet"
-source = { repo = "tiny/controlnet-sdxl" }
+source = { repo = "tiny/controlnet-sdxl", revision = "main" }
 licence = "test"
 options = { kinds = ["canny"], base = "sdxl" }
 """
