@@ -83,7 +83,7 @@ def _latency(url, headers) -> tuple[float, float]:
 
 def main() -> list[Row]:
     root = Path(tempfile.mkdtemp(prefix="aiedit-bench-studio-"))
-    postgres = Postgres(root / "pg").start()
+    postgres = Postgres().start()  # its own folder: the postgres user must reach it
     redis = Redis(root / "redis").start()
     try:
         studio = Studio(root / "studio", postgres, redis)

@@ -129,16 +129,16 @@ class CeleryQueue(JobQueue):
     def _route(self, job_id: str) -> str:
         """An idle, live worker that holds the job's model gets it; else any worker."""
         alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
+        model = select(Job.model).where(Job.id == job_id).scalar_subquery()
+        running = select(Job.id).where(Job.state == RUNNING)
         with self._runner.db.session() as s:
-            model = s.scalar(select(Job.model).where(Job.id == job_id))
-            running = select(Job.id).where(Job.state == RUNNING)
             idle = s.execute(
-                select(Worker.id, Worker.models)
+                select(Worker.id, Worker.models, model)
                 .where(Worker.heartbeat_at >= alive,
                        or_(Worker.job.is_(None), Worker.job.not_in(running)))
                 .order_by(Worker.heartbeat_at.desc())
             ).all()
-        for worker_id, models in idle:
+        for worker_id, models, model in idle:
             if model in (models or []):
                 return worker_queue(worker_id)
         return SHARED_QUEUE
@@ -199,7 +199,7 @@ class CeleryQueue(JobQueue):
 
     def queued_order(self) -> list[str]:
         queued = self._runner.queued_jobs()
-        return fair_order(queued, self._runner.last_served(owner for _, owner, *_ in queued))
+        return fair_order(queued, {owner: served for _, owner, _, _, served in queued})
 
     def pick_device(self) -> str:
         return ANY_DEVICE

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from aiedit.engines import engine_module
 from aiedit.jobs import stats
@@ -212,9 +213,10 @@ class JobRunner:
             self._run_started(job)
             return True
 
-    def run_next(self, queued_order) -> str | None:
+    def run_next(self, queued_order, on_start=None) -> str | None:
         """Studio: claim the job that should start next (`queued_order()` lists queued ids in
-        fair order) and run it. Returns its id, or None when nothing is waiting."""
+        fair order) and run it; `on_start(job_id)` is told once it is claimed. Returns its id,
+        or None when nothing is waiting."""
         for _ in range(20):  # another worker may claim a candidate first: take the next one
             order = queued_order()
             if not order:
@@ -223,6 +225,8 @@ class JobRunner:
                 with job_context(job_id):
                     job = self._start(job_id)
                     if job is not None:
+                        if on_start is not None:
+                            on_start(job_id)
                         self._run_started(job)
                         return job_id
         return None
@@ -568,32 +572,25 @@ class JobRunner:
             )
         return requeued, failed
 
-    def queued_jobs(self) -> list[tuple[str, str, object, str]]:
-        """Queued jobs as (id, owner, created_at, model), oldest first."""
+    def queued_jobs(self) -> list[tuple[str, str, object, str, object]]:
+        """Queued jobs as (id, owner, created_at, model, when the owner's latest job started),
+        oldest first, in one query."""
+        started = aliased(Job)
+        last_started = (
+            select(func.max(started.started_at))
+            .where(started.owner == Job.owner)
+            .correlate(Job)
+            .scalar_subquery()
+        )
         with self.db.session() as s:
             return [
                 tuple(row)
                 for row in s.execute(
-                    select(Job.id, Job.owner, Job.created_at, Job.model)
+                    select(Job.id, Job.owner, Job.created_at, Job.model, last_started)
                     .where(Job.state == QUEUED)
                     .order_by(Job.created_at, Job.id)
                 )
             ]
-
-    def last_served(self, owners) -> dict[str, object]:
-        """When each owner's most recent job started (None: never)."""
-        owners = list(set(owners))
-        if not owners:
-            return {}
-        with self.db.session() as s:
-            rows = s.execute(
-                select(Job.owner, func.max(Job.started_at))
-                .where(Job.owner.in_(owners))
-                .group_by(Job.owner)
-            ).all()
-        served = dict.fromkeys(owners)
-        served.update({owner: when for owner, when in rows})
-        return served
 
     def expire(self) -> int:
         """Delete finished jobs past their expiry time. Returns how many."""

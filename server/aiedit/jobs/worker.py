@@ -106,8 +106,8 @@ class StudioWorker:
         """One ticket: run the job that should start next, if any."""
         self._busy.set()
         try:
-            self._beat(busy=True)
-            job_id = self.services.runner.run_next(self.queue.queued_order)
+            job_id = self.services.runner.run_next(self.queue.queued_order,
+                                                   on_start=self._started)
             if job_id:
                 log.info("worker %s: job %s done", self.id, job_id)
         finally:
@@ -116,6 +116,12 @@ class StudioWorker:
                 self._beat(busy=False)
             except Exception:
                 log.exception("worker %s: could not report itself idle", self.id)
+
+    def _started(self, job_id: str) -> None:
+        try:
+            self._beat(job=job_id, busy=True)
+        except Exception as exc:  # the next heartbeat reports it
+            log.warning("worker %s: could not report job %s (%s)", self.id, job_id, exc)
 
     def run(self, loglevel: str = "INFO") -> None:
         """Register, beat, and consume tickets until stopped (SIGTERM: after the current job)."""
