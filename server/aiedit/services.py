@@ -53,7 +53,8 @@ class Services:
         blobs = BlobStore(config.blob_dir)
         catalog = Catalog.load(config.catalog_file or None, lora_dir=config.lora_dir or None)
         cache = ModelCache(load_model, max_bytes=config.model_cache_bytes,
-                           on_evict=_release_memory, free_memory=_free_memory)
+                           on_evict=lambda model: _evicted(cache, model),
+                           free_memory=_free_memory)
         if config.studio:
             from aiedit.jobs.events_redis import RedisJobEvents
             from aiedit.jobs.queue_celery import CeleryQueue, redis_client
@@ -136,6 +137,15 @@ def _free_memory(device: str) -> int:
     from aiedit.engines import devices
 
     return devices.free_bytes(devices.resolve(device))
+
+
+def _evicted(cache: ModelCache, model) -> None:
+    """A ControlNet leaves: the pipelines built around it go too, so its memory is freed."""
+    if model.engine == "controlnet":
+        for other in cache.loaded():
+            if other.engine == "diffusion":
+                other.obj.forget_siblings(model.obj)
+    _release_memory(model)
 
 
 def _release_memory(model) -> None:

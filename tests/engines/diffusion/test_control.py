@@ -49,6 +49,11 @@ def test_a_control_map_steers_and_weight_0_is_no_control(dclient, dservices):
     (model,) = [m.obj for m in dservices.cache.loaded() if m.entry.id == "tiny-sdxl"]
     siblings = [type(p).__name__ for p in model._siblings.values()]
     assert "StableDiffusionXLControlNetPipeline" in siblings
+    dservices.cache.evict("tiny-controlnet-sdxl")
+    siblings = [type(p).__name__ for p in model._siblings.values()]
+    assert "StableDiffusionXLControlNetPipeline" not in siblings, "evicted with its ControlNet"
+    _, again = generate(dclient, {"control0": canny_map(picture())}, [item])
+    assert np.array_equal(again, steered), "reloaded, it steers the same"
 
 
 def test_start_and_end_limit_where_it_steers(dclient):
