@@ -184,6 +184,7 @@ def test_the_page_shows_workers_and_per_user_usage(stopped_app, keys):
     assert [int(n) for n in re.findall(r'class="num">(\d+)', row.group(1))] == [3, 3, 3, 0, 0]
     assert "embedded-auto" in page
     assert page.count('class="badge queued"') == 3
+    assert "is the user's limit" not in page  # nobody has limits here
 
 
 def test_failed_sign_ins_are_rate_limited_like_failed_api_keys(stopped_app, keys):
@@ -217,6 +218,7 @@ def test_keys_of_users_sign_in_by_their_users_current_role(stopped_app):
     carol_row = re.search(r'<tr data-owner="carol"><td>carol</td><td>member</td>(.*?)</tr>',
                           users, re.S).group(1)
     assert "/ 40" in carol_row and "/ 5" in carol_row  # her limits, though she ran nothing
+    assert "is the user's limit" in users
 
     with db.session() as s:
         s.get(User, "boss").role = "member"  # no longer an admin: the session ends
