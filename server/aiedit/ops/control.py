@@ -83,10 +83,11 @@ def check(params: dict, sizes: dict, entry, catalog) -> None:
     named = [item["input"] for item in items]
     if len(set(named)) != len(named):
         raise OperationError("control_input_reused", "control: each item needs its own part")
-    sent = {name for name in sizes if name.startswith("control")}
-    for name in sorted(sent - set(named)):
+    unused = sorted({name for name in sizes if name.startswith("control")} - set(named))
+    if unused:
         raise OperationError(
-            "control_input_unused", f"{name}: sent, but no control item names it as its input"
+            "control_input_unused",
+            f"{', '.join(unused)}: sent, but no control item names it as its input",
         )
     for index, item in enumerate(items):
         where = f"control[{index}] ({item['kind']})"
