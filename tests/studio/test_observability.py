@@ -12,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import box_mask, noise_image, png_bytes
-from tests.studio.conftest import post_job, wait_state
+from tests.studio.conftest import get_job, post_job, wait_state
 from tests.studio.test_studio import slow_job, wait_running
 
 pytestmark = [pytest.mark.studio, pytest.mark.timeout(300)]
@@ -58,10 +58,19 @@ def test_metrics_admin_page_and_logs_across_studio_processes(studio_factory):
     studio.start_api(workers=2)
 
     # no worker yet: jobs wait; the admin page lists them with their owner and cancels one
+    bob = studio.user("bob")
     waiting = [post_job(studio.url, alice).json()["id"] for _ in range(3)]
     prompted = post_inpaint(studio.url, alice)
+    bobs = post_job(studio.url, bob).json()["id"]
     browser, token = admin_session(studio.url, boss)
     page = browser.get(studio.url + "/admin", timeout=30).text
+    # listed in the fair order the queue will start them, as the API reports it to their owners
+    positions = {j: get_job(studio.url, alice, j)["queue_position"]
+                 for j in [*waiting, prompted]}
+    positions[bobs] = get_job(studio.url, bob, bobs)["queue_position"]
+    listed = re.findall(r'<tr data-job="([0-9a-f]+)" class="state-queued"', page)
+    assert listed == sorted(positions, key=positions.get)
+    assert positions[bobs] < positions[prompted]  # bob does not wait behind all of alice's jobs
     for job_id in waiting:
         row = re.search(rf'<tr data-job="{job_id}".*?</tr>', page, re.S).group(0)
         assert "queued" in row and "alice" in row and "classic-lanczos" in row
@@ -69,12 +78,13 @@ def test_metrics_admin_page_and_logs_across_studio_processes(studio_factory):
                         data={"csrf_token": token}, timeout=30)
     assert resp.status_code == 200 and f"Job {waiting[0][:8]} canceled." in resp.text
     depth = scrape(studio.url, boss)
-    assert sum(v for k, v in depth.items() if k[0] == "aiedit_queue_depth") == 3
+    assert sum(v for k, v in depth.items() if k[0] == "aiedit_queue_depth") == 4
 
     # a worker runs the rest; a slow job is canceled from the admin page while it runs
     studio.start_worker("w1")
     for job_id in [*waiting[1:], prompted]:
         assert wait_state(studio.url, alice, job_id)["state"] == "succeeded"
+    assert wait_state(studio.url, bob, bobs)["state"] == "succeeded"
     slow = slow_job(studio.url, alice)
     wait_running(studio, alice, slow)
     resp = browser.post(f"{studio.url}/admin/jobs/{slow}/cancel", data={"csrf_token": token},
@@ -86,9 +96,9 @@ def test_metrics_admin_page_and_logs_across_studio_processes(studio_factory):
     lanczos = (("model", "classic-lanczos"), ("operation", "upscale"))
     for _ in range(4):
         m = scrape(studio.url)  # loopback, no key
-        assert m[("aiedit_jobs_finished_total", (*lanczos, ("state", "succeeded")))] == 2
+        assert m[("aiedit_jobs_finished_total", (*lanczos, ("state", "succeeded")))] == 3
         assert m[("aiedit_jobs_finished_total", (*lanczos, ("state", "canceled")))] == 2
-        assert m[("aiedit_job_duration_seconds_count", lanczos)] == 2
+        assert m[("aiedit_job_duration_seconds_count", lanczos)] == 3
         assert m[("aiedit_workers", (("device", "cpu"),))] == 1
         assert m[("aiedit_worker_model_loaded",
                   (("device", "cpu"), ("model", "classic-lanczos"), ("worker", "w1")))] == 1

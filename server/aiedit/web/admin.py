@@ -204,6 +204,8 @@ def _dashboard(session: Session) -> dict:
     for job in jobs:
         since = job["started_at"] if job["state"] == RUNNING else job["created_at"]
         job["since"] = _ago(since)
+    # running first, then in the order the queue will start them (fair order in studio mode)
+    jobs.sort(key=lambda j: (j["state"] != RUNNING, j["queue_position"] or 0))
     workers = services.queue.workers()
     return {
         "session": session,
