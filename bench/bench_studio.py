@@ -86,7 +86,10 @@ def main() -> list[Row]:
     postgres = Postgres().start()  # its own folder: the postgres user must reach it
     redis = Redis(root / "redis").start()
     try:
-        studio = Studio(root / "studio", postgres, redis)
+        # One core per CPU worker, as one device per GPU worker: the ratio measures how the
+        # queue spreads jobs, not how OpenCV splits one job over the cores.
+        studio = Studio(root / "studio", postgres, redis,
+                        extra_env={"AIEDIT_OPENCV_THREADS": "1", "AIEDIT_TORCH_THREADS": "1"})
         users = [studio.user(f"user{i}") for i in range(4)]
         studio.start_api(workers=2)
         one = _throughput(studio, users, 1)

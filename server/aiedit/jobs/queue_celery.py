@@ -37,6 +37,7 @@ CANCEL_KEY = "aiedit:cancel:{}"
 CANCEL_TTL_S = 24 * 3600
 CANCEL_CHECK_S = 0.2  # a running job asks Redis at most this often whether it was canceled
 ANY_DEVICE = "any"
+ESTIMATE_TTL_S = 1.0
 
 
 def worker_queue(worker_id: str) -> str:
@@ -80,6 +81,7 @@ class CeleryQueue(JobQueue):
         self.celery = celery or make_celery(config.broker_url)
         self._cancel_checked: dict[str, float] = {}
         self._canceled: set[str] = set()
+        self._estimate_at: tuple[float, tuple] | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         runner.queue = self
@@ -179,6 +181,16 @@ class CeleryQueue(JobQueue):
         if job_id not in order:
             return None, None
         index = order.index(job_id)
+        running, workers, mean = self._throughput()
+        eta = round(mean * (index + running) / workers, 1) if workers and mean else None
+        return index + running, eta
+
+    def _throughput(self) -> tuple[int, int, float | None]:
+        """(jobs running, live workers, mean run time of recent jobs), read at most every
+        ESTIMATE_TTL_S: every queued job's answer uses them."""
+        now = time.monotonic()
+        if self._estimate_at and now - self._estimate_at[0] < ESTIMATE_TTL_S:
+            return self._estimate_at[1]
         alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
         with self._runner.db.session() as s:
             running = s.scalar(select(func.count()).where(Job.state == RUNNING)) or 0
@@ -191,11 +203,10 @@ class CeleryQueue(JobQueue):
                 .order_by(Job.finished_at.desc())
                 .limit(20)
             ).all()
-        eta = None
-        if workers and recent:
-            mean = sum((end - start).total_seconds() for start, end in recent) / len(recent)
-            eta = round(mean * (index + running) / workers, 1)
-        return index + running, eta
+        mean = (sum((end - start).total_seconds() for start, end in recent) / len(recent)
+                if recent else None)
+        self._estimate_at = (now, (running, workers, mean))
+        return running, workers, mean
 
     def queued_order(self) -> list[str]:
         queued = self._runner.queued_jobs()

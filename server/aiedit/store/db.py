@@ -28,7 +28,9 @@ def as_utc(dt: datetime | None) -> datetime | None:
 class Database:
     def __init__(self, url: str):
         self.url = url
-        kwargs = {"pool_pre_ping": True}  # a restarted PostgreSQL costs one retry, not an error
+        # No pre-ping (a round trip per checkout): after a PostgreSQL restart the first use of a
+        # stale connection fails once and the pool drops all connections of that generation.
+        kwargs = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
