@@ -2,14 +2,20 @@
 
 Both run the same tiny SDXL pipeline (from tests/fixtures/tiny_diffusion.py, loaded by hub id
 from a HF cache with the hub offline) with the same prompt, size, steps and seed. The job is timed
-from POST to its PNG downloaded, on a server where the model is already loaded (the first job
-warms it). The two are measured alternately, best of each, so that load from other processes on a
-shared machine hits both alike. Target: warm job / bare call <= 1.05."""
+from POST until its result is downloaded (raw RGBA) and decoded in the client, on a server where
+the model is already loaded (the first job warms it); its own run time (started -> finished, as
+the server records it) is a second row. The bare call runs in a process of its own with the
+thread environment the server gives torch (see `BareProcess`), so the rows measure what the
+server adds. The two sides are measured alternately, best of each, so that load from other
+processes on a shared machine hits both alike. Targets: end to end / bare call <= 1.05, own run
+time / bare call <= 1.02."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -102,7 +108,48 @@ def _job(server: LiveServer) -> float:
     return (finished - started).total_seconds()
 
 
+class BareProcess:
+    """The bare pipeline in a process of its own, started with the environment `aiedit serve`
+    gives torch (the same thread plan: intra-op threads and OpenMP waits), so that the
+    comparison measures what the server adds, not which OpenMP settings each side runs with.
+    `call()` runs the pipeline once there and returns its time."""
+
+    def __init__(self, hub: Path, env: dict[str, str]):
+        root = Path(__file__).resolve().parent.parent
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bench_warm_job", "--bare", str(hub)],
+            cwd=root,
+            env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(
+                [str(root), os.environ.get("PYTHONPATH", "")])},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the bare pipeline process did not start")
+
+    def call(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def _serve_bare(hub: Path) -> None:
+    call = _bare_pipeline(hub)
+    call()  # the bare side's own one-off warm-up
+    print("ready", flush=True)
+    for _line in sys.stdin:
+        print(_timed(call), flush=True)
+
+
 def main() -> list[Row]:
+    from aiedit.config import Config
+    from aiedit.engines import threads
+
     hub = tiny_diffusion.build_hub_cache(
         CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=["sdxl"]
     )
@@ -116,15 +163,18 @@ def main() -> list[Row]:
             "AIEDIT_DEVICES": "cpu",
         }
         server = LiveServer(Path(tmp) / "data", env=env).start(timeout=60)
+        bare_process = None
         try:
             cold = _timed(lambda: _job(server))  # loads the model
-            bare_call = _bare_pipeline(hub)
-            bare_call()  # the bare side's own one-off warm-up
+            plan = threads.plan(Config(devices=["cpu"]))
+            bare_process = BareProcess(hub, {**env, **threads.environment(plan)})
             warm, bare, run = [], [], []
             for _ in range(REPEATS):
                 warm.append(_timed_job(server, run))
-                bare.append(_timed(bare_call))
+                bare.append(bare_process.call())
         finally:
+            if bare_process is not None:
+                bare_process.close()
             server.stop()
     name = f"tiny SDXL {SIZE} px, {STEPS} steps"
     return [
@@ -151,6 +201,9 @@ def main() -> list[Row]:
 
 
 if __name__ == "__main__":
-    from bench.common import print_table
+    if sys.argv[1:2] == ["--bare"]:
+        _serve_bare(Path(sys.argv[2]))
+    else:
+        from bench.common import print_table
 
-    print_table(main())
+        print_table(main())

@@ -104,3 +104,12 @@ def test_doctor_shows_the_thread_settings(monkeypatch, tmp_path):
     assert "torch intra-op threads: 3 (setting torch_threads)" in result.output
     assert "OpenCV threads:" in result.output
     assert "waitress request threads:" in result.output
+
+
+def test_the_environment_carries_the_plan_and_keeps_given_openmp_waits(cores):
+    cores(4)
+    chosen = threads.plan(Config(devices=["cpu"]), environ={})
+    env = threads.environment(chosen, environ={"GOMP_SPINCOUNT": "500"})
+    assert env["GOMP_SPINCOUNT"] == "500"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "4"
+    assert env["OPENCV_FOR_THREADS_NUM"] == "4"

@@ -129,14 +129,20 @@ def plan(config: Config, environ=None) -> ThreadPlan:
     return ThreadPlan(cores, cpu, torch, opencv, config.request_threads, omp_env, sources)
 
 
+def environment(chosen: ThreadPlan, environ=None) -> dict[str, str]:
+    """The environment variables that carry the plan (OpenMP wait settings already in
+    `environ` are kept)."""
+    environ = os.environ if environ is None else environ
+    values = {name: environ.get(name) or value for name, value in chosen.omp_env.items()}
+    values["OMP_NUM_THREADS"] = values["MKL_NUM_THREADS"] = str(chosen.torch)
+    values["OPENCV_FOR_THREADS_NUM"] = str(chosen.opencv)
+    return values
+
+
 def prepare_process(chosen: ThreadPlan) -> None:
     """Put the plan where torch, OpenMP and OpenCV read it when they load. Call before anything
     imports them; later changes to these variables are not seen by an OpenMP already loaded."""
-    for name, value in chosen.omp_env.items():
-        os.environ.setdefault(name, value)
-    os.environ["OMP_NUM_THREADS"] = str(chosen.torch)
-    os.environ["MKL_NUM_THREADS"] = str(chosen.torch)
-    os.environ["OPENCV_FOR_THREADS_NUM"] = str(chosen.opencv)
+    os.environ.update(environment(chosen))
 
 
 def apply_in_worker(chosen: ThreadPlan) -> None:
