@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from flask import Blueprint, send_from_directory
 
-from aiedit.api import auth, health, jobs, metrics, models, operations, security, styles
+from aiedit.api import (
+    auth,
+    health,
+    job_events,
+    jobs,
+    metrics,
+    models,
+    operations,
+    security,
+    styles,
+)
 from aiedit.auth.keys import KeyPolicy
 
 
 def register(api) -> None:
-    for module in (health, operations, models, styles, jobs):
+    for module in (health, operations, models, styles, jobs, job_events):
         api.register_blueprint(module.blp)
     app = api._app
     app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI

@@ -12,7 +12,8 @@ job's back unless the hub is reachable; offline, a missing model fails with the 
 
 `options` in an entry tune how it runs: `dtype`, the memory savers of `devices.SAVERS`,
 `native_size` (int side or [width, height]), `multiple` (pixel multiple the model needs) and
-`call` (fixed keyword arguments for the pipeline call, e.g. `max_sequence_length`).
+`call` (fixed keyword arguments for the pipeline call, e.g. `max_sequence_length`) and
+`preview_vae` (a tiny autoencoder for step previews, e.g. `madebyollin/taesdxl`; see `Previewer`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import json
+import logging
 import math
 import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
 VARIANTS = ("fp16", "bf16", "fp32", "fp8", "int8")
+PREVIEW_SIDE = 256  # step previews are at most this many pixels on their longer side
+log = logging.getLogger(__name__)
 
 
 # --- where the weights are ----------------------------------------------------------------------
@@ -342,6 +347,7 @@ class DiffusionModel:
         self._accepted = _call_parameters(pipe)
         self._siblings: dict[tuple, Any] = {}
         self._loras: set[str] = set()  # adapters loaded into the pipeline (kept between jobs)
+        self.previewer = Previewer(entry)
 
     # facts the operations need
 
@@ -563,9 +569,16 @@ class DiffusionModel:
         steps = int(kwargs.get("num_inference_steps") or 0)
         progress(0, steps, stage)
 
+        wants_preview = getattr(progress, "wants_preview", None)
+
         def on_step_end(pipeline, step, timestep, tensors):
             total = getattr(pipeline, "num_timesteps", None) or steps
             progress(min(step + 1, total), total, stage)
+            if wants_preview is not None and step + 1 < total and wants_preview():
+                started = time.monotonic()
+                pixels = self.previewer.decode(pipeline, tensors.get("latents"), kwargs)
+                if pixels is not None:
+                    progress.preview(step + 1, pixels, time.monotonic() - started)
             return {}
 
         def legacy(step, timestep, latents):
@@ -589,6 +602,85 @@ def _adapters(pipe) -> set[str]:
         return {name for names in pipe.get_list_adapters().values() for name in names}
     except (AttributeError, ValueError):
         return set()
+
+
+class Previewer:
+    """Step previews: the current latents as a small RGB picture (longer side at most
+    PREVIEW_SIDE pixels). With `options.preview_vae` in the catalog entry (a hub id such as
+    madebyollin/taesd, taesdxl or taef1, or a local folder) the latents go through that tiny
+    autoencoder (diffusers' `AutoencoderTiny`); otherwise through the pipeline's own VAE, with
+    the latents first scaled down so the decode stays cheap. Latents of a layout it does not
+    know (video, packed latents of unknown size) give no previews; a decoder that fails once is
+    not tried again for this model."""
+
+    def __init__(self, entry: ModelEntry):
+        self.entry = entry
+        self._tiny = None  # the loaded AutoencoderTiny, or False when it cannot be had
+        self._broken = False
+
+    def decode(self, pipe, latents, kwargs: dict):
+        """An H x W x 3 uint8 array, or None."""
+        if latents is None or self._broken:
+            return None
+        try:
+            return self._decode(pipe, latents, kwargs)
+        except Exception:
+            log.warning("model %s: step previews failed; none for this model from now on",
+                        self.entry.id, exc_info=True)
+            self._broken = True
+            return None
+
+    def _decode(self, pipe, latents, kwargs: dict):
+        import torch
+
+        latents = latents[:1]
+        if latents.ndim == 3 and hasattr(pipe, "_unpack_latents"):  # FLUX-style packed 2x2
+            latents = pipe._unpack_latents(
+                latents, int(kwargs["height"]), int(kwargs["width"]), pipe.vae_scale_factor
+            )
+        if latents.ndim != 4:
+            return None
+        tiny = self._tiny_vae(latents.device)
+        height, width = latents.shape[-2:]
+        factor = getattr(pipe, "vae_scale_factor", 8) or 8
+        scale = min(1.0, PREVIEW_SIDE / float(max(height, width) * factor))
+        if scale < 1.0:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            latents = torch.nn.functional.interpolate(latents.float(), size=size, mode="area")
+        with torch.inference_mode():
+            if tiny is not None:
+                image = tiny.decode(latents.to(tiny.dtype)).sample
+            else:
+                vae = pipe.vae
+                config = vae.config
+                latents = latents / getattr(config, "scaling_factor", 1.0)
+                if getattr(config, "shift_factor", None) is not None:
+                    latents = latents + config.shift_factor
+                image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+        image = (image[0].float() / 2 + 0.5).clamp(0, 1)
+        return (image.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
+
+    def _tiny_vae(self, device):
+        ref = self.entry.options.get("preview_vae")
+        if not ref or self._tiny is False:
+            return None
+        if self._tiny is None:
+            try:
+                from diffusers import AutoencoderTiny
+
+                if Path(str(ref)).expanduser().is_dir():
+                    tiny = AutoencoderTiny.from_pretrained(str(Path(ref).expanduser()))
+                else:
+                    tiny = AutoencoderTiny.from_pretrained(
+                        ref, cache_dir=str(downloads.hub_cache()), local_files_only=True
+                    )
+                self._tiny = tiny.to(device).eval()
+            except Exception as exc:  # not downloaded: the pipeline's own VAE does it
+                log.info("model %s: preview decoder %s not available (%s); previews use the "
+                         "model's VAE", self.entry.id, ref, exc)
+                self._tiny = False
+                return None
+        return self._tiny
 
 
 def _call_parameters(pipe) -> set[str]:

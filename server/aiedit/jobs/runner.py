@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -57,6 +59,7 @@ FINISHED = (SUCCEEDED, FAILED, CANCELED)
 MAX_ATTEMPTS = 2  # a job cut off by a crash is run once more, then fails as interrupted
 PROGRESS_WRITE_INTERVAL_S = 0.5  # to the database; this process serves live progress from memory
 CANCEL_POLL_INTERVAL_S = 1.0
+MAX_PREVIEWS = 64  # jobs whose latest step preview is kept in memory
 ORPHAN_MIN_AGE_S = 600.0  # a job folder without a row is left alone this long (a submission
 # writes its files before its row)
 
@@ -119,11 +122,34 @@ class JobRunner:
         self._live: dict[str, dict] = {}
         self.worker_id: str | None = None  # studio: this process's worker (jobs it claims)
         self.device: str | None = None  # studio: the device this worker runs jobs on
+        self._previews: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._previews_lock = threading.Lock()
 
     def live_progress(self, job_id: str) -> dict | None:
         """The latest progress of a running job: from this process, or pushed by the worker
         that runs it (both fresher than the database)."""
         return self._live.get(job_id) or self.events.live(job_id)
+
+    def preview(self, job_id: str) -> tuple[int, bytes] | None:
+        """(step, PNG) of the latest step preview of a job run in this process, or None. The
+        last MAX_PREVIEWS jobs' previews are kept in memory (a finished job's until it is
+        deleted or pushed out), never on disk."""
+        with self._previews_lock:
+            return self._previews.get(job_id)
+
+    def report_preview(self, job_id: str, step: int, pixels: np.ndarray) -> None:
+        import numpy as np
+
+        from aiedit.imaging.codec import encode
+
+        alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
+        png = encode(np.ascontiguousarray(np.concatenate([pixels[..., :3], alpha], axis=2)))
+        with self._previews_lock:
+            self._previews.pop(job_id, None)
+            self._previews[job_id] = (step, png)
+            while len(self._previews) > MAX_PREVIEWS:
+                self._previews.popitem(last=False)
+        self.events.notify(job_id, progress_only=True)
 
     # --- submission -------------------------------------------------------------------------
 
@@ -489,6 +515,8 @@ class JobRunner:
             if job is not None:
                 s.delete(job)
         self.blobs.delete_job(job_id)
+        with self._previews_lock:
+            self._previews.pop(job_id, None)
         self.events.notify(job_id)
         self.events.forget(job_id)
 
@@ -617,7 +645,8 @@ class _ProgressWriter(Progress):
         self._state = {"step": 0, "total": 0, "stage": "starting"}
         self._deadline: float | None = None
         self._limit_s = 0.0
-        super().__init__(self._report, self._canceled)
+        super().__init__(self._report, self._canceled,
+                         lambda step, pixels: runner.report_preview(job_id, step, pixels))
 
     def start_clock(self, limit_s: float) -> None:
         """From now on the job may run `limit_s` seconds (0: no limit)."""

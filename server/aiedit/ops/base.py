@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,45 @@ class VideoOutput:
 Output = ImageOutput | VideoOutput
 
 
-class Progress:
-    """Progress reporting and cancellation for one running job."""
+PREVIEW_EVERY_S = 0.5  # at most one step preview this often
+PREVIEW_BUDGET = 0.03  # previews may take at most this share of a job's running time
 
-    def __init__(self, report: Callable[[int, int, str], None], canceled: Callable[[], bool]):
+
+class Progress:
+    """Progress reporting and cancellation for one running job; optionally a sink for step
+    previews (low-resolution RGB pictures of the work in progress)."""
+
+    def __init__(
+        self,
+        report: Callable[[int, int, str], None],
+        canceled: Callable[[], bool],
+        preview: Callable[[int, np.ndarray], None] | None = None,
+    ):
         self._report = report
         self._canceled = canceled
+        self._preview = preview
+        self._preview_started = time.monotonic()
+        self._preview_last = 0.0
+        self._preview_spent = 0.0
+
+    def wants_preview(self) -> bool:
+        """Is a step preview due? At most one every PREVIEW_EVERY_S, and only while previews
+        have cost less than PREVIEW_BUDGET of the time so far (so they never slow a job by
+        more than a few per cent, however slow the decoder is)."""
+        if self._preview is None:
+            return False
+        now = time.monotonic()
+        if now - self._preview_last < PREVIEW_EVERY_S:
+            return False
+        return self._preview_spent <= PREVIEW_BUDGET * (now - self._preview_started)
+
+    def preview(self, step: int, pixels: np.ndarray, cost_s: float) -> None:
+        """Hand over a preview (H x W x 3 uint8) of `step` that took `cost_s` to make."""
+        started = time.monotonic()
+        if self._preview is not None:
+            self._preview(step, pixels)  # encoding and storing count against the budget too
+        self._preview_last = time.monotonic()
+        self._preview_spent += cost_s + self._preview_last - started
 
     def __call__(self, step: int, total: int, stage: str) -> None:
         """Report `step` of `total` in `stage`; raises Canceled if the job was canceled."""
