@@ -3,7 +3,9 @@
 Both go through the engine's `DiffusionModel` call (the tiny SDXL pipeline loaded by hub id from
 a HF cache with the hub offline, 256 px, 20 steps, the same seed); the previewed run hands its
 previews to a sink that encodes each as the PNG the API serves, as a job's progress does.
-Measured alternately, best of each. Target: with previews / without <= 1.05."""
+Measured alternately, best of each, with one torch thread (on a shared machine, OpenMP threads
+that wait for a busy core make every run many times slower and the ratio noise). Target: with
+previews / without <= 1.05."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from bench.common import Row
 from tests.fixtures import tiny_diffusion
 
 REPEATS = 3
-SIZE, STEPS, SEED, PROMPT = 256, 20, 5, "a lighthouse at dusk"
+SIZE, STEPS, SEED, PROMPT = 128, 20, 5, "a lighthouse at dusk"
 CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
 
 
@@ -43,7 +45,11 @@ def tiny_sdxl(native_size: int = SIZE):
 def main() -> list[Row]:
     import time
 
+    import torch
+
     from aiedit.imaging.codec import encode
+
+    torch.set_num_threads(1)
     from aiedit.ops.base import Progress
 
     model = tiny_sdxl()

@@ -54,6 +54,8 @@ class Config:
     max_long_polls: int = 0  # open long-polls in total; 0: threads // 2 - 1
     max_long_polls_per_key: int = 0  # open long-polls per caller; 0: half the total
     max_event_stream_s: float = 900.0  # an event stream ends after this (EventSource reconnects)
+    max_live_sessions_per_owner: int = 2  # open live sessions one caller may have (0: no limit)
+    max_live_sessions: int = 8  # open live sessions in total (0: no limit)
     job_timeout_s: float = 3600.0  # wall-clock limit per job run (0: none)
     max_classic_pixels: int = 36_000_000  # classic operations run uncancellable: cap their size
     cors_origins: list[str] = field(default_factory=list)  # browser origins allowed (CORS)

@@ -14,6 +14,7 @@ from aiedit.engines.cache import ModelCache
 from aiedit.engines.catalog import Catalog
 from aiedit.engines.downloads import DownloadTracker, tracker
 from aiedit.jobs.events import JobEvents
+from aiedit.jobs.live import LiveSessions
 from aiedit.jobs.queue_base import JobQueue
 from aiedit.jobs.runner import JobRunner
 from aiedit.store import datadir
@@ -37,6 +38,7 @@ class Services:
     queue: JobQueue
     downloads: DownloadTracker | None = None
     styles: StyleBook | None = None
+    live: LiveSessions | None = None  # live painting sessions (personal mode)
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -81,7 +83,7 @@ class Services:
 
             queue = EmbeddedQueue(runner, config.devices, thread_plan=threads.plan(config))
         return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker(),
-                   styles=StyleBook.load(config.styles_file or None))
+                   styles=StyleBook.load(config.styles_file or None), live=LiveSessions(runner))
 
     def start(self) -> None:
         """Recover what a previous run left, start the workers and the retention sweeper.
@@ -99,6 +101,8 @@ class Services:
     def stop(self) -> None:
         if hasattr(self, "_stop_sweeper"):
             self._stop_sweeper.set()
+        if self.live is not None:
+            self.live.close_all()
         self.queue.stop()
         self.events.stop()
         self.db.dispose()

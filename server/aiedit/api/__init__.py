@@ -10,6 +10,7 @@ from aiedit.api import (
     health,
     job_events,
     jobs,
+    live,
     metrics,
     models,
     operations,
@@ -20,7 +21,7 @@ from aiedit.auth.keys import KeyPolicy
 
 
 def register(api) -> None:
-    for module in (health, operations, models, styles, jobs, job_events):
+    for module in (health, operations, models, styles, jobs, job_events, live):
         api.register_blueprint(module.blp)
     app = api._app
     app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI

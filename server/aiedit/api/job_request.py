@@ -146,29 +146,14 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
     if req["style"] is not None:
         apply_style(op, req)
     entry = pick_model(op, req["model"])
-    try:
-        params = op.params().load(req["params"])
-    except ValidationError as exc:
-        errors = exc.normalized_messages()
-        details = "; ".join(
-            f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in errors.items()
-        )
-        raise ApiError(
-            422, "invalid_params", f"invalid params for {op.id}: {details}",
-            errors={"params": errors},
-        ) from None
+    params = load_params(op, req["params"])
     entry = fit_model(op, entry, req["model"] is not None, params)
     require_runnable(entry, g.principal, services)
     inputs = read_inputs(op, files, req["raw"])
-    region = _region(req, inputs, params)
+    region = region_of(req, inputs, params)
     sizes = {name: (f.width, f.height) for name, f in inputs.items()}
     sizes.setdefault("image", (region.width, region.height))
-    if op.validate is not None:
-        try:
-            op.validate(params, sizes, services.config, entry, services.catalog)
-        except OperationError as exc:
-            raise ApiError(422, exc.code, exc.message) from None
+    check_operation(op, params, sizes, entry)
     if entry.engine == "classic":
         _check_classic_size(entry.id, *sizes["image"], services.config.max_classic_pixels)
     new = NewJob(
@@ -203,6 +188,32 @@ def apply_style(op, req: dict) -> None:
     if req["model"] is None and style.model is not None:
         req["model"] = style.model
     req["params"] = style.apply(req["params"])
+
+
+def load_params(op, raw_params: dict) -> dict:
+    """The operation's params, loaded by its schema; 422 `invalid_params` naming each problem."""
+    try:
+        return op.params().load(raw_params)
+    except ValidationError as exc:
+        errors = exc.normalized_messages()
+        details = "; ".join(
+            f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in errors.items()
+        )
+        raise ApiError(
+            422, "invalid_params", f"invalid params for {op.id}: {details}",
+            errors={"params": errors},
+        ) from None
+
+
+def check_operation(op, params: dict, sizes: dict, entry) -> None:
+    """The operation's own refusals (before anything runs), as 422."""
+    if op.validate is not None:
+        services = _services()
+        try:
+            op.validate(params, sizes, services.config, entry, services.catalog)
+        except OperationError as exc:
+            raise ApiError(422, exc.code, exc.message) from None
 
 
 def parse_request(text: str) -> tuple[dict, dict]:
@@ -342,7 +353,8 @@ def _extension(data) -> str:
         return ENCODED_EXTENSIONS.get(img.format, "img")
 
 
-def _region(req: dict, inputs: dict[str, InputFile], params: dict) -> Region:
+def region_of(req: dict, inputs: dict[str, InputFile], params: dict) -> Region:
+    """Where the image sits: the request's `region` (the image's size), else at 0, 0."""
     region = req.get("region")
     if "image" in inputs:
         width, height = inputs["image"].width, inputs["image"].height

@@ -64,6 +64,11 @@ class JobQueue(ABC):
     def pick_device(self) -> str:
         """The device queue a new job should go to."""
 
+    def run_task(self, device: str, task) -> bool:
+        """Run a transient task (a live frame) on `device`'s worker in this process, ahead of
+        queued jobs. False when this transport cannot (its workers are other processes)."""
+        return False
+
     def workers(self) -> list[WorkerInfo]:
         """The workers that take jobs from this queue, and the models each holds."""
         return []

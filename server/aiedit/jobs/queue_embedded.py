@@ -26,6 +26,9 @@ class EmbeddedQueue(JobQueue):
         self._waiting: dict[str, deque[str]] = {lane: deque() for lane in self._lanes}
         self._running: dict[str, str | None] = {lane: None for lane in self._lanes}
         self._cancel: set[str] = set()
+        # transient tasks (live frames) run on the same worker, taking turns with jobs
+        self._tasks: dict[str, deque] = {d: deque() for d in self._devices}
+        self._task_turn: dict[str, bool] = {d: True for d in self._devices}
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -59,6 +62,19 @@ class EmbeddedQueue(JobQueue):
             if job_id not in queue:
                 queue.append(job_id)
             self._cond.notify_all()
+
+    def run_task(self, device: str, task) -> bool:
+        """Run `task()` on `device`'s worker before the next queued job; when jobs are waiting,
+        tasks and jobs take turns, so a stream of tasks never starves them."""
+        with self._cond:
+            if self._stopping:
+                return False
+            queue = self._tasks.get(device)
+            if queue is None:
+                queue = self._tasks[self._devices[0]]
+            queue.append(task)
+            self._cond.notify_all()
+        return True
 
     def remove(self, job_id: str) -> None:
         with self._cond:
@@ -110,11 +126,28 @@ class EmbeddedQueue(JobQueue):
     def _work(self, lane: str) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or self._waiting[lane])
+                self._cond.wait_for(
+                    lambda: self._stopping or self._waiting[lane] or self._tasks.get(lane)
+                )
                 if self._stopping:
                     return
-                job_id = self._waiting[lane].popleft()
-                self._running[lane] = job_id
+                task = None
+                tasks = self._tasks.get(lane)
+                if tasks and (self._task_turn[lane] or not self._waiting[lane]):
+                    task = tasks.popleft()
+                    self._task_turn[lane] = False
+                else:
+                    job_id = self._waiting[lane].popleft()
+                    self._running[lane] = job_id
+                    self._task_turn[lane] = True
+            if task is not None:
+                try:
+                    if self._thread_plan is not None:
+                        threads.apply_in_worker(self._thread_plan)
+                    task()
+                except Exception:  # a task reports its own failures; keep the worker alive
+                    log.exception("worker %s: a task failed", lane)
+                continue
             try:
                 if self._thread_plan is not None:
                     threads.apply_in_worker(self._thread_plan)
