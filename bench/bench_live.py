@@ -28,9 +28,12 @@ CATALOG = f"""
 id = "bench-sdxl"
 operations = ["generate"]
 engine = "diffusion"
-source = {{ repo = "{tiny_diffusion.ORG}/sdxl", pipeline = "StableDiffusionXLPipeline" }}
 licence = "test"
 options = {{ native_size = {SIZE} }}
+[model.source]
+repo = "{tiny_diffusion.ORG}/sdxl"
+revision = "{tiny_diffusion.REVISION}"
+pipeline = "StableDiffusionXLPipeline"
 """
 
 

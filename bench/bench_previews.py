@@ -35,7 +35,8 @@ def tiny_sdxl(native_size: int = SIZE):
         name="bench tiny SDXL",
         operations=("generate",),
         engine="diffusion",
-        source={"repo": f"{tiny_diffusion.ORG}/sdxl", "pipeline": "StableDiffusionXLPipeline"},
+        source={"repo": f"{tiny_diffusion.ORG}/sdxl", "revision": tiny_diffusion.REVISION,
+                "pipeline": "StableDiffusionXLPipeline"},
         licence="test",
         options={"native_size": native_size},
     )

@@ -16,8 +16,7 @@ from flask import Response, current_app, g, request, stream_with_context
 from flask_smorest import Blueprint
 
 from aiedit.api.errors import ApiError
-from aiedit.api.jobs import _own_job, job_json
-from aiedit.api.long_polls import long_poll_slot
+from aiedit.api.jobs import _long_polls, _own_job, job_json
 from aiedit.jobs.runner import FINISHED, RUNNING
 from aiedit.store.models import Job
 
@@ -50,7 +49,7 @@ def job_events(job_id):
     services = _services()
     job = _own_job(job_id)
     owner = g.principal.owner
-    slot = long_poll_slot(owner)
+    slot = _long_polls().slot(owner)
     slot.__enter__()  # released when the stream ends, however it ends
     try:
         stream = _stream(services, job, request.environ)

@@ -23,6 +23,7 @@ from aiedit.api.job_request import (
     read_inputs,
     region_of,
 )
+from aiedit.api.models import require_runnable
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, encode
 from aiedit.jobs.live import Frame, SessionClosed, Superseded
 from aiedit.ops.base import PART_NAMES, registry
@@ -115,6 +116,7 @@ def open_session(req):
     entry = pick_model(op, req["model"])
     params = load_params(op, req["params"])
     entry = fit_model(op, entry, req["model"] is not None, params)
+    require_runnable(entry, g.principal, services)  # no downloads behind a non-admin's back
     if entry.engine != "diffusion":
         raise ApiError(422, "live_unsupported_model",
                        f"model {entry.id} is not a diffusion model; live sessions need one")

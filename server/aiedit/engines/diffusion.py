@@ -41,6 +41,14 @@ if TYPE_CHECKING:
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".gguf")
 VARIANTS = ("fp16", "bf16", "fp32", "fp8", "int8")
 PREVIEW_SIDE = 256  # step previews are at most this many pixels on their longer side
+# latent channel -> (R, G, B) in [-1, 1]: the linear latent-to-RGB approximation of the
+# Stable Diffusion 1.x/2.x and SDXL VAEs (as published with their latent preview tools)
+_LATENT_RGB = {
+    "sd": [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
+           [-0.2120, -0.2616, -0.7177]],
+    "sdxl": [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+             [-0.3165, -0.2492, -0.2188]],
+}
 log = logging.getLogger(__name__)
 
 
@@ -606,12 +614,19 @@ def _adapters(pipe) -> set[str]:
 
 class Previewer:
     """Step previews: the current latents as a small RGB picture (longer side at most
-    PREVIEW_SIDE pixels). With `options.preview_vae` in the catalog entry (a hub id such as
-    madebyollin/taesd, taesdxl or taef1, or a local folder) the latents go through that tiny
-    autoencoder (diffusers' `AutoencoderTiny`); otherwise through the pipeline's own VAE, with
-    the latents first scaled down so the decode stays cheap. Latents of a layout it does not
-    know (video, packed latents of unknown size) give no previews; a decoder that fails once is
-    not tried again for this model."""
+    PREVIEW_SIDE pixels), made one of three ways, cheapest that fits first:
+
+    - `options.preview_vae` in the catalog entry (a hub id such as madebyollin/taesd, taesdxl or
+      taef1, or a local folder): that tiny autoencoder (diffusers' `AutoencoderTiny`), when it
+      is downloaded;
+    - 4-channel latents (Stable Diffusion 1.x/2.x, SDXL): a linear approximation, each latent
+      pixel's RGB a fixed linear mix of its four channels (the published latent-to-RGB factors
+      of those VAEs), upscaled; it costs next to nothing and shows colours and layout, not
+      detail;
+    - otherwise the pipeline's own VAE, on latents first scaled down so the decode stays small.
+
+    Latents of a layout it does not know (video, packed latents of unknown size) give no
+    previews; a decoder that fails once is not tried again for this model."""
 
     def __init__(self, entry: ModelEntry):
         self.entry = entry
@@ -632,31 +647,39 @@ class Previewer:
 
     def _decode(self, pipe, latents, kwargs: dict):
         import torch
+        import torch.nn.functional as F
 
-        latents = latents[:1]
+        latents = latents[:1].detach()
         if latents.ndim == 3 and hasattr(pipe, "_unpack_latents"):  # FLUX-style packed 2x2
             latents = pipe._unpack_latents(
                 latents, int(kwargs["height"]), int(kwargs["width"]), pipe.vae_scale_factor
             )
         if latents.ndim != 4:
             return None
-        tiny = self._tiny_vae(latents.device)
         height, width = latents.shape[-2:]
-        factor = getattr(pipe, "vae_scale_factor", 8) or 8
+        factor = int(getattr(pipe, "vae_scale_factor", 8) or 8)
         scale = min(1.0, PREVIEW_SIDE / float(max(height, width) * factor))
-        if scale < 1.0:
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            latents = torch.nn.functional.interpolate(latents.float(), size=size, mode="area")
+        out_size = (max(1, round(height * factor * scale)), max(1, round(width * factor * scale)))
+        tiny = self._tiny_vae(latents.device)
         with torch.inference_mode():
-            if tiny is not None:
-                image = tiny.decode(latents.to(tiny.dtype)).sample
+            if tiny is None and latents.shape[1] == 4:
+                weights = _LATENT_RGB["sdxl" if "XL" in type(pipe).__name__ else "sd"]
+                mix = torch.tensor(weights, dtype=torch.float32, device=latents.device)
+                rgb = torch.einsum("bchw,cr->brhw", latents.float(), mix)
+                image = F.interpolate(rgb, size=out_size, mode="bilinear", align_corners=False)
             else:
-                vae = pipe.vae
-                config = vae.config
-                latents = latents / getattr(config, "scaling_factor", 1.0)
-                if getattr(config, "shift_factor", None) is not None:
-                    latents = latents + config.shift_factor
-                image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+                if scale < 1.0:
+                    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+                    latents = F.interpolate(latents.float(), size=size, mode="area")
+                if tiny is not None:
+                    image = tiny.decode(latents.to(tiny.dtype)).sample
+                else:
+                    vae = pipe.vae
+                    config = vae.config
+                    latents = latents / getattr(config, "scaling_factor", 1.0)
+                    if getattr(config, "shift_factor", None) is not None:
+                        latents = latents + config.shift_factor
+                    image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
         image = (image[0].float() / 2 + 0.5).clamp(0, 1)
         return (image.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
 

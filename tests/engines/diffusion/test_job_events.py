@@ -38,12 +38,12 @@ def read_events(resp, timeout: float = 120.0) -> list[tuple[str, dict, float]]:
     return events
 
 
-def start_job(client, headers=None, steps=STEPS):
+def start_job(client, headers=None, steps=STEPS, model="tiny-sdxl"):
     resp = submit(
         client,
         "generate",
         headers=headers,
-        model="tiny-sdxl",
+        model=model,
         params={"prompt": "a lighthouse", "seed": 3, "steps": steps},
         region={"x": 0, "y": 0, "width": 64, "height": 64},
     )
@@ -76,8 +76,9 @@ def test_event_stream_sends_progress_in_order_then_the_final_state_and_ends(dcli
     assert dclient.get(f"/v1/jobs/{job_id}").get_json()["state"] == "succeeded"
 
 
-def test_previews_appear_while_a_20_step_job_runs(dclient, dservices):
-    job_id = start_job(dclient)
+@pytest.mark.parametrize("model", ["tiny-sdxl", "tiny-flux"])  # linear approximation, own VAE
+def test_previews_appear_while_a_20_step_job_runs(dclient, model):
+    job_id = start_job(dclient, model=model)
     events = read_events(dclient.get(f"/v1/jobs/{job_id}/events"))
     names = [name for name, _, _ in events]
     previews = [data for name, data, _ in events if name == "preview"]
@@ -141,6 +142,8 @@ def test_streams_are_the_owners_and_take_a_long_poll_slot_until_closed(keyed_app
     second = client.get(f"/v1/jobs/{job_id}/events", headers=alice)
     assert second.status_code == 429 and second.get_json()["code"] == "too_many_long_polls"
     assert second.headers["Retry-After"]
+    long_poll = client.get(f"/v1/jobs/{job_id}?wait=1", headers=alice)
+    assert long_poll.status_code == 429  # streams and long-polls share the slots
     first.close()  # the client went away: the slot is free again
     again = client.get(f"/v1/jobs/{job_id}/events", headers=alice)
     assert again.status_code == 200
