@@ -150,3 +150,48 @@ def test_streams_are_the_owners_and_take_a_long_poll_slot_until_closed(keyed_app
     events = read_events(again)
     assert events[-1][0] == "state" and events[-1][1]["state"] == "succeeded"
     assert np.isfinite(events[-1][1]["progress"]["fraction"])
+
+
+def test_a_real_server_streams_events_as_they_happen_and_frees_the_slot_on_disconnect(
+    tmp_path, tiny_hub
+):
+    """Through waitress: events are not held back in a buffer, and a client that goes away
+    gives its long-poll slot back (here the only one) once the server writes to it."""
+    import requests
+
+    from tests.fixtures.tiny_server import tiny_env
+    from tests.helpers import LiveServer
+
+    env = {**tiny_env(tiny_hub), "AIEDIT_MAX_LONG_POLLS": "1"}
+    server = LiveServer(tmp_path / "data", env=env).start(timeout=60)
+    try:
+        request = {"operation": "generate", "model": "tiny-sdxl",
+                   "params": {"prompt": "a harbour", "seed": 1, "steps": 60},
+                   "region": {"x": 0, "y": 0, "width": 64, "height": 64}}
+        resp = requests.post(f"{server.url}/v1/jobs",
+                             files={"request": (None, json.dumps(request))}, timeout=60)
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["id"]
+        url = f"{server.url}/v1/jobs/{job_id}/events"
+        first = requests.get(url, stream=True, timeout=60)
+        assert first.status_code == 200
+        assert first.headers["Content-Type"].startswith("text/event-stream")
+        lines = first.iter_lines(decode_unicode=True)
+        assert next(line for line in lines if line.startswith("event:")) == "event: progress"
+        state = requests.get(f"{server.url}/v1/jobs/{job_id}", timeout=30).json()["state"]
+        assert state != "succeeded"  # the first event came while the job was still going
+        assert requests.get(url, timeout=30).status_code == 429  # the one slot is taken
+        first.close()
+        deadline = time.monotonic() + 30
+        while True:
+            second = requests.get(url, stream=True, timeout=120)
+            if second.status_code == 200 or time.monotonic() > deadline:
+                break
+            second.close()
+            time.sleep(0.2)
+        assert second.status_code == 200  # the slot came back after the client left
+        events = [line for line in second.iter_lines(decode_unicode=True) if line]
+        assert events[-2] == "event: state"
+        assert json.loads(events[-1].removeprefix("data: "))["state"] == "succeeded"
+    finally:
+        server.stop()
