@@ -680,6 +680,9 @@ class Previewer:
                     if getattr(config, "shift_factor", None) is not None:
                         latents = latents + config.shift_factor
                     image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+            if tuple(image.shape[-2:]) != out_size:  # a decoder of another scale than the VAE
+                image = F.interpolate(image.float(), size=out_size, mode="bilinear",
+                                      align_corners=False)
         image = (image[0].float() / 2 + 0.5).clamp(0, 1)
         return (image.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
 

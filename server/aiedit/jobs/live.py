@@ -117,9 +117,21 @@ class LiveSessions:
         with self._lock:
             self._sessions[session.id] = session
             self._start_sweeper()
+        self._runner.queue.run_task(session.device, lambda: self._warm(session))
         log.info("live session opened", extra={"session": session.id, "owner": owner,
                                                "operation": operation, "model": entry.id})
         return session
+
+    def _warm(self, session: LiveSession) -> None:
+        """On the device's worker: load the session's model now, so the first frame is fast (a
+        failure shows on that frame instead)."""
+        if session.closed:
+            return
+        try:
+            self._runner.cache.get(session.entry, session.device)
+        except Exception as exc:
+            log.info("live session %s: model %s not loaded ahead (%s)", session.id,
+                     session.entry.id, type(exc).__name__)
 
     def get(self, session_id: str) -> LiveSession | None:
         with self._lock:
