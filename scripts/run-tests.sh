@@ -17,8 +17,9 @@ echo "== python tests (one worker per core; a test file stays on one worker)"
 workers="${AIEDIT_TEST_WORKERS:-$(nproc)}"
 $BIN/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
 
-echo "== API tests again on PostgreSQL (a cluster the session starts on loopback)"
-$BIN/python -m pytest -q -p no:cacheprovider --db postgresql tests/api
+echo "== API and proof tests again on PostgreSQL (a cluster the session starts on loopback)"
+$BIN/python -m pytest -q -p no:cacheprovider --db postgresql tests/api tests/proof \
+  tests/studio/test_db_and_queue.py
 
 echo "== photoshop plugin (node)"
 (cd plugins/photoshop-uxp-bridge && npm ci --no-audit --no-fund && \

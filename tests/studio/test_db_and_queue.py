@@ -84,3 +84,13 @@ def test_fair_order_takes_turns_least_recently_served_first():
     served = {"a": datetime(2026, 1, 2, tzinfo=UTC), "b": datetime(2026, 1, 1, tzinfo=UTC),
               "c": None}
     assert fair_order(queued, served)[:4] == ["c21", "b20", "a0", "a1"]
+
+
+def test_live_servers_use_the_database_the_db_option_names(request, tmp_path):
+    from tests.helpers import LiveServer
+
+    url = LiveServer(tmp_path / "data").env.get("AIEDIT_DATABASE_URL", "")
+    if request.config.getoption("--db") == "postgresql":
+        assert url.startswith("postgresql+psycopg://")
+    else:
+        assert url == ""
