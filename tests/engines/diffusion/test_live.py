@@ -200,3 +200,43 @@ def test_bad_frames_are_refused_and_sessions_are_limited(dclient, dservices):
     for s in (session, second):
         assert dclient.delete(f"/v1/live/{s['id']}").status_code == 204
     assert dservices.live.count() == 0
+
+
+def test_a_job_is_not_starved_by_a_stream_of_frames(diffusion_app, dservices):
+    from tests.helpers import submit, wait_finished
+
+    client = diffusion_app.test_client()
+    session = open_session(client, params={"prompt": "a boat", "steps": 4})
+    stop = threading.Event()
+    finished: list[float] = []
+
+    def paint():
+        painter = diffusion_app.test_client()
+        i = 0
+        while not stop.is_set():
+            resp = send_frame(painter, session["id"], noise_image(SIZE, SIZE, seed=i))
+            assert resp.status_code == 200
+            finished.append(time.monotonic())
+            i += 1
+
+    thread = threading.Thread(target=paint)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while len(finished) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        submitted = time.monotonic()
+        resp = submit(client, "generate", model="tiny-sdxl",
+                      params={"prompt": "a lighthouse", "steps": 4, "seed": 1},
+                      region={"x": 0, "y": 0, "width": SIZE, "height": SIZE})
+        assert resp.status_code == 202
+        job = wait_finished(client, resp.get_json()["id"], timeout=120)
+        done = time.monotonic()
+    finally:
+        stop.set()
+        thread.join(120)
+    assert job["state"] == "succeeded"
+    # frames and the job took turns: the job started after at most the frame running and the
+    # one that had just been sent, not after the painter stopped
+    assert sum(submitted < t < done for t in finished) <= 3, len(finished)
+    assert client.delete(f"/v1/live/{session['id']}").status_code == 204
