@@ -195,3 +195,26 @@ def test_a_real_server_streams_events_as_they_happen_and_frees_the_slot_on_disco
         assert json.loads(events[-1].removeprefix("data: "))["state"] == "succeeded"
     finally:
         server.stop()
+
+
+def test_a_quiet_stream_sends_heartbeats_and_ends_at_its_time_limit(dclient, dservices,
+                                                                   monkeypatch):
+    from aiedit.api import job_events
+
+    monkeypatch.setattr(job_events, "HEARTBEAT_S", 0.0)  # a heartbeat whenever nothing was sent
+    monkeypatch.setattr(dservices.config, "max_event_stream_s", 1.0)
+    monkeypatch.setattr(job_events, "POLL_INTERVAL_S", 0.05)
+    blocker = start_job(dclient, steps=150)  # holds the worker, so the next job stays queued
+    job_id = start_job(dclient)
+    started = time.monotonic()
+    body = b"".join(
+        c if isinstance(c, bytes) else c.encode()
+        for c in dclient.get(f"/v1/jobs/{job_id}/events").response
+    ).decode()
+    assert time.monotonic() - started < 30
+    assert body.startswith("retry: 2000\n\n")
+    assert ": heartbeat\n\n" in body
+    assert "event: state" not in body  # it ended at the limit; an EventSource reconnects
+    assert '"state":"queued"' in body
+    for job in (blocker, job_id):
+        dclient.delete(f"/v1/jobs/{job}")
