@@ -23,9 +23,10 @@ from aiedit.api.job_request import (
     read_inputs,
     region_of,
 )
+from aiedit.api.jobs import _long_polls
 from aiedit.api.models import require_runnable
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, encode
-from aiedit.jobs.live import Frame, SessionClosed, Superseded
+from aiedit.jobs.live import Frame, FrameTimeout, SessionClosed, Superseded
 from aiedit.ops.base import PART_NAMES, registry
 
 blp = Blueprint("live", __name__, url_prefix="/v1", description="Live painting sessions")
@@ -166,6 +167,8 @@ def close_session(session_id):
 @blp.alt_response(409, description="`superseded`: a newer frame arrived before this one "
                                    "started; `live_session_closed`: deleted or expired meanwhile")
 @blp.alt_response(422, description="Invalid params or files")
+@blp.alt_response(429, description="Too many long-polls, event streams and frames open")
+@blp.alt_response(503, description="`live_busy`: the device stayed busy; the frame was withdrawn")
 def send_frame(args, form, files, session_id):
     """Render one frame: the multipart parts of a job (`image`, `mask`, ...) and an optional
     `request` JSON part with the params that change"""
@@ -189,7 +192,16 @@ def send_frame(args, form, files, session_id):
         session.params = merged  # later frames keep the change
     frame = Frame(params=params, inputs=_decoded(inputs), region=region)
     try:
-        output = live.submit(session, frame, timeout=services.config.max_wait_s * 2)
+        # a frame holds a server thread while it waits and renders, as a long-poll does
+        with _long_polls().slot(g.principal.owner):
+            output = live.submit(session, frame, timeout=services.config.max_wait_s)
+    except FrameTimeout:
+        raise ApiError(503, "live_busy",
+                       f"the device was busy with jobs for {services.config.max_wait_s:g} s, so "
+                       "this frame was withdrawn; send the next one", headers={"Retry-After": "1"}
+                       ) from None
+    except ApiError:
+        raise
     except Superseded:
         raise ApiError(409, "superseded",
                        f"a newer frame for live session {session_id} arrived before this one "

@@ -40,6 +40,10 @@ class SessionClosed(Exception):
     """The session was deleted or expired before the frame finished."""
 
 
+class FrameTimeout(Exception):
+    """The frame waited too long for the device (it is busy with jobs); it was withdrawn."""
+
+
 @dataclass
 class Frame:
     params: dict  # loaded (validated) params, the session's with this frame's changes
@@ -185,7 +189,11 @@ class LiveSessions:
                 session.scheduled = False
             raise SessionClosed("server stopping")
         if not frame.done.wait(timeout):
-            raise SessionClosed("timed out")
+            with self._lock:
+                if session.waiting is frame:  # still waiting: withdraw it
+                    session.waiting = None
+                    raise FrameTimeout()
+            frame.done.wait()  # it started meanwhile: it stops soon or finishes
         if frame.error is not None:
             raise frame.error
         return frame.output

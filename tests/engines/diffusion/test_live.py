@@ -240,3 +240,34 @@ def test_a_job_is_not_starved_by_a_stream_of_frames(diffusion_app, dservices):
     # one that had just been sent, not after the painter stopped
     assert sum(submitted < t < done for t in finished) <= 3, len(finished)
     assert client.delete(f"/v1/live/{session['id']}").status_code == 204
+
+
+def test_frames_take_long_poll_slots_and_a_frame_stuck_behind_jobs_is_withdrawn(
+    diffusion_app, dclient, dservices, monkeypatch
+):
+    from aiedit.api.jobs import _long_polls
+    from tests.helpers import submit
+
+    session = open_session(dclient, params={"prompt": "a bird", "steps": 2})
+    with diffusion_app.app_context():
+        polls = _long_polls()
+    monkeypatch.setattr(polls, "per_caller", 0)
+    resp = send_frame(dclient, session["id"], noise_image(SIZE, SIZE))
+    assert resp.status_code == 429, resp.get_json()
+    assert resp.get_json()["code"] == "too_many_long_polls"
+    monkeypatch.undo()
+
+    blocker = submit(dclient, "generate", model="tiny-sdxl",
+                     params={"prompt": "x", "steps": 150, "seed": 1},
+                     region={"x": 0, "y": 0, "width": SIZE, "height": SIZE}).get_json()["id"]
+    deadline = time.monotonic() + 60
+    while dclient.get(f"/v1/jobs/{blocker}").get_json()["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    monkeypatch.setattr(dservices.config, "max_wait_s", 0.5)
+    resp = send_frame(dclient, session["id"], noise_image(SIZE, SIZE))
+    assert resp.status_code == 503 and resp.get_json()["code"] == "live_busy"
+    assert resp.headers["Retry-After"]
+    assert dservices.live.running() == 0  # withdrawn, not left waiting
+    dclient.delete(f"/v1/jobs/{blocker}")
+    assert dclient.delete(f"/v1/live/{session['id']}").status_code == 204
