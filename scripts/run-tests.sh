@@ -18,7 +18,8 @@ workers="${AIEDIT_TEST_WORKERS:-$(nproc)}"
 $BIN/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
 
 echo "== API and proof tests again on PostgreSQL (a cluster the session starts on loopback)"
-$BIN/python -m pytest -q -p no:cacheprovider --db postgresql tests/api tests/proof \
+$BIN/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --db postgresql \
+  tests/api tests/proof \
   tests/studio/test_db_and_queue.py
 
 echo "== photoshop plugin (node)"
