@@ -14,7 +14,7 @@ from sqlalchemy import inspect
 
 from aiedit.auth.keys import authenticate, create_key
 from aiedit.auth.users import UserError, create_user
-from aiedit.jobs.fair import fair_order
+from aiedit.jobs.fair import fair_order, for_device
 from aiedit.store.db import Database
 from aiedit.store.models import Base
 
@@ -84,6 +84,20 @@ def test_fair_order_takes_turns_least_recently_served_first():
     served = {"a": datetime(2026, 1, 2, tzinfo=UTC), "b": datetime(2026, 1, 1, tzinfo=UTC),
               "c": None}
     assert fair_order(queued, served)[:4] == ["c21", "b20", "a0", "a1"]
+
+
+def test_a_cpu_worker_leaves_model_jobs_to_a_live_gpu_worker_and_takes_classic_ones():
+    queued = [("d1", "a", None, "sdxl-turbo", None), ("c1", "a", None, "classic-telea", None),
+              ("d2", "b", None, "flux-schnell", None), ("c2", "b", None, "classic-lanczos", None)]
+    order = ["d1", "d2", "c1", "c2"]
+
+    def classic(model):
+        return model.startswith("classic-")
+
+    assert for_device(order, queued, "cpu", ["cuda:0", "cpu"], classic) == ["c1", "c2"]
+    assert for_device(order, queued, "cpu", ["cpu"], classic) == order  # no GPU alive: all
+    assert for_device(order, queued, "cpu", [], classic) == order
+    assert for_device(order, queued, "cuda:0", ["cpu"], classic) == order
 
 
 def test_live_servers_use_the_database_the_db_option_names(request, tmp_path):

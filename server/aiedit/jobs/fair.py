@@ -36,6 +36,17 @@ def fair_order(queued, last_served: dict) -> list[str]:
     return order
 
 
+def for_device(order: list[str], queued, device: str, live_devices, cpu_only) -> list[str]:
+    """What a worker on `device` may take from `order`. A CPU worker leaves jobs that need a
+    model to workers with an accelerator while one is alive (it would run them tens of times
+    slower) and takes the classic jobs (`cpu_only(model)`); with no accelerator alive, or on an
+    accelerator, everything is fair game."""
+    if device != "cpu" or all(d == "cpu" for d in live_devices):
+        return order
+    classic = {job_id for job_id, _, _, model, *_ in queued if cpu_only(model)}
+    return [job_id for job_id in order if job_id in classic]
+
+
 def _aware(when):
     if when is None:
         return None

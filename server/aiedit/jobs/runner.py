@@ -160,7 +160,7 @@ class JobRunner:
     def submit(self, new: NewJob) -> Job:
         """Store inputs and the row, then queue it. Nothing is left behind if any step fails."""
         job_id = uuid.uuid4().hex
-        cpu_only = self._cpu_only(new.model)
+        cpu_only = self.cpu_only(new.model)
         device = CPU_DEVICE if cpu_only else self.queue.pick_device()
         try:
             inputs = {
@@ -216,7 +216,7 @@ class JobRunner:
         self._enqueue(job_id, device, cpu_only)
         return job
 
-    def _cpu_only(self, model: str) -> bool:
+    def cpu_only(self, model: str) -> bool:
         """Classic operations run on the CPU in one call: they get the queue's CPU lane."""
         entry = self.catalog.get(model)
         return entry is not None and entry.engine == "classic"
@@ -542,7 +542,7 @@ class JobRunner:
             ).all()
         self.sweep_orphans(min_age_s=0.0)
         for job_id, device, model in queued:
-            self._enqueue(job_id, device, self._cpu_only(model))
+            self._enqueue(job_id, device, self.cpu_only(model))
         return [job_id for job_id, _, _ in queued]
 
     def sweep_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from aiedit.jobs.fair import fair_order, for_device
 from aiedit.jobs.queue_celery import SHARED_QUEUE, TASK, CeleryQueue, worker_queue
 from aiedit.services import Services
 from aiedit.store.db import utcnow
@@ -84,7 +85,7 @@ class StudioWorker:
     def _ask_for_work(self) -> None:
         """An idle worker with jobs waiting and no ticket in sight sends itself one (tickets
         can be lost when Redis restarts without persistence)."""
-        if not self.services.runner.queued_jobs():
+        if not self._queued_order():
             return
         log.info("worker %s: jobs are waiting without a ticket; taking one", self.id)
         self.queue.send_ticket(self.own_queue)
@@ -106,8 +107,7 @@ class StudioWorker:
         """One ticket: run the job that should start next, if any."""
         self._busy.set()
         try:
-            job_id = self.services.runner.run_next(self.queue.queued_order,
-                                                   on_start=self._started)
+            job_id = self.services.runner.run_next(self._queued_order, on_start=self._started)
             if job_id:
                 log.info("worker %s: job %s done", self.id, job_id)
         finally:
@@ -116,6 +116,14 @@ class StudioWorker:
                 self._beat(busy=False)
             except Exception:
                 log.exception("worker %s: could not report itself idle", self.id)
+
+    def _queued_order(self) -> list[str]:
+        """The queued jobs this worker may take, in fair order (see `fair.for_device`)."""
+        runner = self.services.runner
+        queued = runner.queued_jobs()
+        order = fair_order(queued, {owner: served for _, owner, _, _, served in queued})
+        live = [w.device for w in self.queue.workers() if w.name != self.id]
+        return for_device(order, queued, self.device, live, runner.cpu_only)
 
     def _started(self, job_id: str) -> None:
         try:
