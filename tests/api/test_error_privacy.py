@@ -73,3 +73,33 @@ def test_an_upload_that_cannot_be_stored_names_no_path(app, client, monkeypatch)
     assert resp.status_code == 507
     assert SECRET_PATH not in resp.get_data(as_text=True)
     assert "free space" in resp.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        png_bytes(noise_image(64, 64))[:300],  # truncated: PIL says "image file is truncated ..."
+        b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\xff" * 17,  # damaged header chunk
+    ],
+    ids=["truncated", "damaged-header"],
+)
+def test_an_undecodable_upload_is_described_without_the_imaging_library_s_text(
+    client, caplog, data
+):
+    import io
+
+    with caplog.at_level(logging.INFO, logger="aiedit.imaging.codec"):
+        resp = client.post(
+            "/v1/jobs",
+            data={"request": '{"operation": "upscale"}', "image": (io.BytesIO(data), "x.png")},
+            content_type="multipart/form-data",
+        )
+    assert resp.status_code == 400
+    body = resp.get_json()
+    assert body["code"] == "image_undecodable"
+    message = body["message"] + str(body.get("errors", ""))
+    for library_words in ("truncated (", "bytes not processed", "broken data stream",
+                          "CRC", "Errno", "Traceback", "PIL"):
+        assert library_words not in message, message
+    if b"IHDR" not in data:  # the truncated file: PIL's own words about it go to the log
+        assert any(record.name == "aiedit.imaging.codec" for record in caplog.records)

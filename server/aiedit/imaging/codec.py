@@ -4,10 +4,13 @@ safely; encode results."""
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 _SRGB = ImageCms.createProfile("sRGB")
@@ -64,18 +67,21 @@ def _open(field: str, data: bytes, max_pixels: int, max_side: int) -> Image.Imag
             "file with a usable header",
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        log.info("%s: undecodable upload (%s)", field, exc)  # the library's words stay here
         raise ImageInputError(
             field,
             "image_undecodable",
-            "cannot decode the file as an image (PNG, JPEG, WebP, TIFF, BMP or GIF)"
-            + (f": {exc}" if str(exc) else ""),
+            "cannot decode the file as an image (PNG, JPEG, WebP, TIFF, BMP or GIF): its header "
+            "is damaged or uses a variant this server cannot read",
         ) from None
     check_size(field, img.width, img.height, max_pixels, max_side)
     try:
         img.load()
     except Exception as exc:  # truncated or corrupt data surfaces only on load, in many types
+        log.info("%s: corrupt upload (%s)", field, exc)
         raise ImageInputError(
-            field, "image_undecodable", f"the image data is truncated or corrupt: {exc}"
+            field, "image_undecodable", "the image data is truncated or corrupt: save or export "
+            "the image again and retry"
         ) from None
     return img
 
@@ -133,8 +139,10 @@ def decode_image(field: str, data: bytes, max_pixels: int, max_side: int) -> np.
     try:
         rgba = _to_rgba(img)
     except (OSError, ValueError) as exc:
+        log.info("%s: unconvertible upload (%s)", field, exc)
         raise ImageInputError(
-            field, "image_undecodable", f"cannot convert the image: {exc}"
+            field, "image_undecodable", "cannot convert the image to RGBA: its mode or colour "
+            "profile is not supported; export it as 8- or 16-bit RGB(A) and retry"
         ) from None
     return np.ascontiguousarray(np.asarray(rgba, dtype=np.uint8))
 
