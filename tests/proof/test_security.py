@@ -89,7 +89,8 @@ def test_every_endpoint_checks_the_key_and_hides_other_owners_jobs(make_app):
     assert client.get(f"/v1/jobs/{job['id']}", headers=bearer(admin)).status_code == 200
     assert client.delete(f"/v1/jobs/{job['id']}", headers=bearer(alice)).status_code == 204
     job_rules = {rule for _, rule in v1_rules(app) if "<job_id>" in rule}
-    assert job_rules == {"/v1/jobs/<job_id>", "/v1/jobs/<job_id>/results/<int:index>"}, (
+    assert job_rules == {"/v1/jobs/<job_id>", "/v1/jobs/<job_id>/results/<int:index>",
+                         "/v1/jobs/<job_id>/preview", "/v1/jobs/<job_id>/events"}, (
         "a new job endpoint appeared: check that it uses _own_job"
     )
 
