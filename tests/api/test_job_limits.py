@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -16,6 +18,7 @@ from PIL import Image
 from aiedit.api import job_request
 from aiedit.app import create_app, services_of
 from aiedit.auth.keys import create_key
+from aiedit.auth.users import create_user, set_limits
 from aiedit.imaging.codec import decode_image
 from aiedit.store.models import Job
 from tests.helpers import noise_image, png_bytes, submit, wait_finished
@@ -119,6 +122,48 @@ def test_queued_jobs_are_capped_per_owner_and_in_total(make_app):
     assert total.status_code == 429 and "3 jobs queued" in total.get_json()["message"]
     assert "max_queued = 3" in total.get_json()["message"]
     assert _rows(app) == 3
+
+
+def _race(app, key: str, n: int = 20) -> list:
+    """`n` submissions by one caller, all let go at once from their own threads."""
+    start = threading.Barrier(n)
+
+    def post(_):
+        client = app.test_client()
+        start.wait()
+        return submit(client, "upscale", {"image": IMAGE},
+                      headers={"Authorization": f"Bearer {key}"}, **UPSCALE)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(post, range(n)))
+
+
+@pytest.mark.parametrize("limit", ["max_queued_per_owner", "max_queued", "user_max_queued"])
+def test_concurrent_submissions_at_a_cap_store_only_what_fits(make_app, limit):
+    """The caps are counted in the transaction that inserts the job, one submission at a time:
+    20 at once against a cap of 3 store exactly 3 (checked before the insert, in a transaction
+    of its own, several of them saw room for one more). Twenty upload slots: all twenty are in
+    the view at once, as they would be across the processes of a studio deployment."""
+    if limit == "user_max_queued":
+        app = make_app(upload_slots=20)
+        services = services_of(app)
+        create_user(services.db, "carol")
+        set_limits(services.db, "carol", max_queued=3)
+        _, key = create_key(services.db, "carol-laptop", user="carol")
+        code = "limit_max_queued"
+    else:
+        app = make_app(upload_slots=20, **{limit: 3})
+        _, key = create_key(services_of(app).db, "alice")
+        code = "queue_full"
+    answers = _race(app, key)
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [202] * 3 + [429] * 17, statuses
+    assert {r.get_json()["code"] for r in answers if r.status_code == 429} == {code}
+    assert all(r.headers["Retry-After"] for r in answers if r.status_code == 429)
+    assert _rows(app) == 3
+    stored = {p.name for p in services_of(app).blobs.root.iterdir() if any(p.rglob("*.png"))}
+    assert stored == {r.get_json()["id"] for r in answers if r.status_code == 202}, (
+        "the refused jobs' inputs are removed")
 
 
 def test_new_jobs_are_refused_with_507_below_the_free_space_floor(make_app):

@@ -10,6 +10,7 @@ import io
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app, g, request
@@ -17,9 +18,11 @@ from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from PIL import Image
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from aiedit.api.errors import ApiError
 from aiedit.api.models import require_runnable
+from aiedit.auth import limits
 from aiedit.engines import default_model, installed_for
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw
 from aiedit.jobs.runner import QUEUED, InputFile, NewJob
@@ -453,7 +456,8 @@ def reused_key_error(key: str) -> ApiError:
 
 
 def check_capacity(owner: str) -> None:
-    """Refuse a new job while the disk is nearly full or the queue is at its limits."""
+    """Refuse a new job while the disk is nearly full or the queue is at its limits (early,
+    before the upload is read; `admission` checks the limits again as the job is stored)."""
     services = _services()
     config = services.config
     if config.min_free_bytes > 0:
@@ -466,13 +470,41 @@ def check_capacity(owner: str) -> None:
                 f"{_size(config.min_free_bytes)} it keeps in reserve (min_free_bytes); free "
                 "space there (or delete finished jobs) and retry",
             )
-    if not (config.max_queued_per_owner or config.max_queued):
-        return
-    with services.db.session() as s:
-        total = s.scalar(select(func.count()).select_from(Job).where(Job.state == QUEUED))
-        mine = s.scalar(
-            select(func.count()).select_from(Job).where(Job.state == QUEUED, Job.owner == owner)
-        )
+    if config.max_queued_per_owner or config.max_queued:
+        with services.db.session() as s:
+            _check_queue(s, config, owner)
+
+
+def admission(owner: str, user: str | None, cost: float) -> Callable[[Session], None]:
+    """The authoritative check of the queue caps and the user's limits, for `JobRunner.submit`
+    to run in the transaction that inserts the job: serialized on the owner and the user (and
+    on the whole queue while it has a total cap), so that of many submissions racing at a
+    limit only those that fit are stored; the others get the same 429 as the early check."""
+    services = _services()
+    config = services.config
+
+    def admit(s: Session) -> None:
+        names = [f"owner:{owner}"] + ([f"owner:{user}"] if user else [])
+        if config.max_queued:
+            names.append("queue")
+        services.db.serialize(s, *names)
+        if config.max_queued_per_owner or config.max_queued:
+            _check_queue(s, config, owner)
+        try:
+            limits.check_in(s, user, cost)
+        except limits.LimitExceeded as exc:
+            raise ApiError(
+                429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
+            ) from None
+
+    return admit
+
+
+def _check_queue(s: Session, config, owner: str) -> None:
+    total = s.scalar(select(func.count()).select_from(Job).where(Job.state == QUEUED))
+    mine = s.scalar(
+        select(func.count()).select_from(Job).where(Job.state == QUEUED, Job.owner == owner)
+    )
     retry = {"Retry-After": str(QUEUE_FULL_RETRY_S)}
     if config.max_queued_per_owner and mine >= config.max_queued_per_owner:
         raise ApiError(

@@ -21,13 +21,13 @@ from aiedit.api.job_request import (
     JobFilesSchema,
     JobFormSchema,
     JobSubmissionSchema,
+    admission,
     check_capacity,
     read_submission,
     reused_key_error,
     same_request,
     upload_slot,
 )
-from aiedit.auth import limits
 from aiedit.imaging.codec import encode
 from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING
 from aiedit.store.models import Job
@@ -260,14 +260,9 @@ class Jobs(MethodView):
             if not same_request(existing, submission):
                 raise reused_key_error(key)
             return job_json(existing)
+        admit = admission(owner, g.principal.user, submission.new.cost)
         try:
-            limits.check(services.db, g.principal.user, submission.new.cost)
-        except limits.LimitExceeded as exc:
-            raise ApiError(
-                429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
-            ) from None
-        try:
-            job = services.runner.submit(submission.new)
+            job = services.runner.submit(submission.new, admit)
         except IntegrityError:  # the same Idempotency-Key raced in
             existing = services.runner.find_idempotent(owner, key)
             if existing is None:

@@ -1,5 +1,6 @@
-"""Per-user limits (`aiedit users limit NAME --max-queued N --daily-units U`): checked before a
-job is stored; a job over a limit is refused, saying which limit and when it resets."""
+"""Per-user limits (`aiedit users limit NAME --max-queued N --daily-units U`): checked in the
+transaction that stores a job; a job over a limit is refused, saying which limit and when it
+resets."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, not_, select
+from sqlalchemy.orm import Session
 
 from aiedit.store.db import Database, utcnow
 from aiedit.store.models import Job, User
@@ -35,29 +37,39 @@ def usage_today(db: Database, owner: str, now: datetime | None = None) -> float:
     """Cost units of the owner's jobs created since 00:00 UTC (failed jobs and jobs canceled
     before they started cost nothing)."""
     with db.session() as s:
-        return float(
-            s.scalar(
-                select(func.coalesce(func.sum(Job.cost), 0.0)).where(
-                    Job.owner == owner,
-                    Job.created_at >= midnight_utc(now),
-                    COUNTS_TOWARD_UNITS,
-                )
+        return _usage_today(s, owner, now)
+
+
+def _usage_today(s: Session, owner: str, now: datetime | None) -> float:
+    return float(
+        s.scalar(
+            select(func.coalesce(func.sum(Job.cost), 0.0)).where(
+                Job.owner == owner,
+                Job.created_at >= midnight_utc(now),
+                COUNTS_TOWARD_UNITS,
             )
-            or 0.0
         )
+        or 0.0
+    )
 
 
 def check(db: Database, user_name: str | None, cost: float) -> None:
     """Raise LimitExceeded when a new job of `cost` units would break the user's limits."""
+    with db.session() as s:
+        check_in(s, user_name, cost)
+
+
+def check_in(s: Session, user_name: str | None, cost: float) -> None:
+    """`check` inside a session: the one that inserts the job, serialized on the user (see
+    `JobRunner.submit`), so that concurrent submissions cannot all pass a limit."""
     if not user_name:
         return
-    with db.session() as s:
-        user = s.get(User, user_name)
-        if user is None or (user.max_queued is None and user.daily_units is None):
-            return
-        unfinished = s.scalar(
-            select(func.count()).where(Job.owner == user_name, Job.state.in_(UNFINISHED))
-        )
+    user = s.get(User, user_name)
+    if user is None or (user.max_queued is None and user.daily_units is None):
+        return
+    unfinished = s.scalar(
+        select(func.count()).where(Job.owner == user_name, Job.state.in_(UNFINISHED))
+    )
     if user.max_queued is not None and unfinished >= user.max_queued:
         raise LimitExceeded(
             "limit_max_queued",
@@ -67,7 +79,7 @@ def check(db: Database, user_name: str | None, cost: float) -> None:
         )
     if user.daily_units is not None:
         now = utcnow()
-        used = usage_today(db, user_name, now)
+        used = _usage_today(s, user_name, now)
         if used + cost > user.daily_units:
             reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             wait = max(1, math.ceil((reset - now).total_seconds()))

@@ -13,12 +13,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from aiedit.engines import engine_module
 from aiedit.jobs import stats
@@ -157,8 +158,12 @@ class JobRunner:
         with self.db.session() as s:
             return s.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
-    def submit(self, new: NewJob) -> Job:
-        """Store inputs and the row, then queue it. Nothing is left behind if any step fails."""
+    def submit(self, new: NewJob, admit: Callable[[Session], None] | None = None) -> Job:
+        """Store inputs and the row, then queue it. Nothing is left behind if any step fails.
+
+        `admit(session)` runs first in the transaction that inserts the row: it may serialize
+        that transaction (`Database.serialize`) and count, and raise to refuse the job, so
+        concurrent submissions cannot all pass a limit that only one of them fits under."""
         job_id = uuid.uuid4().hex
         cpu_only = self.cpu_only(new.model)
         device = CPU_DEVICE if cpu_only else self.queue.pick_device()
@@ -204,6 +209,8 @@ class JobRunner:
                 expires_at=now + self.retention,  # provisional: set again when it finishes
             )
             with self.db.session() as s:
+                if admit is not None:
+                    admit(s)
                 s.add(job)
         except BaseException:
             self.blobs.delete_job(job_id)

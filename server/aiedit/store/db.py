@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,25 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def serialize(self, session: Session, *names: str) -> None:
+        """Make `session`'s transaction wait for, and then hold off, every other transaction
+        that serializes on one of `names` until it commits or rolls back: a count and the insert
+        it allows happen as one step. Call it before the session's first statement.
+
+        PostgreSQL: a transaction-scoped advisory lock per name (taken in one order, so two
+        transactions never wait for each other). SQLite: the write lock of the whole database,
+        taken at once (`BEGIN IMMEDIATE`; the sqlite driver would otherwise begin only at the
+        first write, after the count)."""
+        connection = session.connection()
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            for key in sorted({_lock_key(name) for name in names}):
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        else:
+            raise RuntimeError(f"no way to serialize transactions on {dialect}")
 
     def migrate(self) -> None:
         """Bring the schema up to date (Alembic `upgrade head`). A database already at the head
@@ -96,6 +116,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for `name` (the same in every process)."""
+    digest = hashlib.sha256(f"aiedit:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _alembic_config(connection):
