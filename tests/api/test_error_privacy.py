@@ -65,7 +65,7 @@ def test_an_unexpected_error_in_a_view_answers_a_generic_500(app, client, monkey
 def test_an_upload_that_cannot_be_stored_names_no_path(app, client, monkeypatch):
     from aiedit.app import services_of
 
-    def unwritable(new):
+    def unwritable(new, admit=None):
         raise OSError(f"cannot write {SECRET_PATH}")  # no errno: str() would be the path
 
     monkeypatch.setattr(services_of(app).runner, "submit", unwritable)
