@@ -79,6 +79,21 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def make_app(tmp_path):
+    """Build apps with given settings (`make_app(host="0.0.0.0", ...)`); all stopped after."""
+    apps = []
+
+    def build(**settings):
+        app = create_app(Config(data_dir=tmp_path / f"d{len(apps)}", testing=True, **settings))
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        services_of(app).stop()
+
+
 # --- PostgreSQL and Redis (studio mode; Debian packages, loopback, free ports) ------------------
 
 

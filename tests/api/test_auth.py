@@ -1,10 +1,8 @@
 """API keys: once a key exists requests need one, and jobs belong to the key that made them."""
 
-import pytest
 
-from aiedit.app import create_app, services_of
+from aiedit.app import services_of
 from aiedit.auth.keys import create_key, revoke_key
-from aiedit.config import Config
 from tests.helpers import noise_image, png_bytes, submit
 
 IMAGE = png_bytes(noise_image(16, 16))
@@ -54,20 +52,6 @@ def test_revoked_key_is_rejected(app, client):
 
 
 # --- whether keys are needed: the bind address and whether a key was ever created -------------
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def build(**settings):
-        app = create_app(Config(data_dir=tmp_path / f"d{len(apps)}", testing=True, **settings))
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        services_of(app).stop()
 
 
 def assert_needs_a_key(resp):

@@ -4,26 +4,11 @@ foreign Origins are refused before anything runs; a wildcard CORS origin there i
 
 import pytest
 
-from aiedit.app import create_app, services_of
+from aiedit.app import services_of
 from aiedit.auth.keys import create_key
-from aiedit.config import Config
 from tests.helpers import noise_image, png_bytes, submit
 
 IMAGE = png_bytes(noise_image(16, 16))
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def build(**settings):
-        app = create_app(Config(data_dir=tmp_path / f"d{len(apps)}", testing=True, **settings))
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        services_of(app).stop()
 
 
 def jobs_of(app) -> int:

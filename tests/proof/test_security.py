@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from aiedit.api.security import LONG_POLL_COST, RateLimiter
-from aiedit.app import create_app, services_of
+from aiedit.app import services_of
 from aiedit.auth import keys as keys_module
 from aiedit.auth.keys import create_key
 from aiedit.config import Config
@@ -26,20 +26,6 @@ MASK = png_bytes(box_mask(16, 16, (4, 4, 8, 8)))
 
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def build(**settings):
-        app = create_app(Config(data_dir=tmp_path / f"d{len(apps)}", testing=True, **settings))
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        services_of(app).stop()
 
 
 # --- access across key owners -----------------------------------------------------------------
