@@ -104,19 +104,9 @@ def prepare(entry: ModelEntry, report: downloads.Report | None = None) -> None:
         )
     if downloads.hub_offline():
         raise not_available(entry, "this server is offline (HF_HUB_OFFLINE=1)")
-    tracker = downloads.tracker()
-
-    def waiting() -> None:  # someone else is downloading it: show their progress
-        row = tracker.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
-        if report is not None:
-            report(row["bytes_done"], row["bytes_total"])
-
     try:
-        with downloads.model_lock(entry.id, downloads.hub_cache(), waiting):
-            if is_installed(entry):
-                return
-            tracker.track(entry.id, entry.download_size,
-                          lambda progress: _fetch(entry, progress), report)
+        downloads.fetch_once(entry, lambda: is_installed(entry),
+                             lambda progress: _fetch(entry, progress), report)
     except OperationError:
         raise
     except Exception as exc:

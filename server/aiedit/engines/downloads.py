@@ -109,6 +109,24 @@ _thread_locks_guard = threading.Lock()
 LOCK_POLL_S = 0.25
 
 
+def fetch_once(entry, installed: Callable[[], bool], fetch: Callable[[Report], object],
+               report: Report | None = None, folder: Path | None = None) -> None:
+    """Download `entry` once across jobs, pulls and processes (its lock file lives in `folder`,
+    default the HF cache): while another holds the lock, relay that download's progress to
+    `report`; then `fetch(progress)` unless the weights arrived meanwhile."""
+    downloads = tracker()
+
+    def waiting() -> None:
+        row = downloads.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
+        if report is not None:
+            report(row["bytes_done"], row["bytes_total"])
+
+    with model_lock(entry.id, folder or hub_cache(), waiting):
+        if installed():
+            return
+        downloads.track(entry.id, entry.download_size, fetch, report)
+
+
 @contextlib.contextmanager
 def model_lock(model_id: str, folder: Path, waiting: Callable[[], None] | None = None):
     """Hold the download lock of `model_id`: one thread in this process and one process on this

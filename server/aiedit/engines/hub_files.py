@@ -58,19 +58,9 @@ def prepare(entry: ModelEntry, default: list[str], report: downloads.Report | No
             f"{'(HF_HUB_OFFLINE=1)' if downloads.hub_offline() else ''}. Get it with "
             f"`{pull_command(entry)}` ({entry.download_size / 1e6:.0f} MB).",
         )
-    tracker = downloads.tracker()
-
-    def waiting() -> None:  # someone else is downloading it: show their progress
-        row = tracker.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
-        if report is not None:
-            report(row["bytes_done"], row["bytes_total"])
-
     try:
-        with downloads.model_lock(entry.id, downloads.hub_cache(), waiting):
-            if is_installed(entry, default):
-                return
-            tracker.track(entry.id, entry.download_size,
-                          lambda progress: _fetch(entry, default, progress), report)
+        downloads.fetch_once(entry, lambda: is_installed(entry, default),
+                             lambda progress: _fetch(entry, default, progress), report)
     except Exception as exc:
         raise OperationError(
             "model_not_available",

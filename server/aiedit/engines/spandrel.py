@@ -123,19 +123,9 @@ def prepare(entry: ModelEntry, report: Callable[[int, int], None] | None = None)
     from aiedit.engines import downloads
     from aiedit.errors import OperationError
 
-    tracker = downloads.tracker()
-
-    def waiting() -> None:  # someone else is fetching it: show their progress
-        row = tracker.get(entry.id) or {"bytes_done": 0, "bytes_total": entry.download_size}
-        if report is not None:
-            report(row["bytes_done"], row["bytes_total"])
-
     try:
-        with downloads.model_lock(entry.id, models_dir(), waiting):
-            if _ready(entry):
-                return
-            tracker.track(entry.id, entry.download_size,
-                          lambda progress: _fetch(entry, progress), report)
+        downloads.fetch_once(entry, lambda: _ready(entry), lambda progress: _fetch(entry, progress),
+                             report, folder=models_dir())
     except (ModelFileError, OSError) as exc:
         raise OperationError(
             "model_not_available",
