@@ -13,7 +13,7 @@ import platformdirs
 
 DEFAULT_PORT = 8790
 DATABASE_FILE = "aiedit.sqlite3"
-MODES = ("personal", "studio")
+MODES = ("personal", "studio", "hosted")  # hosted = studio + accounts, credits, privacy
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -22,7 +22,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("aiedit")))
-    mode: str = "personal"  # personal | studio
+    mode: str = "personal"  # personal | studio | hosted
     database_url: str = ""
     broker_url: str = ""  # studio: redis://host:port/db (Celery broker, events, cancel flags)
     workers: int = 4  # studio: API processes (gunicorn)
@@ -76,7 +76,13 @@ class Config:
 
     @property
     def studio(self) -> bool:
-        return self.mode == "studio"
+        """Studio services (PostgreSQL, Redis, Celery workers, keys always): studio and hosted."""
+        return self.mode in ("studio", "hosted")
+
+    @property
+    def hosted(self) -> bool:
+        """Hosted: studio plus accounts, credits, billing and the privacy promises."""
+        return self.mode == "hosted"
 
     @property
     def database(self) -> str:
