@@ -144,11 +144,16 @@ def _free_memory(device: str) -> int:
 
 
 def _evicted(cache: ModelCache, model) -> None:
-    """A ControlNet leaves: the pipelines built around it go too, so its memory is freed."""
-    if model.engine == "controlnet":
+    """A ControlNet leaves: the pipelines built around it go too, so its memory is freed; an
+    IP-Adapter leaves the pipelines that hold it."""
+    if model.engine in ("controlnet", "ip_adapter"):
         for other in cache.loaded():
-            if other.engine == "diffusion":
+            if other.engine != "diffusion":
+                continue
+            if model.engine == "controlnet":
                 other.obj.forget_siblings(model.obj)
+            elif other.obj.holds_ip_adapter(model.obj):
+                other.obj.use_ip_adapter(None)
     _release_memory(model)
 
 

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("classic", "controlnet", "detector", "diffusion", "lora", "spandrel")
+ENGINES = ("classic", "controlnet", "detector", "diffusion", "ip_adapter", "lora", "spandrel")
 # diffusers pipeline class name prefix -> the family of weights LoRAs and ControlNets must fit
 FAMILIES = {"StableDiffusionXL": "sdxl", "Flux": "flux", "QwenImage": "qwen-image"}
 

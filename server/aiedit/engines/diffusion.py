@@ -345,6 +345,8 @@ class DiffusionModel:
         self._accepted = _call_parameters(pipe)
         self._siblings: dict[tuple, Any] = {}
         self._loras: set[str] = set()  # adapters loaded into the pipeline (kept between jobs)
+        self._ip_adapter: str | None = None  # the IP-Adapter in the UNet now, if any
+        self._ip_holders: list = []  # pipelines (main, siblings) given its image encoder
         self.previewer = Previewer(entry)
 
     # facts the operations need
@@ -475,6 +477,53 @@ class DiffusionModel:
         elif self._loras:
             pipe.disable_lora()
 
+    def holds_ip_adapter(self, adapter) -> bool:
+        return self._ip_adapter == adapter.id
+
+    def use_ip_adapter(self, pipe=None, adapter=None, scale: float = 1.0) -> None:
+        """Make `adapter` (engines.ip_adapter.IPAdapter) the image prompt of `pipe` (the model's
+        pipeline or a sibling: they share the UNet) at `scale`; with None, take any adapter out
+        again, so the UNet's attention is the base model's, exactly."""
+        if adapter is None:
+            if self._ip_adapter is not None:
+                self.pipe.unload_ip_adapter()  # the shared UNet's attention processors
+                for holder in self._ip_holders:
+                    holder.image_encoder = None
+                    if getattr(holder, "feature_extractor", None) is not None:
+                        holder.feature_extractor = None
+                self._ip_holders, self._ip_adapter = [], None
+            return
+        if not hasattr(pipe, "load_ip_adapter"):
+            raise OperationError(
+                "reference_unsupported",
+                f"reference: model {self.entry.id} ({type(pipe).__name__}) takes no IP-Adapter",
+            )
+        if self._ip_adapter != adapter.id:
+            self.use_ip_adapter(pipe, None)
+            pipe.register_modules(image_encoder=adapter.image_encoder)
+            try:
+                pipe.load_ip_adapter(adapter.state_dict, subfolder=None, weight_name=None)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                self._ip_adapter, self._ip_holders = adapter.id, [pipe]
+                self.use_ip_adapter(pipe, None)
+                raise OperationError(
+                    "reference_does_not_fit",
+                    f"IP-Adapter {adapter.id} does not fit model {self.entry.id}: {exc}",
+                ) from exc
+            self._ip_adapter = adapter.id
+        if pipe.image_encoder is not adapter.image_encoder or pipe.feature_extractor is None:
+            from transformers import CLIPImageProcessor
+
+            size = adapter.image_size
+            pipe.register_modules(
+                image_encoder=adapter.image_encoder,
+                feature_extractor=pipe.feature_extractor
+                or CLIPImageProcessor(size=size, crop_size=size),
+            )
+        if all(holder is not pipe for holder in self._ip_holders):
+            self._ip_holders.append(pipe)
+        pipe.set_ip_adapter_scale(scale)
+
     def forget_siblings(self, controlnet) -> None:
         """Drop the siblings built around `controlnet` (it is being unloaded)."""
         for key in [k for k in self._siblings if k[1] and id(controlnet) in k[1]]:
@@ -490,6 +539,7 @@ class DiffusionModel:
         stage: str = "denoising",
         task: str | None = None,
         controlnet=None,
+        ip_adapter=None,
         **generic,
     ) -> Result:
         """Run the pipeline (or its `task` sibling, see `pipeline_for`) with generic parameters
@@ -499,11 +549,13 @@ class DiffusionModel:
         with the lowest-memory settings."""
         seed = random.randrange(2**32) if seed is None else int(seed)
         pipe = self.pipeline_for(task, controlnet)
+        span = generic.get("ip_adapter_span") if ip_adapter is not None else None
+        self.use_ip_adapter(pipe, ip_adapter, _ip_scale_at(span, 0.0) if span else 1.0)
         kwargs = self.pipeline_kwargs(generic, _call_parameters(pipe))
         for attempt in (1, 2):
             try:
                 return Result(
-                    self._run(pipe, progress, seed, kwargs, stage),
+                    self._run(pipe, progress, seed, kwargs, stage, span),
                     seed,
                     {"memory": self.plan.describe()},
                 )
@@ -545,6 +597,7 @@ class DiffusionModel:
             image = [image, generic["reference"]]
         put("image", image)
         put("mask_image", generic.get("mask"))
+        put("ip_adapter_image", generic.get("ip_adapter_image"))
         control = generic.get("control")
         if control is not None:  # ControlNet siblings: text-to-image ones take the map as `image`
             kwargs["control_image" if "control_image" in accepted else "image"] = control
@@ -560,7 +613,8 @@ class DiffusionModel:
         kwargs.update(self.entry.options.get("call", {}))
         return kwargs
 
-    def _run(self, pipe, progress, seed: int, kwargs: dict, stage: str) -> list[Image.Image]:
+    def _run(self, pipe, progress, seed: int, kwargs: dict, stage: str,
+             ip_span: tuple[float, float, float] | None = None) -> list[Image.Image]:
         import torch
 
         accepted = _call_parameters(pipe)
@@ -572,6 +626,8 @@ class DiffusionModel:
         def on_step_end(pipeline, step, timestep, tensors):
             total = getattr(pipeline, "num_timesteps", None) or steps
             progress(min(step + 1, total), total, stage)
+            if ip_span is not None and total:
+                pipeline.set_ip_adapter_scale(_ip_scale_at(ip_span, (step + 1) / total))
             if wants_preview is not None and step + 1 < total and wants_preview():
                 started = time.monotonic()
                 pixels = self.previewer.decode(pipeline, tensors.get("latents"), kwargs)
@@ -593,6 +649,13 @@ class DiffusionModel:
         if hasattr(out, "frames"):
             return list(out.frames[0])
         return list(out.images)
+
+
+def _ip_scale_at(span: tuple[float, float, float], done: float) -> float:
+    """The IP-Adapter scale for the step that starts when `done` of the schedule is done: the
+    item's strength inside its (start, end) share, 0 outside it."""
+    scale, start, end = span
+    return scale if start <= done < end else 0.0
 
 
 def _adapters(pipe) -> set[str]:

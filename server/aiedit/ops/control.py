@@ -1,7 +1,8 @@
 """Control layers, shared by the operations that draw (generate, inpaint): each item of
 `params.control` names an uploaded part (`control0` ...) holding a control map, or a picture to
 turn into one (`preprocess`), and the ControlNet that follows it with a strength and a share of
-the denoising schedule."""
+the denoising schedule. A `reference` item is a picture whose look steers the result through
+the base model's IP-Adapter instead (any size; `preprocess` does not apply to it)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ class ControlItem(Schema):
         load_default=None,
         allow_none=True,
         validate=validate.Length(1, 128),
-        metadata={"description": "A ControlNet id from /v1/models; empty for the installed "
-                                 "one that fits the kind and the base model"},
+        metadata={"description": "A ControlNet (or, for `reference`, an IP-Adapter) id from "
+                                 "/v1/models; empty for the installed one that fits the kind "
+                                 "and the base model"},
     )
 
     @validates_schema
@@ -89,24 +91,24 @@ def check(params: dict, sizes: dict, entry, catalog) -> None:
             "control_input_unused",
             f"{', '.join(unused)}: sent, but no control item names it as its input",
         )
+    if sum(item["kind"] == "reference" for item in items) > 1:
+        raise OperationError("control_reference_repeated",
+                             "control: one reference item at most (one IP-Adapter image)")
     for index, item in enumerate(items):
         where = f"control[{index}] ({item['kind']})"
         if item["input"] not in sizes:
             raise OperationError(
                 "control_input_missing", f"{where}: no file part {item['input']} was sent"
             )
+        if item["kind"] == "reference":
+            ip_adapter_for(item, entry, catalog, where)
+            continue
         if sizes[item["input"]] != sizes["image"]:
             w, h = sizes[item["input"]]
             raise OperationError(
                 "control_size_mismatch",
                 f"{where}: {item['input']} is {w}x{h} but the region is "
                 f"{sizes['image'][0]}x{sizes['image'][1]}; send the same region of the layer",
-            )
-        if item["kind"] == "reference":
-            raise OperationError(
-                "control_unsupported",
-                f"{where}: model {entry.id} takes no reference image here (no IP-Adapter in "
-                "the catalog for it); use the edit operation's reference input",
             )
         controlnet_for(item, entry, catalog)
         if item["preprocess"] and item["kind"] not in CLASSIC_MAPS:
@@ -143,6 +145,36 @@ def controlnet_for(item: dict, entry, catalog):
     )
 
 
+def ip_adapter_for(item: dict, entry, catalog, where: str = "control"):
+    """The IP-Adapter entry for a reference item on base model `entry` (named, or the preferred
+    installed one that fits the base)."""
+    family = entry.family
+    if item.get("model"):
+        chosen = catalog.get(item["model"])
+        if chosen is None or chosen.engine != "ip_adapter":
+            raise OperationError(
+                "unknown_model", f"{where}: {item['model']!r} is no IP-Adapter in /v1/models"
+            )
+        if chosen.family != family:
+            raise OperationError(
+                "control_model_does_not_fit",
+                f"{where}: {chosen.id} is for {chosen.family} models; {entry.id} is "
+                f"{family or 'of unknown base'}",
+            )
+        return chosen
+    for candidate in installed_for(catalog, "reference"):
+        if candidate.family == family:
+            return candidate
+    known = [e.id for e in catalog.for_operation("reference") if e.family == family]
+    raise OperationError(
+        "control_unsupported",
+        f"{where}: no installed IP-Adapter fits {entry.id} ({family or 'unknown family'}), so "
+        "it takes no reference picture"
+        + (f"; install one with `aiedit models pull {known[0]}`" if known
+           else "; the edit operation's models take a `reference` part of their own"),
+    )
+
+
 def detector_for(kind: str, catalog, where: str = "control"):
     for candidate in installed_for(catalog, "preprocess"):
         if kind in candidate.kinds:
@@ -176,9 +208,19 @@ def prepare(ctx: OpContext, work: tuple[int, int], box=None) -> Controls:
     from aiedit.engines.diffusion import to_pil
 
     entry, catalog = ctx.model.entry, ctx.catalog
-    items = [item for item in ctx.params.get("control") or [] if item["strength"] > 0]
+    active = [item for item in ctx.params.get("control") or [] if item["strength"] > 0]
+    items = [item for item in active if item["kind"] != "reference"]
+    kwargs: dict[str, Any] = {}
+    for item in active:
+        if item["kind"] == "reference":
+            adapter = ctx.load(ip_adapter_for(item, entry, catalog).id).obj
+            kwargs |= {
+                "ip_adapter": adapter,
+                "ip_adapter_image": to_pil(np.asarray(ctx.inputs[item["input"]])),
+                "ip_adapter_span": (item["strength"], item["start"], item["end"]),
+            }
     if not items:
-        return Controls()
+        return Controls(kwargs)
     nets, images, modes = [], [], []
     for item in items:
         net_entry = controlnet_for(item, entry, catalog)
@@ -196,7 +238,7 @@ def prepare(ctx: OpContext, work: tuple[int, int], box=None) -> Controls:
     def pick(values):
         return values[0] if one else values
 
-    kwargs = {
+    kwargs |= {
         "controlnet": pick(nets),
         "control": pick(images),
         "control_scale": pick([item["strength"] for item in items]),

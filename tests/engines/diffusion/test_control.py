@@ -102,7 +102,7 @@ def test_inpaint_follows_a_control_inside_the_mask_only(dclient):
         ({"control1": 32}, [], "tiny-sdxl", "control_input_unused"),
         ({"control0": 40}, [{"kind": "canny", "input": "control0"}], "tiny-sdxl",
          "control_size_mismatch"),
-        ({"control0": 32}, [{"kind": "reference", "input": "control0"}], "tiny-sdxl",
+        ({"control0": 32}, [{"kind": "reference", "input": "control0"}], "tiny-flux",
          "control_unsupported"),
         ({"control0": 32}, [{"kind": "canny", "input": "control0"}], "tiny-flux",
          "no_controlnet"),
