@@ -1,4 +1,5 @@
-"""Command line: aiedit serve | worker | db | users | keys | models | plugins | doctor."""
+"""Command line: aiedit serve | worker | db | users | keys | credits | models | plugins |
+doctor."""
 
 from __future__ import annotations
 
@@ -306,6 +307,78 @@ def users_limit(name, max_queued, daily_units, clear, data_dir):
     queued = "none" if user.max_queued is None else user.max_queued
     units = "none" if user.daily_units is None else f"{user.daily_units:g}"
     click.echo(f"{name}: max-queued {queued}, daily-units {units}")
+
+
+def _user_services(data_dir, name):
+    from aiedit.auth.users import get_user
+
+    services = _services(_config(data_dir))
+    if get_user(services.db, name) is None:
+        services.stop()
+        raise click.ClickException(f"no user {name!r} (`aiedit users list` shows them)")
+    return services
+
+
+@users.command("suspend")
+@click.argument("name")
+@click.option("--reason", default="", help="Shown to the user's keys and on the admin page")
+@_data_dir_option
+def users_suspend(name, reason, data_dir):
+    """Suspend a user's account: keys answer 403, unfinished jobs are canceled (credits back)."""
+    from aiedit.billing.suspension import suspend
+
+    services = _user_services(data_dir, name)
+    try:
+        canceled = suspend(services.runner, name, reason)
+    finally:
+        services.stop()
+    if canceled is None:
+        click.echo(f"{name} is already suspended")
+    else:
+        click.echo(f"suspended {name}; {len(canceled)} unfinished job(s) canceled")
+
+
+@users.command("unsuspend")
+@click.argument("name")
+@_data_dir_option
+def users_unsuspend(name, data_dir):
+    """Lift a suspension: the user's keys work again."""
+    from aiedit.billing.suspension import unsuspend
+
+    services = _user_services(data_dir, name)
+    try:
+        changed = unsuspend(services.runner, name)
+    finally:
+        services.stop()
+    click.echo(f"{name} is no longer suspended" if changed else f"{name} was not suspended")
+
+
+@main.group()
+def credits():
+    """Credits (hosted mode): every change is a row in the ledger."""
+
+
+@credits.command("grant")
+@click.argument("user")
+@click.argument("amount", type=int)
+@click.option("--reason", required=True, help="Why (kept in the ledger)")
+@_data_dir_option
+def credits_grant(user, amount, reason, data_dir):
+    """Give USER AMOUNT credits (a negative AMOUNT takes them away, never below 0)."""
+    from aiedit.auth.users import get_user
+    from aiedit.billing import ledger
+
+    db = _managed_db(data_dir)
+    if get_user(db, user) is None:
+        raise click.ClickException(f"no user {user!r} (`aiedit users list` shows them)")
+    account = ledger.ensure_account(db, user)
+    try:
+        ledger.grant(db, account.id, amount, reason)
+    except ledger.CreditError as exc:
+        raise click.ClickException(exc.message) from None
+    with db.session() as s:
+        balance = ledger.balance(s, account.id)
+    click.echo(f"{user}: {amount:+d} credits ({reason}); balance {balance}")
 
 
 @main.command()

@@ -68,6 +68,13 @@ class Config:
     # Jobs for a model that is not downloaded yet download it first, if an admin submitted them.
     # None: on for a personal server that never had an API key, off once a key was created.
     auto_download: bool | None = None
+    # Hosted mode: credits and Stripe (see billing/ and docs/http-api.md)
+    billing_file: str = ""  # TOML: pricing rates, credit packs and plans (price id -> credits)
+    daily_credit_limit: int = 0  # credits an account may spend a day (0: no ceiling)
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""  # whsec_...: the webhook endpoint's signing secret
+    stripe_api_base: str = ""  # another Stripe-compatible server (tests: a local one)
+    billing_return_url: str = ""  # where Checkout sends people back; empty: <server>/account
     testing: bool = False
 
     def __post_init__(self):

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from aiedit.billing.settings import BillingSettings
 from aiedit.config import Config
 from aiedit.engines import load as load_model
 from aiedit.engines.cache import ModelCache
@@ -39,6 +40,7 @@ class Services:
     downloads: DownloadTracker | None = None
     styles: StyleBook | None = None
     live: LiveSessions | None = None  # live painting sessions (personal mode)
+    billing: BillingSettings | None = None  # prices, packs and plans (hosted mode charges)
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -83,7 +85,8 @@ class Services:
 
             queue = EmbeddedQueue(runner, config.devices, thread_plan=threads.plan(config))
         return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker(),
-                   styles=StyleBook.load(config.styles_file or None), live=LiveSessions(runner))
+                   styles=StyleBook.load(config.styles_file or None), live=LiveSessions(runner),
+                   billing=BillingSettings.load(config.billing_file or None))
 
     def start(self) -> None:
         """Recover what a previous run left, start the workers and the retention sweeper.

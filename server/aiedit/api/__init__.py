@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, send_from_directory
 
 from aiedit.api import (
+    account,
     auth,
     health,
     job_events,
@@ -21,7 +22,7 @@ from aiedit.auth.keys import KeyPolicy
 
 
 def register(api) -> None:
-    for module in (health, operations, models, styles, jobs, job_events, live):
+    for module in (health, operations, models, styles, jobs, job_events, live, account):
         api.register_blueprint(module.blp)
     app = api._app
     app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI

@@ -24,6 +24,8 @@ def init_app(app, policy: KeyPolicy, limits: RateLimits) -> None:
         if not request.path.startswith("/v1/") or request.path in OPEN_PATHS:
             return
         g.principal = current_principal(app)
+        if g.principal.user is not None and app.extensions["aiedit"].config.hosted:
+            _refuse_if_suspended(app, g.principal.user)
 
 
 def keys_required(app) -> bool:
@@ -59,6 +61,17 @@ def current_principal(app) -> Principal:
             f"API key rejected: it is unknown or revoked{hint}", error="invalid_token"
         )
     return principal
+
+
+def _refuse_if_suspended(app, user: str) -> None:
+    """Hosted mode: every key of a suspended account answers 403 `account_suspended`."""
+    from aiedit.billing import ledger
+
+    with app.extensions["aiedit"].db.session() as s:
+        account = ledger.suspension(s, user)
+    if account is not None:
+        error = ledger.AccountSuspended(account.suspended_reason)
+        raise ApiError(error.status, error.code, error.message)
 
 
 def _unauthorized(message: str, error: str = "") -> ApiError:

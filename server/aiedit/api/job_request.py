@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from aiedit.api.errors import ApiError
 from aiedit.api.models import require_runnable
 from aiedit.auth import limits
+from aiedit.billing import ledger, pricing
 from aiedit.engines import default_model, installed_for
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw
 from aiedit.jobs.runner import QUEUED, InputFile, NewJob
@@ -131,6 +132,7 @@ class Submission:
 
     new: NewJob
     request_hash: str
+    price: int = 0  # credits (hosted mode holds them at submission)
 
 
 def read_submission(owner: str, request_text: str, files: dict, key: str | None) -> Submission:
@@ -169,7 +171,8 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
         cost=op.cost(params, sizes),
         idempotency_key=key,
     )
-    submission = Submission(new, request_hash(raw_request, inputs))
+    price = pricing.quote(op, entry, params, sizes, services.billing.rates).credits
+    submission = Submission(new, request_hash(raw_request, inputs), price)
     new.request_hash = submission.request_hash
     return submission
 
@@ -475,18 +478,25 @@ def check_capacity(owner: str) -> None:
             _check_queue(s, config, owner)
 
 
-def admission(owner: str, user: str | None, cost: float) -> Callable[[Session], None]:
-    """The authoritative check of the queue caps and the user's limits, for `JobRunner.submit`
-    to run in the transaction that inserts the job: serialized on the owner and the user (and
-    on the whole queue while it has a total cap), so that of many submissions racing at a
-    limit only those that fit are stored; the others get the same 429 as the early check."""
+def admission(
+    owner: str, user: str | None, cost: float, job_id: str | None = None, price: int = 0
+) -> Callable[[Session], None]:
+    """The authoritative check of the queue caps, the user's limits and (hosted mode) the
+    account's credits, for `JobRunner.submit` to run in the transaction that inserts the job:
+    serialized on the owner and the user, on the account, and on the whole queue while it has a
+    total cap, so that of many submissions racing at a limit only those that fit are stored
+    (the others get the same 429 as the early check, or 402 when the credits run out). In
+    hosted mode the job's `price` is held in that transaction (see billing/ledger.py)."""
     services = _services()
     config = services.config
+    account_id = billing_account(user) if job_id is not None else None
 
     def admit(s: Session) -> None:
         names = [f"owner:{owner}"] + ([f"owner:{user}"] if user else [])
         if config.max_queued:
             names.append("queue")
+        if account_id is not None:
+            names.append(ledger.lock_name(account_id))
         services.db.serialize(s, *names)
         if config.max_queued_per_owner or config.max_queued:
             _check_queue(s, config, owner)
@@ -496,8 +506,39 @@ def admission(owner: str, user: str | None, cost: float) -> Callable[[Session], 
             raise ApiError(
                 429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
             ) from None
+        if account_id is not None:
+            try:
+                ledger.hold(s, account_id, job_id, price, daily_limit=config.daily_credit_limit)
+            except ledger.CreditError as exc:
+                retry = getattr(exc, "retry_after_s", None)
+                raise ApiError(
+                    exc.status, exc.code, exc.message,
+                    headers={"Retry-After": str(retry)} if retry else None,
+                ) from None
 
     return admit
+
+
+def billing_account(user: str | None) -> str | None:
+    """Hosted mode: the id of the account that pays for a job of `user` (made on first use);
+    None when nothing is charged (other modes, and keys without a user, which only admins may
+    use here: see `require_account`)."""
+    services = _services()
+    if not services.config.hosted or not user:
+        return None
+    return ledger.ensure_account(services.db, user).id
+
+
+def require_account(principal) -> None:
+    """Hosted mode: a job needs an account to pay for it; only an operator's admin key may
+    work without one."""
+    if _services().config.hosted and principal.user is None and not principal.is_admin:
+        raise ApiError(
+            403,
+            "account_required",
+            "on this hosted server a job needs an account to pay for it: use a key made for "
+            "a user (`aiedit keys create --user NAME`, or the account page)",
+        )
 
 
 def _check_queue(s: Session, config, owner: str) -> None:

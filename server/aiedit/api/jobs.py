@@ -24,6 +24,7 @@ from aiedit.api.job_request import (
     admission,
     check_capacity,
     read_submission,
+    require_account,
     reused_key_error,
     same_request,
     upload_slot,
@@ -213,6 +214,8 @@ class Jobs(MethodView):
     @blp.arguments(JobFilesSchema, location="files")
     @blp.response(202, JobSchema)
     @blp.alt_response(400, description="Undecodable input")
+    @blp.alt_response(402, description="Not enough credits (`insufficient_credits`, hosted)")
+    @blp.alt_response(403, description="Account suspended or missing (hosted)")
     @blp.alt_response(409, description="The model is not installed (or cannot run here)")
     @blp.alt_response(413, description="Upload or image too large")
     @blp.alt_response(422, description="Invalid request, params or files")
@@ -252,6 +255,7 @@ class Jobs(MethodView):
             raise ApiError(
                 422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters"
             )
+        require_account(g.principal)
         existing = services.runner.find_idempotent(owner, key) if key else None
         if existing is None:
             check_capacity(owner)
@@ -260,7 +264,8 @@ class Jobs(MethodView):
             if not same_request(existing, submission):
                 raise reused_key_error(key)
             return job_json(existing)
-        admit = admission(owner, g.principal.user, submission.new.cost)
+        admit = admission(owner, g.principal.user, submission.new.cost,
+                          job_id=submission.new.id, price=submission.price)
         try:
             job = services.runner.submit(submission.new, admit)
         except IntegrityError:  # the same Idempotency-Key raced in

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from aiedit.billing import ledger
 from aiedit.engines import engine_module
 from aiedit.jobs import stats
 from aiedit.jobs.queue_base import CPU_DEVICE
@@ -97,6 +98,7 @@ class NewJob:
     cost: float = 0.0
     idempotency_key: str | None = None
     request_hash: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # known to `admit` (credit holds)
 
 
 class JobRunner:
@@ -164,7 +166,7 @@ class JobRunner:
         `admit(session)` runs first in the transaction that inserts the row: it may serialize
         that transaction (`Database.serialize`) and count, and raise to refuse the job, so
         concurrent submissions cannot all pass a limit that only one of them fits under."""
-        job_id = uuid.uuid4().hex
+        job_id = new.id
         cpu_only = self.cpu_only(new.model)
         device = CPU_DEVICE if cpu_only else self.queue.pick_device()
         try:
@@ -713,6 +715,8 @@ def _transition(session, job_id: str, expected: str, extra=None, **values) -> bo
     if changed and values.get("state") in FINISHED:
         stats.record_finished(session, job_id, values["state"], values.get("finished_at")
                               or utcnow(), values.get("error"))
+        # every way a job ends passes here once: its held credits are charged or released
+        ledger.settle(session, job_id, values["state"])
     return changed
 def _same_worker(worker: str | None):
     return Job.worker.is_(None) if worker is None else Job.worker == worker

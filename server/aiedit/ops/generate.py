@@ -50,6 +50,7 @@ class GenerateParams(Schema):
 
 
 def cost(params: dict, sizes: dict) -> float:
+    """Images x started megapixels of each output image."""
     width, height = params.get("width") or 1024, params.get("height") or 1024
     return float(params["count"] * max(1, -(-width * height // 1_000_000)))
 

@@ -92,6 +92,7 @@ def check_native_size(params: dict, sizes: dict, config, entry) -> None:
 
 
 def cost(params: dict, sizes: dict) -> float:
+    """Started 4-megapixel blocks of the enlarged output (at least one)."""
     out_w, out_h = output_size(*sizes["image"], params["scale"])
     return float(max(1, -(-out_w * out_h // 4_000_000)))
 

@@ -40,6 +40,7 @@ MAX_FRAME_MULTIPLE = 8  # video VAEs want k * multiple + 1 frames (LTX: 8, Wan: 
 
 
 def cost(params: dict, sizes: dict) -> float:
+    """Frames asked for."""
     return float(params["frames"])
 
 

@@ -119,3 +119,58 @@ class JobStat(Base):
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     count: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Account(Base):
+    """Hosted mode: who holds credits. One per user, with an opaque id (the one Stripe sessions
+    carry); erasing the user leaves the account row without a user, and `ledger.forget_account`
+    detaches its ledger rows, which stay only as anonymous amounts."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("user", name="uq_accounts_user"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("users.name", ondelete="SET NULL"), nullable=True
+    )
+    plan: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stripe_customer: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    stripe_subscription: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    daily_credit_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    suspended_reason: Mapped[str] = mapped_column(Text, default="")
+    flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    flag_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerEntry(Base):
+    """One change of an account's credits; rows are only ever added. The balance is the sum of
+    `amount`. A job has at most one row of each kind (hold at submission, then charge or
+    release), so settling it twice changes nothing."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("job_id", "kind", name="uq_ledger_job_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    amount: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ref: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    meta: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event already handled: its id is inserted in the transaction that
+    applies it, so a replayed event changes nothing."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
