@@ -25,7 +25,17 @@ from aiedit.api.models import require_runnable
 from aiedit.auth import limits
 from aiedit.billing import ledger, pricing
 from aiedit.engines import default_model, installed_for
-from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, decode_raw
+from aiedit.imaging.codec import (
+    GRAY8,
+    RAW_FORMATS,
+    RGBA8,
+    RGBA16,
+    ImageInputError,
+    decode_image,
+    decode_mask,
+    decode_raw,
+    depth_of,
+)
 from aiedit.jobs.runner import QUEUED, InputFile, NewJob
 from aiedit.ops.base import (
     INPUT_NAMES,
@@ -59,6 +69,15 @@ class RegionSchema(Schema):
 class RawSizeSchema(Schema):
     width = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
     height = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**20))
+    format = fields.String(
+        load_default=None,
+        validate=validate.OneOf(list(RAW_FORMATS)),
+        metadata={
+            "description": "rgba8 (default for images: 4 bytes a pixel), rgba16 (16-bit RGBA, "
+            "little-endian, 8 bytes a pixel; only for `image`, and only where the operation's "
+            "input_formats lists it) or gray8 (masks, the default and only format for them)"
+        },
+    )
 
 
 class JobRequestSchema(Schema):
@@ -90,7 +109,7 @@ class JobFormSchema(Schema):
         metadata={
             "description": "JSON: {operation, model?, style?, params?, "
             "region? {x, y, width, height}, "
-            "raw? {image|mask|reference|control<n>: {width, height}}}"
+            "raw? {image|mask|reference|control<n>: {width, height, format?}}}"
         },
     )
 
@@ -109,7 +128,9 @@ class JobFilesSchema(Schema.from_dict(_control_parts())):
     class Meta:
         unknown = EXCLUDE
 
-    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
+    image = Upload(metadata={"description": "The pixels to work on: an image file (a 16-bit "
+                                            "PNG where the operation takes rgba16) or raw "
+                                            "rgba8/rgba16, see `raw`"})
     mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
     reference = Upload(metadata={"description": "A reference image (edit)"})
 
@@ -118,7 +139,9 @@ class JobSubmissionSchema(Schema.from_dict(_control_parts())):
     """The documented multipart body: the `request` part is JSON (see `encoding`)."""
 
     request = fields.Nested(JobRequestSchema, required=True)
-    image = Upload(metadata={"description": "The pixels to work on (or raw RGBA8, see `raw`)"})
+    image = Upload(metadata={"description": "The pixels to work on: an image file (a 16-bit "
+                                            "PNG where the operation takes rgba16) or raw "
+                                            "rgba8/rgba16, see `raw`"})
     mask = Upload(metadata={"description": "Single channel, same size as image, 255 = change"})
     reference = Upload(metadata={"description": "A reference image (edit)"})
 
@@ -289,10 +312,13 @@ def fit_model(op, entry, named: bool, params: dict):
                    "with `aiedit models pull <id>` (see `aiedit models list`)")
 
 
-def read_inputs(op, files: dict, raw_sizes: dict) -> dict[str, InputFile]:
+def read_inputs(op, files: dict, raw_sizes: dict,
+                formats: tuple[str, ...] | None = None) -> dict[str, InputFile]:
     """The uploaded files, each checked (decodable, within limits) and kept as it was sent:
     the runner decodes it again when the job runs, so nothing bigger than the upload is
-    stored."""
+    stored. `formats`: what the `image` may come in (the operation's input_formats unless
+    the caller takes less); 16-bit PNGs are read at 16 bits only where rgba16 is among them."""
+    formats = op.input_formats if formats is None else formats
     config = _services().config
     limits = (config.max_pixels, config.max_side)
     given = {name: f for name, f in files.items() if f is not None}
@@ -324,13 +350,20 @@ def read_inputs(op, files: dict, raw_sizes: dict) -> dict[str, InputFile]:
             channels = 1 if name == "mask" else 4
             if name in raw_sizes:
                 size = raw_sizes[name]
-                decode_raw(name, data, size["width"], size["height"], channels, *limits)
-                inputs[name] = InputFile(data, "raw", size["width"], size["height"], channels)
+                fmt = raw_format(op, name, size["format"], formats)
+                decode_raw(name, data, size["width"], size["height"], fmt, *limits)
+                inputs[name] = InputFile(data, "raw", size["width"], size["height"], channels,
+                                         fmt)
                 continue
-            decoded = (decode_mask if name == "mask" else decode_image)(name, data, *limits)
+            if name == "mask":
+                decoded = decode_mask(name, data, *limits)
+            else:
+                decoded = decode_image(name, data, *limits,
+                                       deep=name == "image" and RGBA16 in formats)
             height, width = decoded.shape[:2]
+            fmt = GRAY8 if name == "mask" else f"rgba{depth_of(decoded)}"
             del decoded  # checked; the job decodes it again when it runs
-            inputs[name] = InputFile(data, _extension(data), width, height, channels)
+            inputs[name] = InputFile(data, _extension(data), width, height, channels, fmt)
     except ImageInputError as exc:
         raise ApiError(
             exc.status, exc.code, exc.message, errors={exc.field: [exc.message]}
@@ -345,6 +378,23 @@ def read_inputs(op, files: dict, raw_sizes: dict) -> dict[str, InputFile]:
             errors={"mask": ["size differs from image"]},
         )
     return inputs
+
+
+def raw_format(op, name: str, fmt: str | None, formats: tuple[str, ...]) -> str:
+    """The declared raw format of part `name`, checked against what it may be: masks are
+    gray8; the image rgba8 or what the operation takes; other images rgba8."""
+    allowed = (GRAY8,) if name == "mask" else formats if name == "image" else (RGBA8,)
+    fmt = fmt or allowed[0]
+    if fmt not in allowed:
+        if name == "image":
+            why = (f"{op.id} takes {' or '.join(allowed)} images (see input_formats in "
+                   "GET /v1/operations); send 8-bit pixels as rgba8")
+        else:
+            why = f"a raw `{name}` is {allowed[0]}" + (
+                " (16-bit pixels are taken for `image` only)" if fmt == RGBA16 else "")
+        raise ApiError(422, "format_not_accepted", f"{name}: raw format {fmt} is not accepted "
+                       f"here: {why}", errors={"raw": {name: [f"format {fmt} not accepted"]}})
+    return fmt
 
 
 def upload_bytes(upload):

@@ -29,7 +29,7 @@ from aiedit.api.job_request import (
     same_request,
     upload_slot,
 )
-from aiedit.imaging.codec import encode
+from aiedit.imaging.codec import encode, to_8bit, to_16bit
 from aiedit.jobs.runner import FINISHED, QUEUED, RUNNING
 from aiedit.store.models import Job
 
@@ -50,6 +50,7 @@ IMAGE_FORMATS = {
     "jpeg": "image/jpeg",
     "webp": "image/webp",
     "rgba": "application/octet-stream",
+    "rgba16": "application/octet-stream",
 }
 RESULT_CONTENT_TYPES = [*IMAGE_FORMATS.values(), "video/mp4"]
 POLL_INTERVAL_S = 0.5
@@ -82,7 +83,9 @@ class ResultArgs(Schema):
     format = fields.String(
         load_default=None,
         validate=validate.OneOf([*IMAGE_FORMATS, "mp4"]),
-        metadata={"description": "png (default for images), rgba, jpeg, webp; mp4 for video"},
+        metadata={"description": "png (default for images; 16-bit for a depth-16 result), rgba "
+                                 "(raw 8-bit RGBA), rgba16 (raw 16-bit RGBA, little-endian), "
+                                 "jpeg, webp (8-bit); mp4 for video"},
     )
 
 
@@ -112,6 +115,12 @@ class ResultSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(["image", "video"]))
     width = fields.Integer(required=True)
     height = fields.Integer(required=True)
+    depth = fields.Integer(
+        required=True,
+        validate=validate.OneOf([8, 16]),
+        metadata={"description": "Bits per channel of an image result: 16 when the job's image "
+                                 "was 16-bit and the operation keeps 16 bits (see input_formats)"},
+    )
     offset = fields.Nested(OffsetSchema, required=True)
     url = fields.String(required=True)
     seed = fields.Integer(allow_none=True)
@@ -180,7 +189,8 @@ def job_json(job: Job) -> dict:
         },
         "error": job.error,
         "results": [
-            {key: value for key, value in r.items() if key != "blob"}
+            {"depth": 8}
+            | {key: value for key, value in r.items() if key != "blob"}
             | {"url": f"/v1/jobs/{job.id}/results/{r['index']}"}
             for r in job.results or []
         ],
@@ -427,7 +437,12 @@ def _long_polls() -> _LongPolls:
 @blp.alt_response(410, description="The result's file is gone")
 @blp.alt_response(422, description="Format does not fit the result")
 def get_result(args, job_id, index):
-    """Download a result: PNG (default), raw RGBA (`format=rgba`), JPEG, WebP, or MP4 for video"""
+    """Download a result: PNG (default), raw RGBA (`format=rgba`, `format=rgba16`), JPEG, WebP,
+    or MP4 for video
+
+    PNG keeps the result's depth (a 16-bit PNG for a depth-16 result); `rgba` is always 8-bit
+    and `rgba16` always 16-bit little-endian (8-bit results widened by x257); `X-Image-Depth`
+    says which the body is."""
     services = _services()
     job = _own_job(job_id)
     results = job.results or []
@@ -465,7 +480,8 @@ def get_result(args, job_id, index):
         return Response(path.read_bytes(), mimetype="video/mp4", headers=headers)
     if fmt == "mp4":
         raise ApiError(
-            422, "format_not_available", f"result {index} is an image: use png, rgba, jpeg or webp"
+            422, "format_not_available",
+            f"result {index} is an image: use png, rgba, rgba16, jpeg or webp"
         )
     fmt = fmt or "png"
     if fmt == "webp" and max(result["width"], result["height"]) > WEBP_MAX_SIDE:
@@ -481,8 +497,16 @@ def get_result(args, job_id, index):
         raise ApiError(
             410, "result_gone", f"result {index} of job {job_id} was just removed"
         ) from None
-    if fmt == "rgba":
-        return _stream_raw(services.blobs.path(job_id, result["blob"]), pixels, headers)
+    depth = 16 if pixels.dtype.itemsize == 2 else 8
+    wanted = {"rgba": 8, "rgba16": 16, "png": depth}.get(fmt, 8)
+    headers["X-Image-Depth"] = str(wanted)
+    if fmt in ("rgba", "rgba16"):
+        if wanted == depth:
+            return _stream_raw(services.blobs.path(job_id, result["blob"]), pixels, headers)
+        convert = to_8bit if wanted == 8 else to_16bit
+        body = np.ascontiguousarray(convert(np.asarray(pixels)), dtype="<u2" if wanted == 16
+                                    else np.uint8)
+        return Response(body.tobytes(), mimetype=IMAGE_FORMATS[fmt], headers=headers)
     return Response(encode(np.asarray(pixels), fmt), mimetype=IMAGE_FORMATS[fmt], headers=headers)
 
 

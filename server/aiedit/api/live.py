@@ -183,7 +183,7 @@ def send_frame(args, form, files, session_id):
     if params["count"] != 1:
         raise ApiError(422, "invalid_params", "count: a live frame makes one image",
                        errors={"params": {"count": ["must be 1 in a live session"]}})
-    inputs = read_inputs(op, files, changes["raw"])
+    inputs = read_inputs(op, files, changes["raw"], formats=("rgba8",))  # frames are 8-bit
     region = region_of(changes, inputs, params)
     sizes = {name: (f.width, f.height) for name, f in inputs.items()}
     sizes.setdefault("image", (region.width, region.height))

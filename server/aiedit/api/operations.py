@@ -9,7 +9,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import current_app
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from aiedit.api.models import ModelSchema, describe
 from aiedit.engines import installed_for
@@ -34,6 +34,15 @@ class OperationSchema(Schema):
     description = fields.String(required=True)
     region = fields.String(required=True, metadata={"description": "selection or layer"})
     inputs = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    input_formats = fields.List(
+        fields.String(validate=validate.OneOf(["rgba8", "rgba16"])),
+        required=True,
+        metadata={
+            "description": "Pixel formats the `image` part may come in: rgba8 always; rgba16 "
+            "(16-bit sRGB RGBA, as raw little-endian uint16 or a 16-bit PNG) where the "
+            "operation keeps 16 bits, and then its results are 16-bit too"
+        },
+    )
     params_schema = fields.Dict(required=True, metadata={"description": "JSON Schema"})
     models = fields.List(fields.Nested(ModelSchema), required=True)
     default_model = fields.String(required=True, allow_none=True)
@@ -70,6 +79,7 @@ def describe_operation(op, catalog, config) -> dict:
         "description": op.description,
         "region": op.region,
         "inputs": {name: op.input_mode(name) for name in INPUT_NAMES},
+        "input_formats": list(op.input_formats),
         "params_schema": params_json_schema(op.id),
         "models": models,
         "default_model": default,

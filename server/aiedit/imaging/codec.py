@@ -1,5 +1,9 @@
-"""Decode uploads into 8-bit sRGB RGBA arrays (or 8-bit masks), refusing what cannot be decoded
-safely; encode results."""
+"""Decode uploads into sRGB RGBA arrays (8-bit, or 16-bit where the operation takes deep
+colour) or 8-bit masks, refusing what cannot be decoded safely; encode results.
+
+Pixel formats (the contract's names): `rgba8` (uint8 RGBA), `rgba16` (uint16 RGBA; raw uploads
+and downloads are little-endian), `gray8` (uint8 masks). 16-bit files are PNGs; 8 <-> 16 bits
+is x * 257 one way and round(x / 257) the other, so 8 -> 16 -> 8 is exact."""
 
 from __future__ import annotations
 
@@ -14,6 +18,12 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 _SRGB = ImageCms.createProfile("sRGB")
+
+RGBA8, RGBA16, GRAY8 = "rgba8", "rgba16", "gray8"
+# raw upload formats: (channels, numpy dtype of one sample)
+RAW_FORMATS = {RGBA8: (4, np.dtype(np.uint8)), RGBA16: (4, np.dtype("<u2")),
+               GRAY8: (1, np.dtype(np.uint8))}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageInputError(ValueError):
@@ -42,7 +52,8 @@ def check_size(field: str, width: int, height: int, max_pixels: int, max_side: i
         )
 
 
-def _open(field: str, data: bytes, max_pixels: int, max_side: int) -> Image.Image:
+def _open(field: str, data: bytes, max_pixels: int, max_side: int,
+          load: bool = True) -> Image.Image:
     if not data:
         raise ImageInputError(field, "image_undecodable", "the file is empty")
     try:
@@ -75,6 +86,8 @@ def _open(field: str, data: bytes, max_pixels: int, max_side: int) -> Image.Imag
             "is damaged or uses a variant this server cannot read",
         ) from None
     check_size(field, img.width, img.height, max_pixels, max_side)
+    if not load:
+        return img
     try:
         img.load()
     except Exception as exc:  # truncated or corrupt data surfaces only on load, in many types
@@ -133,8 +146,13 @@ def _gray_to_8bit(arr: np.ndarray, rows: int = 256) -> np.ndarray:
     return out
 
 
-def decode_image(field: str, data: bytes, max_pixels: int, max_side: int) -> np.ndarray:
-    """Any supported file → H x W x 4 uint8 sRGB RGBA."""
+def decode_image(
+    field: str, data: bytes, max_pixels: int, max_side: int, deep: bool = False
+) -> np.ndarray:
+    """Any supported file → H x W x 4 uint8 sRGB RGBA. With `deep` (the operation takes
+    rgba16), a 16-bit PNG → H x W x 4 uint16 sRGB RGBA instead."""
+    if deep and png_bit_depth(data) == 16:
+        return _decode_png16(field, data, max_pixels, max_side)
     img = _open(field, data, max_pixels, max_side)
     try:
         rgba = _to_rgba(img)
@@ -162,25 +180,113 @@ def decode_mask(field: str, data: bytes, max_pixels: int, max_side: int) -> np.n
     return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
 
 
+def png_bit_depth(data) -> int | None:
+    """The bit depth a PNG's header declares (1 to 16), or None for anything else."""
+    head = bytes(data[:26])
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _decode_png16(field: str, data, max_pixels: int, max_side: int) -> np.ndarray:
+    """A 16-bit PNG (gray, gray+alpha, RGB, RGBA) → H x W x 4 uint16 RGBA. The header and
+    size are checked first; the pixels are decoded at full depth (the imaging library used
+    for 8-bit files would drop the low byte)."""
+    import cv2
+
+    img = _open(field, data, max_pixels, max_side, load=False)
+    icc = img.info.get("icc_profile")
+    if icc and not _is_srgb(icc):
+        raise ImageInputError(
+            field, "profile_not_srgb",
+            "the 16-bit PNG carries a colour profile other than sRGB; 16-bit uploads must be "
+            "sRGB: convert the pixels to sRGB in the editor (or send an 8-bit file, which the "
+            "server converts)", status=422,
+        )
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.shape[:2] != (img.height, img.width):
+        log.info("%s: undecodable 16-bit PNG", field)
+        raise ImageInputError(
+            field, "image_undecodable", "the 16-bit PNG's data is truncated or corrupt: save "
+            "or export the image again and retry"
+        )
+    out = np.empty((img.height, img.width, 4), np.uint16)
+    if arr.ndim == 2:
+        out[..., :3] = arr[..., None]
+        out[..., 3] = 65535
+    elif arr.shape[2] == 3:
+        out[..., :3] = arr[..., ::-1]
+        out[..., 3] = 65535
+    else:
+        out[..., :3] = arr[..., 2::-1]
+        out[..., 3] = arr[..., 3]
+    return out
+
+
+def _is_srgb(icc: bytes) -> bool:
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile) or ""
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return False
+    return "srgb" in description.lower()
+
+
 def decode_raw(
-    field: str, data: bytes, width: int, height: int, channels: int, max_pixels: int, max_side: int
+    field: str, data, width: int, height: int, fmt: str, max_pixels: int, max_side: int
 ) -> np.ndarray:
-    """Raw pixels (RGBA8 or 8-bit gray) of a declared size → array."""
+    """Raw pixels of a declared size and format (rgba8, rgba16 little-endian, gray8) → array
+    (a view of `data`, not a copy)."""
     check_size(field, width, height, max_pixels, max_side)
-    expected = width * height * channels
+    channels, dtype = RAW_FORMATS[fmt]
+    expected = width * height * channels * dtype.itemsize
     if len(data) != expected:
         raise ImageInputError(
             field,
             "raw_size_mismatch",
-            f"raw data is {len(data)} bytes, but {width}x{height} with {channels} byte(s) per "
-            f"pixel needs {expected}",
+            f"raw {fmt} data is {len(data)} bytes, but {width}x{height} at "
+            f"{channels * dtype.itemsize} bytes per pixel needs {expected}"
+            + (" (was 8-bit data sent as rgba16?)" if fmt == RGBA16 and len(data) * 2 == expected
+               else " (was 16-bit data sent as rgba8?)" if fmt == RGBA8
+               and len(data) == expected * 2 else ""),
         )
-    arr = np.frombuffer(data, dtype=np.uint8)
+    arr = np.frombuffer(data, dtype=dtype)
     return arr.reshape(height, width, channels) if channels > 1 else arr.reshape(height, width)
 
 
+def to_8bit(pixels: np.ndarray, rows: int = 512) -> np.ndarray:
+    """uint16 → uint8 by round(x / 257) (uint8 is returned as it is), a band of rows at a time."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    out = np.empty(pixels.shape, np.uint8)
+    for top in range(0, pixels.shape[0], rows):
+        wide = pixels[top : top + rows].astype(np.uint32)
+        wide += 128
+        wide //= 257
+        out[top : top + rows] = wide
+    return out
+
+
+def to_16bit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 → uint16 by x * 257 (0 → 0, 255 → 65535); uint16 is returned as it is."""
+    if pixels.dtype == np.uint16:
+        return pixels
+    out = pixels.astype(np.uint16)
+    out *= 257
+    return out
+
+
+def depth_of(pixels: np.ndarray) -> int:
+    return 16 if pixels.dtype == np.uint16 else 8
+
+
 def encode(pixels: np.ndarray, fmt: str = "png") -> bytes:
-    """Encode an H x W x 4 RGBA array as png, jpeg or webp."""
+    """Encode an H x W x 4 RGBA array as png, jpeg or webp. A uint16 array becomes a 16-bit
+    PNG (jpeg and webp hold 8 bits: it is reduced to 8 for them)."""
+    if pixels.dtype == np.uint16:
+        if fmt == "png":
+            return _encode_png16(pixels)
+        pixels = to_8bit(pixels)
     img = Image.fromarray(pixels, "RGBA")
     buf = io.BytesIO()
     if fmt == "png":
@@ -194,3 +300,13 @@ def encode(pixels: np.ndarray, fmt: str = "png") -> bytes:
     else:
         raise ValueError(f"unknown format {fmt}")
     return buf.getvalue()
+
+
+def _encode_png16(pixels: np.ndarray) -> bytes:
+    import cv2
+
+    bgra = np.ascontiguousarray(pixels[..., [2, 1, 0, 3]])
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("could not encode a 16-bit PNG")
+    return buf.tobytes()

@@ -37,10 +37,15 @@ def feather(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def composite(original: np.ndarray, changed: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend `changed` over `original` by `mask` (0 keeps the original bit for bit)."""
+    """Blend `changed` over `original` by `mask` (0 keeps the original bit for bit), at the
+    original's depth: a 16-bit original takes an 8-bit `changed` (a model's output) widened
+    to 16 bits, so only the masked part loses depth."""
+    if original.dtype == np.uint16 and changed.dtype == np.uint8:
+        changed = changed.astype(np.uint16) * np.uint16(257)
+    top = float(np.iinfo(original.dtype).max)
     weight = mask.astype(np.float32)[..., None] / 255.0
     blended = original.astype(np.float32) * (1.0 - weight) + changed.astype(np.float32) * weight
-    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(blended), 0, top).astype(original.dtype)
     keep = mask == 0
     out[keep] = original[keep]
     return out

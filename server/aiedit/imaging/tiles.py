@@ -53,13 +53,14 @@ def tile_count(width: int, height: int, tile: int, overlap: int) -> int:
 def run_tiled(rgb: np.ndarray, net: Net, scale: int, tile: int, overlap: int,
               on_tile: Callable[[int, int], None] | None = None,
               out: np.ndarray | None = None, edge_pad: int = 0) -> np.ndarray:
-    """Apply `net` (which enlarges by the integer `scale`) to an H x W x 3 uint8 image, tile by
-    tile, into an sH x sW x 3 uint8 buffer (`out` if given). Tiles on the image's border get
+    """Apply `net` (which enlarges by the integer `scale`) to an H x W x 3 uint8 or uint16
+    image, tile by tile, into an sH x sW x 3 buffer of the same type (`out` if given): nets
+    compute in float, so 16-bit images keep their depth. Tiles on the image's border get
     `edge_pad` pixels of mirrored context there. `on_tile(done, total)` is called before each
     tile and once at the end (it may raise to stop)."""
     height, width = rgb.shape[:2]
     if out is None:
-        out = np.empty((height * scale, width * scale, 3), np.uint8)
+        out = np.empty((height * scale, width * scale, 3), rgb.dtype)
     rows, cols = spans(height, tile, overlap), spans(width, tile, overlap)
     total = len(rows) * len(cols)
     index = 0
@@ -126,7 +127,7 @@ def _run_padded(net: Net, rgb: np.ndarray, box, scale: int, pad: int) -> np.ndar
     height, width = rgb.shape[:2]
     before_y, after_y = (pad if y0 == 0 else 0), (pad if y1 == height else 0)
     before_x, after_x = (pad if x0 == 0 else 0), (pad if x1 == width else 0)
-    crop = rgb[y0:y1, x0:x1].astype(np.float32) / 255.0
+    crop = rgb[y0:y1, x0:x1].astype(np.float32) / _top(rgb.dtype)
     if pad:
         crop = np.pad(crop, ((before_y, after_y), (before_x, after_x), (0, 0)), mode="reflect")
     piece = net(crop)
@@ -142,18 +143,24 @@ def _check_shape(piece: np.ndarray, height: int, width: int) -> None:
 
 
 def _blend_into(target: np.ndarray, piece: np.ndarray, left: int, top: int) -> None:
-    """Write `piece` (float [0, 1]) into `target` (uint8), fading in over the `left` columns and
-    `top` rows that earlier tiles already wrote; the rest is copied as is."""
+    """Write `piece` (float [0, 1]) into `target` (uint8 or uint16), fading in over the `left`
+    columns and `top` rows that earlier tiles already wrote; the rest is copied as is."""
     height, width = piece.shape[:2]
+    peak = _top(target.dtype)
     wx = ramp(width, left) if left else np.ones(width, np.float32)
     wy = ramp(height, top) if top else np.ones(height, np.float32)
-    target[top:, left:] = _to_uint8(piece[top:, left:])
+    target[top:, left:] = _to_int(piece[top:, left:], target.dtype)
     for rows, cols in ((slice(0, top), slice(None)), (slice(top, None), slice(0, left))):
         weight = (wy[rows, None] * wx[None, cols])[..., None]
-        blended = target[rows, cols].astype(np.float32) / 255.0 * (1.0 - weight) \
+        blended = target[rows, cols].astype(np.float32) / peak * (1.0 - weight) \
             + piece[rows, cols] * weight
-        target[rows, cols] = _to_uint8(blended)
+        target[rows, cols] = _to_int(blended, target.dtype)
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def _top(dtype) -> float:
+    return float(np.iinfo(dtype).max)
+
+
+def _to_int(values: np.ndarray, dtype) -> np.ndarray:
+    peak = _top(dtype)
+    return np.clip(values * peak + 0.5, 0, peak).astype(dtype)

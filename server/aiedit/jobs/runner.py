@@ -68,21 +68,25 @@ ORPHAN_MIN_AGE_S = 600.0  # a job folder without a row is left alone this long (
 
 @dataclass
 class InputFile:
-    """An uploaded file as it was sent: `kind` is "raw" (pixels, `channels` bytes each) or the
-    encoded format's extension (png, jpg, ...). It is stored as is and decoded when the job
-    runs, so a small file that decodes to a large image stays small on disk."""
+    """An uploaded file as it was sent: `kind` is "raw" (pixels in `format`: rgba8, rgba16 or
+    gray8) or the encoded format's extension (png, jpg, ...), then `format` is what it decodes
+    to. It is stored as is and decoded when the job runs, so a small file that decodes to a
+    large image stays small on disk."""
 
     data: bytes | bytearray | memoryview
     kind: str
     width: int
     height: int
     channels: int = 4
+    format: str = ""
+
+    def __post_init__(self):
+        if not self.format:
+            self.format = "rgba8" if self.channels == 4 else "gray8"
 
     @property
     def blob_suffix(self) -> str:
-        return "rgba8" if self.kind == "raw" and self.channels == 4 else (
-            "gray8" if self.kind == "raw" else self.kind
-        )
+        return self.format if self.kind == "raw" else self.kind
 
 
 @dataclass
@@ -180,6 +184,7 @@ class JobRunner:
                     "width": f.width,
                     "height": f.height,
                     "channels": f.channels,
+                    "format": f.format,
                 }
                 for name, f in new.inputs.items()
             }
@@ -345,7 +350,8 @@ class JobRunner:
             raise OperationError(
                 "model_unknown", f"model {job.model!r} is no longer in the catalog"
             )
-        inputs = {name: self._load_input(job.id, name, ref) for name, ref in job.inputs.items()}
+        inputs = {name: self._load_input(job.id, name, ref, op.deep)
+                  for name, ref in job.inputs.items()}
         prepare = getattr(engine_module(entry.engine), "prepare", None)
         if prepare is not None:  # fetch missing weights, showing progress in the job
             prepare(entry, lambda done, total: progress(done, total, "downloading model"))
@@ -370,22 +376,25 @@ class JobRunner:
         )
         return op.run(ctx)
 
-    def _load_input(self, job_id: str, name: str, ref) -> np.ndarray:
+    def _load_input(self, job_id: str, name: str, ref, deep: bool = False) -> np.ndarray:
         """An input's pixels: raw ones mapped from the file, encoded ones decoded as the
-        submission checked them."""
+        submission checked them (a 16-bit PNG `image` at 16 bits for a `deep` operation)."""
         if isinstance(ref, str):  # stored as .npy by an earlier version
             return self.blobs.get_array(job_id, ref)
         path = self.blobs.path(job_id, ref["blob"])
         width, height, channels = ref["width"], ref["height"], ref["channels"]
+        from aiedit.imaging.codec import RAW_FORMATS, decode_image, decode_mask
+
         if ref["kind"] == "raw":
             import numpy as np
 
+            fmt = ref.get("format") or ("rgba8" if channels == 4 else "gray8")
             shape = (height, width, channels) if channels > 1 else (height, width)
-            return np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
-        from aiedit.imaging.codec import decode_image, decode_mask
-
-        decode = decode_mask if name == "mask" else decode_image
-        return decode(name, path.read_bytes(), width * height, max(width, height))
+            return np.memmap(path, dtype=RAW_FORMATS[fmt][1], mode="r", shape=shape)
+        if name == "mask":
+            return decode_mask(name, path.read_bytes(), width * height, max(width, height))
+        return decode_image(name, path.read_bytes(), width * height, max(width, height),
+                            deep=deep and name == "image")
 
     def _load_extra(self, model_id: str, device: str, progress) -> LoadedModel:
         """Another model a job needs besides its own (a ControlNet, a detector)."""
@@ -411,6 +420,7 @@ class JobRunner:
                         "kind": "image",
                         "width": width,
                         "height": height,
+                        "depth": 16 if out.pixels.dtype.itemsize == 2 else 8,
                         "offset": {"x": region["x"] + out.dx, "y": region["y"] + out.dy},
                         "seed": out.seed,
                         "blob": blob,

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from aiedit.engines.cache import LoadedModel
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
+# the pixel formats an operation's `image` may come in (raw uploads, or decoded files): 8-bit
+# only, or also 16-bit sRGB RGBA, which the operation then keeps to its result
+RGBA8, RGBA16 = "rgba8", "rgba16"
+DEEP = (RGBA8, RGBA16)
 INPUT_NAMES = ("image", "mask", "reference", "control")
 MAX_CONTROLS = 8
 # the file parts a job may carry: the control group is sent as parts control0, control1, ...
@@ -42,7 +46,7 @@ class Region:
 
 @dataclass
 class ImageOutput:
-    pixels: np.ndarray  # H x W x 4, uint8, RGBA
+    pixels: np.ndarray  # H x W x 4 RGBA: uint8, or uint16 when the input image was 16-bit
     dx: int = 0  # offset relative to the job's region
     dy: int = 0
     seed: int | None = None
@@ -144,6 +148,13 @@ class Operation:
     # (params, model entry) -> why the model cannot serve these params, or None; the API picks
     # the default model among those that fit and refuses a named one that does not
     model_fits: Callable[[dict, Any], str | None] | None = None
+    # the formats the `image` input may come in; with RGBA16 a 16-bit image reaches run() as
+    # uint16 and the operation returns uint16 results
+    input_formats: tuple[str, ...] = (RGBA8,)
+
+    @property
+    def deep(self) -> bool:
+        return RGBA16 in self.input_formats
 
     def input_mode(self, name: str) -> str:
         return self.inputs.get(input_group(name), UNUSED)
@@ -163,6 +174,7 @@ def operation(
     cost: Callable | None = None,
     validate: Callable | None = None,
     model_fits: Callable | None = None,
+    input_formats: tuple[str, ...] = (RGBA8,),
 ):
     """Register the decorated `run(ctx)` as operation `id`."""
 
@@ -181,6 +193,7 @@ def operation(
             run=run,
             validate=validate,
             model_fits=model_fits,
+            input_formats=tuple(input_formats),
         )
         return run
 

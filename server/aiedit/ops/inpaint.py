@@ -7,6 +7,7 @@ from marshmallow import Schema, validate
 from aiedit.ops import control as control_layers
 from aiedit.ops import loras as lora_layers
 from aiedit.ops.base import (
+    DEEP,
     OPTIONAL,
     REQUIRED,
     ImageOutput,
@@ -86,13 +87,17 @@ def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     params=InpaintParams,
     inputs={"image": REQUIRED, "mask": OPTIONAL, "reference": OPTIONAL, "control": OPTIONAL},
     validate=check,
+    input_formats=DEEP,
 )
 def run(ctx: OpContext):
     """Fill the selected area so it blends with its surroundings (or follows the prompt).
-    Without a mask the whole image is refined by `strength` (diffusion models only)."""
+    Without a mask the whole image is refined by `strength` (diffusion models only).
+    A 16-bit image stays 16-bit: classic fills work at 16 bits; a diffusion model sees 8 bits
+    and its fill is blended in only where the mask is, so every other pixel keeps its value."""
     import numpy as np
 
     from aiedit.imaging import masks
+    from aiedit.imaging.codec import to_8bit
 
     image = np.asarray(ctx.inputs["image"])
     mask = ctx.inputs.get("mask")
@@ -115,7 +120,7 @@ def run(ctx: OpContext):
         blend = np.rint(blend.astype(np.float32) * p["strength"]).astype(np.uint8)
     elif ctx.model.engine == "diffusion":
         with lora_layers.active(ctx):
-            fills = _diffusion(crop, crop_mask, ctx, (x0, y0, x1, y1))
+            fills = _diffusion(to_8bit(crop), crop_mask, ctx, (x0, y0, x1, y1))
         blend = masks.feather(crop_mask, p["feather"])
     else:
         raise OperationError(
@@ -137,10 +142,22 @@ def _classic(crop, crop_mask, ctx):
     ctx.progress(0, 1, "inpainting")
     method = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}[ctx.model.obj.name]
     holes = (crop_mask > 0).astype(np.uint8)
-    rgb = cv2.inpaint(np.ascontiguousarray(crop[..., :3]), holes, ctx.params["radius"], method)
-    alpha = np.maximum(crop[..., 3], holes * 255).astype(np.uint8)
+    rgb = fill_holes(crop, holes, ctx.params["radius"], method)
+    alpha = np.where(holes > 0, np.iinfo(crop.dtype).max, crop[..., 3]).astype(crop.dtype)
     ctx.progress(1, 1, "inpainting")
     return np.dstack([rgb, alpha])
+
+
+def fill_holes(rgba, holes, radius: int, method):
+    """OpenCV's inpainting of the RGB channels: in one call for 8 bits, channel by channel for
+    16 bits (OpenCV inpaints 16-bit images one channel at a time)."""
+    import cv2
+    import numpy as np
+
+    if rgba.dtype == np.uint8:
+        return cv2.inpaint(np.ascontiguousarray(rgba[..., :3]), holes, radius, method)
+    return np.dstack([cv2.inpaint(np.ascontiguousarray(rgba[..., c]), holes, radius, method)
+                      for c in range(3)])
 
 
 def _diffusion(crop, crop_mask, ctx, box):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from aiedit.ops.base import (
+    DEEP,
     REQUIRED,
     ImageOutput,
     Integer,
@@ -78,16 +79,19 @@ def check(params: dict, sizes: dict, config, entry, catalog) -> None:
     inputs={"image": REQUIRED},
     region="layer",
     validate=check,
+    input_formats=DEEP,
 )
 def run(ctx: OpContext):
-    """Extend the image beyond its edges; the result's offset moves by what was added."""
+    """Extend the image beyond its edges; the result's offset moves by what was added. A 16-bit
+    image stays 16-bit, its own pixels unchanged; classic fills are 16-bit, a diffusion model's
+    fill is 8-bit widened."""
     import numpy as np
 
     image = np.asarray(ctx.inputs["image"])
     p = ctx.params
     height, width = image.shape[:2]
     canvas = np.zeros(
-        (height + p["top"] + p["bottom"], width + p["left"] + p["right"], 4), np.uint8
+        (height + p["top"] + p["bottom"], width + p["left"] + p["right"], 4), image.dtype
     )
     canvas[p["top"] : p["top"] + height, p["left"] : p["left"] + width] = image
     hole = np.full(canvas.shape[:2], 255, np.uint8)
@@ -110,14 +114,11 @@ def _classic(canvas, hole, ctx):
     import cv2
     import numpy as np
 
+    from aiedit.ops.inpaint import fill_holes
+
     method = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}[ctx.model.obj.name]
-    rgb = cv2.inpaint(
-        np.ascontiguousarray(canvas[..., :3]),
-        (hole > 0).astype(np.uint8),
-        ctx.params["radius"],
-        method,
-    )
-    alpha = np.where(hole > 0, 255, canvas[..., 3]).astype(np.uint8)
+    rgb = fill_holes(canvas, (hole > 0).astype(np.uint8), ctx.params["radius"], method)
+    alpha = np.where(hole > 0, np.iinfo(canvas.dtype).max, canvas[..., 3]).astype(canvas.dtype)
     return np.dstack([rgb, alpha])
 
 
@@ -129,10 +130,11 @@ def _diffusion(canvas, hole, ctx):
 
     from aiedit.engines.diffusion import to_pil, to_rgba
     from aiedit.imaging import masks
+    from aiedit.imaging.codec import to_8bit
 
     p, model = ctx.params, ctx.model.obj
     height, width = hole.shape
-    seeded = _extend_edges(canvas, p)
+    seeded = _extend_edges(to_8bit(canvas), p)  # the model sees 8 bits
     work = model.fit(width, height)
     result = model(
         ctx.progress,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, validate
 
 from aiedit.ops.base import (
+    DEEP,
     REQUIRED,
     Float,
     ImageOutput,
@@ -106,14 +107,20 @@ def cost(params: dict, sizes: dict) -> float:
     region="layer",
     validate=check,
     cost=cost,
+    input_formats=DEEP,
 )
 def run(ctx: OpContext):
-    """Enlarge the layer; its offset scales with it."""
+    """Enlarge the layer; its offset scales with it. A 16-bit layer stays 16-bit. With a
+    classic model at scale 1 the result is the layer itself, bit for bit (an identity round
+    trip for checking a plug-in's pixel path)."""
     import numpy as np
 
     image = np.asarray(ctx.inputs["image"])
     height, width = image.shape[:2]
     scale = ctx.params["scale"]
+    if ctx.model.engine == "classic" and output_size(width, height, scale) == (width, height):
+        ctx.progress(1, 1, "resampling")
+        return [ImageOutput(image.copy())]
     if ctx.model.engine == "classic":
         out = _lanczos(image, *output_size(width, height, scale), ctx)
     elif ctx.model.engine == "spandrel":
@@ -129,20 +136,34 @@ def run(ctx: OpContext):
 
 
 def _lanczos(image, out_w: int, out_h: int, ctx):
-    """Lanczos resampling in horizontal strips (same pixels as one call; progress per strip)."""
+    """Lanczos resampling in horizontal strips (same pixels as one call; progress per strip).
+    8-bit images are resampled as they are; 16-bit ones channel by channel in float32 (the
+    imaging library has no 16-bit RGBA mode), rounded back to 16 bits."""
     import numpy as np
     from PIL import Image
 
-    source = Image.fromarray(np.ascontiguousarray(image))
     height, width = image.shape[:2]
-    out = np.empty((out_h, out_w, *image.shape[2:]), np.uint8)
+    if image.dtype == np.uint8:
+        sources = [Image.fromarray(np.ascontiguousarray(image))]
+    else:
+        planes = image[..., None] if image.ndim == 2 else image
+        sources = [Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32), "F")
+                   for c in range(planes.shape[2])]
+    out = np.empty((out_h, out_w, *image.shape[2:]), image.dtype)
     strips = list(range(0, out_h, STRIP_ROWS))
     for i, top in enumerate(strips):
         ctx.progress(i, len(strips), "resampling")
         bottom = min(out_h, top + STRIP_ROWS)
         box = (0, top * height / out_h, width, bottom * height / out_h)
-        strip = source.resize((out_w, bottom - top), Image.Resampling.LANCZOS, box=box)
-        out[top:bottom] = np.asarray(strip)
+        size = (out_w, bottom - top)
+        if image.dtype == np.uint8:
+            out[top:bottom] = np.asarray(sources[0].resize(size, Image.Resampling.LANCZOS,
+                                                           box=box))
+            continue
+        target = out[top:bottom].reshape(bottom - top, out_w, -1)
+        for c, source in enumerate(sources):
+            plane = np.asarray(source.resize(size, Image.Resampling.LANCZOS, box=box))
+            target[..., c] = np.clip(np.rint(plane), 0, 65535)
     ctx.progress(len(strips), len(strips), "resampling")
     return out
 
@@ -159,7 +180,7 @@ def _model_upscale(image, out_w: int, out_h: int, ctx):
                              "upscale model")
     height, width = image.shape[:2]
     native_size = (width * net.scale, height * net.scale)
-    out = np.empty((out_h, out_w, 4), np.uint8)
+    out = np.empty((out_h, out_w, 4), image.dtype)
     if native_size == (out_w, out_h):
         run_model_tiled(image[..., :3], ctx, out=out[..., :3])
     else:
@@ -194,5 +215,10 @@ def _resize_alpha_into(out, alpha) -> None:
     if alpha.min() == alpha.max():
         out[..., 3] = alpha.flat[0]
         return
-    source = Image.fromarray(np.ascontiguousarray(alpha), "L")
-    out[..., 3] = np.asarray(source.resize(out.shape[1::-1], Image.Resampling.LANCZOS))
+    if alpha.dtype == np.uint8:
+        source = Image.fromarray(np.ascontiguousarray(alpha), "L")
+        out[..., 3] = np.asarray(source.resize(out.shape[1::-1], Image.Resampling.LANCZOS))
+        return
+    source = Image.fromarray(np.ascontiguousarray(alpha, dtype=np.float32), "F")
+    plane = np.asarray(source.resize(out.shape[1::-1], Image.Resampling.LANCZOS))
+    out[..., 3] = np.clip(np.rint(plane), 0, 65535)

@@ -155,3 +155,33 @@ def test_the_catalogs_native_scales_are_the_nets_own(models_dir):
                      "realesr-animevideov3-x3-ncnn"):
         entry = catalog.get(model_id)
         assert load(entry, "cpu").info["scale"] == entry.options["native_scale"], model_id
+
+
+def test_a_16_bit_layer_is_upscaled_by_a_net_at_16_bits(client, tiny_compact):
+    """Nets compute in float: a 16-bit upload comes back 16-bit, equal (within rounding) to
+    the net run on the float pixels in one call, with values 8 bits cannot hold."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 65536, (48, 48, 4), dtype=np.uint16)
+    image[..., 3] = 65535
+    resp = submit(client, "upscale", {"image": image.astype("<u2").tobytes()},
+                  model="tiny-compact-x4", params={"scale": 4, "tile_size": 32,
+                                                   "tile_overlap": 8},
+                  raw={"image": {"width": 48, "height": 48, "format": "rgba16"}})
+    assert resp.status_code == 202, resp.get_json()
+    job = wait_finished(client, resp.get_json()["id"], timeout=120)
+    assert job["state"] == "succeeded", job
+    result = job["results"][0]
+    assert (result["width"], result["height"], result["depth"]) == (192, 192, 16)
+    body = client.get(result["url"] + "?format=rgba16").data
+    out = np.frombuffer(body, "<u2").reshape(192, 192, 4)
+    descriptor = spandrel.ModelLoader().load_from_file(tiny_compact).eval()
+    padded = np.pad(image[..., :3].astype(np.float32) / 65535, ((10, 10), (10, 10), (0, 0)),
+                    mode="reflect")
+    whole = SpandrelNet(descriptor, "cpu", torch.float32)(padded)[40:-40, 40:-40]
+    expected = np.clip(whole * 65535 + 0.5, 0, 65535)
+    # tiles are blended across their overlap: there within one 8-bit code (as the 8-bit test
+    # above), elsewhere within rounding
+    error = np.abs(out[..., :3].astype(np.float64) - expected)
+    assert np.median(error) <= 1 and error.max() <= 257
+    assert (out[..., :3] % 257 != 0).mean() > 0.9, "the result was computed at 8 bits"
+    assert (out[..., 3] == 65535).all()
