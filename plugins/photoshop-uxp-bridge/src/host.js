@@ -6,9 +6,26 @@
  */
 
 const geo = require("./geometry");
-const { toRgba, placeInto, applyMask, hasSelectedPixel } = require("./pixels");
+const { toRgba, placeInto, hasSelectedPixel, toDepth, maskTo8 } = require("./pixels");
 
+/** What the server reads and writes: 8-bit sRGB (docs/http-api.md, "Images"). */
 const SRGB = "sRGB IEC61966-2.1";
+/** Imaging API: masks and selections are one Grayscale component in "Gray Gamma 2.2". */
+const GRAY = "Gray Gamma 2.2";
+const MODE_NAMES = {
+  BITMAP: "Bitmap", CMYK: "CMYK", DUOTONE: "Duotone", GRAYSCALE: "Grayscale",
+  INDEXEDCOLOR: "Indexed Color", LAB: "Lab", MULTICHANNEL: "Multichannel",
+};
+
+/** A document the panel cannot work on as it is; `copyHelps` says an RGB copy would do. */
+class DocumentError extends Error {
+  constructor(message, code, copyHelps = false) {
+    super(message);
+    this.name = "DocumentError";
+    this.code = code;
+    this.copyHelps = copyHelps;
+  }
+}
 
 function rectFromDescriptor(d) {
   return geo.rect(d.left._value ?? d.left, d.top._value ?? d.top,
@@ -28,6 +45,65 @@ class PhotoshopHost {
       throw new Error("Open a document first.");
     }
     return doc;
+  }
+
+  /** The open document with this id, or null once it was closed. */
+  documentById(id) {
+    return Array.from(this.ps.app.documents || []).find((d) => d.id === id) || null;
+  }
+
+  /** 8, 16 or 32: the document's bits per channel. */
+  depth(doc) {
+    const bits = this.ps.constants.BitsPerChannelType;
+    if (doc.bitsPerChannel === bits.SIXTEEN) {
+      return 16;
+    }
+    return doc.bitsPerChannel === bits.THIRTYTWO ? 32 : 8;
+  }
+
+  /** The document's RGB profile name, or null when it has none ("None"). */
+  profile(doc) {
+    const name = doc.colorProfileName;
+    return name && name !== "None" ? name.replace(/\s*\(Linear RGB Profile\)$/, "") : null;
+  }
+
+  /**
+   * Refuses documents whose pixels cannot travel as RGB both ways: other colour modes (CMYK,
+   * Lab, Grayscale, Indexed...) and 32-bit HDR documents. Photoshop converts RGB documents of
+   * any profile to and from sRGB itself, so those need nothing.
+   */
+  checkDocument(doc) {
+    const modes = this.ps.constants.DocumentMode;
+    if (doc.mode !== modes.RGB) {
+      const key = Object.keys(modes).find((k) => modes[k] === doc.mode);
+      const mode = MODE_NAMES[key] || String(doc.mode);
+      throw new DocumentError(`"${doc.title}" is a ${mode} document: aiedit works on RGB ` +
+        "pixels. Press \"Work on an RGB copy\" (the original stays as it is) or convert it " +
+        "with Image > Mode > RGB Color.", "document_mode", true);
+    }
+    if (this.depth(doc) === 32) {
+      throw new DocumentError(`"${doc.title}" has 32 bits per channel (HDR): aiedit works on ` +
+        "8 and 16 bits. Press \"Work on an RGB copy\" for a 16-bit copy, or convert it with " +
+        "Image > Mode > 16 Bits/Channel.", "document_depth", true);
+    }
+  }
+
+  /**
+   * A duplicate of `doc` that the panel can work on: RGB (Photoshop converts it with its own
+   * engine), at most 16 bits per channel. The duplicate becomes the active document.
+   */
+  async workingCopy(doc) {
+    const { ChangeMode, DocumentMode, BitsPerChannelType } = this.ps.constants;
+    return this.ps.core.executeAsModal(async () => {
+      const copy = await doc.duplicate(`${doc.title} (RGB)`);
+      if (copy.mode !== DocumentMode.RGB) {
+        await copy.changeMode(ChangeMode.RGB);
+      }
+      if (this.depth(copy) === 32) {
+        copy.bitsPerChannel = BitsPerChannelType.SIXTEEN;
+      }
+      return copy;
+    }, { commandName: "aiedit: RGB copy" });
   }
 
   canvas(doc) {
@@ -100,8 +176,15 @@ class PhotoshopHost {
     }, { commandName: "aiedit: read region" });
   }
 
+  /**
+   * 8-bit RGBA in sRGB over `bounds`: Photoshop converts from the document's profile and depth
+   * (Imaging API getPixels: colorSpace, colorProfile, componentSize).
+   */
   async readPixels(doc, layer, bounds) {
-    const options = { documentID: doc.id, sourceBounds: bounds, componentSize: 8 };
+    const options = {
+      documentID: doc.id, sourceBounds: bounds, componentSize: 8, colorSpace: "RGB",
+      colorProfile: SRGB,
+    };
     if (layer) {
       if (!layerHasPixelsIn(layer, bounds)) {
         return new Uint8Array(geo.width(bounds) * geo.height(bounds) * 4);
@@ -122,7 +205,7 @@ class PhotoshopHost {
   async readMask(doc, bounds) {
     const got = await this.imaging.getSelection({ documentID: doc.id, sourceBounds: bounds });
     try {
-      const data = await got.imageData.getData({ chunky: true });
+      const data = maskTo8(await got.imageData.getData({ chunky: true }));
       const from = got.sourceBounds ? geo.normalize(got.sourceBounds) : bounds;
       const mask = placeInto(data, from, bounds, 1);
       return hasSelectedPixel(mask) ? mask : null;
@@ -133,16 +216,19 @@ class PhotoshopHost {
 
   /**
    * Puts results on new pixel layers in one history step. Each result is
-   * {width, height, offset {x, y}, data (RGBA)}. With `mask` ({bounds, data}) the layers are
-   * masked by the selection. With `groupName` the layers go into a new group (video frames).
-   * With `newDocument` ({width, height, name}) they go into a new document instead; with
+   * {width, height, offset {x, y}, data (8-bit sRGB RGBA)}; Photoshop converts them into the
+   * document's profile and they are written at the document's depth. With `mask` ({bounds,
+   * data}) each layer gets a layer mask made from the selection (editable; the layer's pixels
+   * stay whole). With `groupName` the layers go into a new group (video frames).
+   * With `newDocument` ({width, height, name, scale}) they go into a new document with the
+   * source document's profile, depth and resolution (times `scale`) instead; with
    * `growCanvas` ({left, top, right, bottom} pixels) the canvas grows first.
    * Returns {documentId, layerIds, groupId}.
    */
   async applyResults(doc, results,
     { name, mask = null, groupName = null, newDocument = null, growCanvas = null }) {
     return this.ps.core.executeAsModal(async (context) => {
-      const target = newDocument ? await this.createDocument(newDocument) : doc;
+      const target = newDocument ? await this.createDocument(newDocument, doc) : doc;
       const suspension = await context.hostControl.suspendHistory({
         documentID: target.id, name,
       });
@@ -175,30 +261,67 @@ class PhotoshopHost {
     }
   }
 
-  async createDocument({ width, height, name, resolution = 72 }) {
-    return this.ps.app.createDocument({
-      width, height, resolution, name, mode: "RGBColorMode", fill: "transparent",
-    });
+  /** A document for results that do not fit `source`: its profile, depth, scaled resolution. */
+  async createDocument({ width, height, name, scale = 1 }, source) {
+    const options = {
+      width, height, name, mode: this.ps.constants.NewDocumentMode.RGB, fill: "transparent",
+      resolution: (source.resolution || 72) * scale, depth: this.depth(source),
+    };
+    const profile = this.profile(source);
+    if (profile) {
+      options.profile = profile;
+    }
+    return this.ps.app.createDocument(options);
   }
 
   async putResult(doc, result, name, mask) {
-    const where = geo.rect(result.offset.x, result.offset.y,
-      result.offset.x + result.width, result.offset.y + result.height);
-    const pixels = mask ? applyMask(result.data, where, mask.data, mask.bounds) : result.data;
+    const depth = this.depth(doc);
     const layer = await doc.createPixelLayer({ name });
-    const imageData = await this.imaging.createImageDataFromBuffer(pixels, {
+    const imageData = await this.imaging.createImageDataFromBuffer(toDepth(result.data, depth), {
       width: result.width, height: result.height, components: 4, chunky: true,
       colorSpace: "RGB", colorProfile: SRGB,
     });
     try {
       await this.imaging.putPixels({
         documentID: doc.id, layerID: layer.id, imageData,
-        targetBounds: { left: where.left, top: where.top }, commandName: name,
+        targetBounds: { left: result.offset.x, top: result.offset.y }, commandName: name,
       });
     } finally {
       imageData.dispose();
     }
+    if (mask) {
+      await this.addLayerMask(doc, layer, mask, depth);
+    }
     return layer;
+  }
+
+  /**
+   * Gives `layer` a user mask made from `mask` ({bounds, data}: one byte per pixel): the
+   * "Add Layer Mask" action (batchPlay, on the layer selected first), then
+   * imaging.putLayerMask with the selection's values.
+   */
+  async addLayerMask(doc, layer, mask, depth) {
+    await this.ps.action.batchPlay([
+      { _obj: "select", _target: [{ _ref: "layer", _id: layer.id }], makeVisible: false },
+      {
+        _obj: "make", new: { _class: "channel" },
+        at: { _ref: "channel", _enum: "channel", _value: "mask" },
+        using: { _enum: "userMaskEnabled", _value: "revealAll" },
+      },
+    ], {});
+    const imageData = await this.imaging.createImageDataFromBuffer(toDepth(mask.data, depth), {
+      width: geo.width(mask.bounds), height: geo.height(mask.bounds), components: 1,
+      chunky: true, colorSpace: "Grayscale", colorProfile: GRAY,
+    });
+    try {
+      await this.imaging.putLayerMask({
+        documentID: doc.id, layerID: layer.id, kind: "user", imageData, replace: true,
+        targetBounds: { left: mask.bounds.left, top: mask.bounds.top },
+        commandName: "aiedit: selection mask",
+      });
+    } finally {
+      imageData.dispose();
+    }
   }
 }
 
@@ -213,4 +336,4 @@ function layerName(base, result, results) {
   return `${base}${frame}${seed}`;
 }
 
-module.exports = { PhotoshopHost, layerName };
+module.exports = { PhotoshopHost, DocumentError, layerName, SRGB };

@@ -55,7 +55,9 @@ function placement(doc, region, results, operationId) {
       Math.round(doc.height * scale)));
   }
   return {
-    newDocument: { width: geo.width(bounds), height: geo.height(bounds) },
+    newDocument: {
+      width: geo.width(bounds), height: geo.height(bounds), scale: Math.max(scale, 1),
+    },
     growCanvas: null,
     shift: { x: -bounds.left, y: -bounds.top },
   };
@@ -82,6 +84,7 @@ class JobSession {
    */
   async run({ operation, model = null, params = {}, source = "composite", margin = 0 }) {
     const doc = this.host.activeDocument();
+    this.host.checkDocument(doc);
     const region = await this.readInputs(doc, operation, source, margin);
     this.onUpdate({ phase: "submitting" });
     let job = await this.client.submit(this.requestFor(operation, model, params, region),

@@ -108,6 +108,8 @@ class Panel {
     this.promptInput = el(d, "textarea", { rows: "3", placeholder: "Describe the change" });
     this.paramsBox = el(d, "div", { class: "params" });
     this.runButton = el(d, "button", { text: "Run" });
+    this.copyButton = el(d, "button", { text: "Work on an RGB copy" });
+    this.copyButton.hidden = true;
     this.cancelButton = el(d, "button", { text: "Cancel", disabled: "" });
     this.progressBar = el(d, "div", { class: "bar" });
     this.statusLine = el(d, "div", { class: "status" });
@@ -120,12 +122,14 @@ class Panel {
       labelled(d, "Model", this.modelSelect), labelled(d, "Read from", this.sourceSelect),
       labelled(d, "Context margin (px)", this.marginInput), this.promptInput, this.paramsBox,
       el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
-      el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.resultLine,
+      el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.copyButton,
+      this.resultLine,
       el(d, "div", { class: "buttons" }, [this.applyButton, this.discardButton]),
     ]);
     this.connectButton.addEventListener("click", () => this.connect());
     this.operationSelect.addEventListener("change", () => this.showOperation());
     this.runButton.addEventListener("click", () => this.run());
+    this.copyButton.addEventListener("click", () => this.workOnCopy());
     this.cancelButton.addEventListener("click", () => this.cancel());
     this.applyButton.addEventListener("click", () => this.apply());
     this.discardButton.addEventListener("click", () => this.discard());
@@ -148,6 +152,22 @@ class Panel {
   say(text, isError = false) {
     this.statusLine.textContent = text;
     this.statusLine.className = isError ? "status error" : "status";
+    this.copyButton.hidden = true;
+  }
+
+  /** Shows an error; one the host can work around offers "Work on an RGB copy". */
+  fail(err) {
+    this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
+    this.copyButton.hidden = !err.copyHelps;
+  }
+
+  async workOnCopy() {
+    try {
+      const copy = await this.host.workingCopy(this.host.activeDocument());
+      this.say(`Working on "${copy.title}", an RGB copy: press Run again.`);
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   async connect() {
@@ -156,7 +176,7 @@ class Panel {
     try {
       this.operations = await this.client().operations();
     } catch (err) {
-      this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
+      this.fail(err);
       return;
     }
     setChildren(this.operationSelect, this.operations.map((op) =>
@@ -263,7 +283,7 @@ class Panel {
         this.resultLine.textContent = `${outcome.results.length} result(s) ready: ${outcome.name}`;
       }
     } catch (err) {
-      this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
+      this.fail(err);
     } finally {
       this.session = null;
       this.setBusy(false);

@@ -45,23 +45,28 @@ function placeInto(data, from, to, components) {
 }
 
 /**
- * Multiplies a mask into the alpha of an RGBA buffer. `rgbaRect` and `maskRect` are where each
- * buffer sits in the document; pixels outside the mask become transparent.
+ * 8-bit values as the Imaging API wants them at `depth` bits: the same Uint8Array for 8,
+ * a Uint16Array in Photoshop's 16-bit range (0..32768) for 16.
  */
-function applyMask(rgba, rgbaRect, mask, maskRect) {
-  const out = new Uint8Array(rgba);
-  const w = width(rgbaRect);
-  const mw = width(maskRect);
-  for (let y = rgbaRect.top; y < rgbaRect.bottom; y++) {
-    for (let x = rgbaRect.left; x < rgbaRect.right; x++) {
-      const inside = x >= maskRect.left && x < maskRect.right &&
-        y >= maskRect.top && y < maskRect.bottom;
-      const m = inside ? mask[(y - maskRect.top) * mw + (x - maskRect.left)] : 0;
-      const a = ((y - rgbaRect.top) * w + (x - rgbaRect.left)) * 4 + 3;
-      out[a] = Math.round((out[a] * m) / 255);
-    }
+function toDepth(data, depth) {
+  if (depth === 8) {
+    return data;
   }
-  return out;
+  if (depth !== 16) {
+    throw new Error(`no ${depth}-bit writes: the document must be 8 or 16 bits per channel`);
+  }
+  return Uint16Array.from(data, (v) => Math.round((v * 32768) / 255));
+}
+
+/** A one-component mask as bytes: 16-bit (0..32768) and 32-bit (0..1) masks scaled. */
+function maskTo8(data) {
+  if (data instanceof Uint8Array) {
+    return data;
+  }
+  if (data instanceof Float32Array) {
+    return Uint8Array.from(data, (v) => Math.round(Math.min(1, Math.max(0, v)) * 255));
+  }
+  return Uint8Array.from(data, (v) => Math.round((Math.min(v, 32768) * 255) / 32768));
 }
 
 /** True when a mask has at least one selected pixel. */
@@ -69,4 +74,4 @@ function hasSelectedPixel(mask) {
   return mask.some((v) => v > 0);
 }
 
-module.exports = { toRgba, placeInto, applyMask, hasSelectedPixel };
+module.exports = { toRgba, placeInto, hasSelectedPixel, toDepth, maskTo8 };

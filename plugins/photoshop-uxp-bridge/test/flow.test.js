@@ -93,14 +93,19 @@ test("inpaint: the selection is read, sent, and the result lands masked at its o
     assert.ok(inside[0] < 200 || inside[1] > 50, `the red blob was painted over: ${inside}`);
 
     const history = doc.historyStates.length;
+    const before41 = doc.compositePixel(41, 27);
     const applied = await applyOutcome(host, outcome);
     const layer = doc.layerById(applied.layerIds[0]);
     const seed = result.seed === null ? "" : ` seed ${result.seed}`;
     assert.equal(layer.name, `inpaint: plain wall${seed}`);
-    assert.deepEqual(layer.boundsNoEffects, { left: 42, top: 26, right: 58, bottom: 40 });
+    assert.deepEqual(layer.boundsNoEffects, { left: 26, top: 10, right: 74, bottom: 56 },
+      "the layer holds the whole result; the selection is its mask");
     assert.deepEqual(layer.pixelAt(43, 27), inside);
     assert.deepEqual(layer.pixelAt(57, 39), rgbaAt(result, 57, 39));
-    assert.equal(layer.pixelAt(41, 27)[3], 0, "outside the selection is transparent");
+    assert.equal(layer.maskAt(43, 27), 255);
+    assert.equal(layer.maskAt(41, 27), 0, "outside the selection the mask hides the layer");
+    assert.deepEqual(doc.compositePixel(41, 27), before41, "so the picture is unchanged there");
+    assert.deepEqual(doc.compositePixel(43, 27), inside);
     assert.equal(doc.historyStates.length, history + 1);
     assert.equal(doc.layers[0], layer);
   });

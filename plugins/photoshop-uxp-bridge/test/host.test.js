@@ -87,9 +87,9 @@ function outcomeFor(doc, operationId, results, region) {
   return { doc, region, results, name: `${operationId}: a red door`, operationId };
 }
 
-test("results become new layers at their offset, masked by the selection, in one step",
+test("results become new layers at their offset with the selection as a layer mask, in one step",
   async () => {
-    const { ps, doc, host } = setup();
+    const { ps, doc, host, layer: art } = setup();
     const bounds = { left: 4, top: 4, right: 8, bottom: 6 };
     const mask = new Uint8Array([0, 255, 255, 0, 0, 128, 255, 0]);
     const red = new Uint8Array(4 * 2 * 4).fill(255);
@@ -97,21 +97,27 @@ test("results become new layers at their offset, masked by the selection, in one
       red[i] = 0;
       red[i + 1] = 0;
     }
+    const artBefore = Array.from(art.raster.data);
     const history = doc.historyStates.length;
     const applied = await applyOutcome(host, outcomeFor(doc, "inpaint",
       [{ index: 0, seed: 7, width: 4, height: 2, offset: { x: 4, y: 4 }, data: red }],
       { bounds, mask }));
     const layer = doc.layerById(applied.layerIds[0]);
     assert.equal(layer.name, "inpaint: a red door seed 7");
-    assert.deepEqual(layer.pixelAt(5, 4), [255, 0, 0, 255]);
-    assert.deepEqual(layer.pixelAt(4, 4), [255, 0, 0, 0], "outside the selection is clear");
-    assert.deepEqual(layer.pixelAt(5, 5), [255, 0, 0, 128], "soft selection edges stay soft");
-    assert.deepEqual(layer.boundsNoEffects, { left: 5, top: 4, right: 7, bottom: 6 });
+    assert.deepEqual(layer.pixelAt(4, 4), [255, 0, 0, 255], "the layer's pixels stay whole");
+    assert.deepEqual(layer.boundsNoEffects, bounds);
+    assert.deepEqual([layer.maskAt(4, 4), layer.maskAt(5, 4), layer.maskAt(5, 5)], [0, 255, 128],
+      "the selection became the layer's mask, soft edges included");
+    assert.deepEqual(doc.compositePixel(4, 4), [255, 255, 255, 255], "masked out: unchanged");
+    assert.deepEqual(doc.compositePixel(5, 4), [255, 0, 0, 255]);
+    assert.deepEqual(doc.compositePixel(5, 5).slice(0, 3), [255, 127, 127], "half mask: half");
+    assert.deepEqual(Array.from(art.raster.data), artBefore, "the base layer is never changed");
     assert.equal(doc.historyStates.length, history + 1);
     assert.equal(doc.historyStates.at(-1).name, "inpaint: a red door");
     assert.equal(doc.layers[0], layer, "the new layer is on top");
-    const writes = ps.standin.calls.filter((c) => ["make", "putPixels"].includes(c.name));
-    assert.ok(writes.every((c) => c.inModal));
+    const writes = ps.standin.calls.filter((c) =>
+      ["make", "putPixels", "putLayerMask"].includes(c.name));
+    assert.ok(writes.length >= 4 && writes.every((c) => c.inModal));
   });
 
 test("generate results are not masked", async () => {

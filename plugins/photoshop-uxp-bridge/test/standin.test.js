@@ -3,7 +3,7 @@
 
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { createPhotoshop } = require("./standin/photoshop");
+const { createPhotoshop, colour } = require("./standin/photoshop");
 
 function solid(width, height, rgba) {
   const data = new Uint8Array(width * height * 4);
@@ -138,3 +138,88 @@ test("a target function that throws rolls back suspended history", async () => {
   }), /boom/);
   assert.equal(doc.layers.length, layers);
 });
+
+test("getPixels converts to a requested profile and depth; 16-bit data is 0..32768", async () => {
+  const ps = createPhotoshop();
+  const doc = ps.standin.openDocument({ width: 2, height: 1, profile: colour.ADOBE_RGB,
+    depth: 16, background: [255, 0, 0] });
+  const own = await ps.imaging.getPixels({ documentID: doc.id });
+  assert.equal(own.imageData.componentSize, 16);
+  assert.equal(own.imageData.colorProfile, colour.ADOBE_RGB);
+  const data = await own.imageData.getData();
+  assert.ok(data instanceof Uint16Array);
+  assert.deepEqual(Array.from(data.subarray(0, 3)), [32768, 0, 0]);
+  assert.deepEqual(Array.from((await own.imageData.getData({ fullRange: true })).subarray(0, 3)),
+    [65535, 0, 0]);
+  const srgb = await ps.imaging.getPixels({ documentID: doc.id, componentSize: 8,
+    colorSpace: "RGB", colorProfile: colour.SRGB });
+  const px = Array.from((await srgb.imageData.getData()).subarray(0, 3));
+  assert.equal(px[0], 255, "Adobe RGB red is outside sRGB: clipped");
+  assert.equal(srgb.imageData.colorProfile, colour.SRGB);
+});
+
+test("putPixels converts from the data's profile and refuses another depth", async () => {
+  const ps = createPhotoshop();
+  const doc = ps.standin.openDocument({ width: 1, height: 1, profile: colour.DISPLAY_P3,
+    depth: 8 });
+  const layer = doc.addLayerNow({ name: "x", bounds: { left: 0, top: 0, right: 0, bottom: 0 } });
+  const srgbGreen = new Uint8Array([0, 255, 0, 255]);
+  await modal(ps, async () => {
+    const tagged = await ps.imaging.createImageDataFromBuffer(srgbGreen,
+      { width: 1, height: 1, components: 4, colorSpace: "RGB", colorProfile: colour.SRGB });
+    await ps.imaging.putPixels({ layerID: layer.id, imageData: tagged });
+    const expected = colour.rgbToRgb([0, 1, 0], colour.SRGB, colour.DISPLAY_P3)
+      .map((v) => Math.round(v * 255));
+    assert.deepEqual(layer.pixelAt(0, 0), [...expected, 255]);
+    const deep = await ps.imaging.createImageDataFromBuffer(new Uint16Array(4),
+      { width: 1, height: 1, components: 4, colorSpace: "RGB" });
+    await assert.rejects(ps.imaging.putPixels({ layerID: layer.id, imageData: deep }),
+      /16-bit data into a 8-bit document/);
+  });
+});
+
+test("layer masks: Add Layer Mask through batchPlay, then putLayerMask / getLayerMask", async () => {
+  const { ps, doc, layer } = setup();
+  const gray = await ps.imaging.createImageDataFromBuffer(new Uint8Array([0, 255]),
+    { width: 2, height: 1, components: 1, colorSpace: "Grayscale", colorProfile: "Gray Gamma 2.2" });
+  await modal(ps, async () => {
+    await assert.rejects(ps.imaging.putLayerMask({ layerID: layer.id, imageData: gray }),
+      /without a user mask is not described/);
+    await ps.action.batchPlay([
+      { _obj: "select", _target: [{ _ref: "layer", _id: layer.id }], makeVisible: false },
+      { _obj: "make", new: { _class: "channel" },
+        at: { _ref: "channel", _enum: "channel", _value: "mask" },
+        using: { _enum: "userMaskEnabled", _value: "revealAll" } },
+    ], {});
+    await ps.imaging.putLayerMask({ layerID: layer.id, imageData: gray,
+      targetBounds: { left: 10, top: 5 } });
+  });
+  assert.deepEqual([layer.maskAt(10, 5), layer.maskAt(11, 5), layer.maskAt(12, 5)], [0, 255, 255]);
+  assert.deepEqual(doc.compositePixel(10, 5), [10, 20, 30, 255], "masked out shows below");
+  assert.deepEqual(doc.compositePixel(11, 5), [200, 100, 50, 255]);
+  const got = await ps.imaging.getLayerMask({ layerID: layer.id,
+    sourceBounds: { left: 10, top: 5, right: 12, bottom: 6 } });
+  assert.deepEqual(Array.from(await got.imageData.getData()), [0, 255]);
+  const rgb = await ps.imaging.createImageDataFromBuffer(new Uint8Array(3),
+    { width: 1, height: 1, components: 3, colorSpace: "RGB" });
+  await modal(ps, async () => {
+    await assert.rejects(ps.imaging.putLayerMask({ layerID: layer.id, imageData: rgb }),
+      /single Grayscale component/);
+  });
+});
+
+test("Lab documents read as Lab unless RGB is asked for; CMYK reads need a colour space",
+  async () => {
+    const ps = createPhotoshop();
+    const lab = ps.standin.openDocument({ width: 1, height: 1, mode: "lab",
+      background: [255, 128, 128] });
+    const raw = await ps.imaging.getPixels({ documentID: lab.id });
+    assert.equal(raw.imageData.colorSpace, "Lab");
+    assert.equal(raw.imageData.pixelFormat, "LAB");
+    const rgb = await ps.imaging.getPixels({ documentID: lab.id, colorSpace: "RGB",
+      colorProfile: colour.SRGB });
+    assert.deepEqual(Array.from(await rgb.imageData.getData()), [255, 255, 255]);
+    const cmyk = ps.standin.openDocument({ width: 1, height: 1, mode: "cmyk",
+      background: [0, 0, 0, 0] });
+    await assert.rejects(ps.imaging.getPixels({ documentID: cmyk.id }), /not described/);
+  });
