@@ -182,6 +182,8 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
     sizes = {name: (f.width, f.height) for name, f in inputs.items()}
     sizes.setdefault("image", (region.width, region.height))
     check_operation(op, params, sizes, entry)
+    for extra in op.extra_models(params) if op.extra_models else []:
+        require_runnable(services.catalog.get(extra), g.principal, services)
     if entry.engine == "classic":
         _check_classic_size(entry.id, *sizes["image"], services.config.max_classic_pixels)
     new = NewJob(

@@ -171,7 +171,7 @@ class JobRunner:
         that transaction (`Database.serialize`) and count, and raise to refuse the job, so
         concurrent submissions cannot all pass a limit that only one of them fits under."""
         job_id = new.id
-        cpu_only = self.cpu_only(new.model)
+        cpu_only = self.cpu_only(new.model, new.operation, new.params)
         device = CPU_DEVICE if cpu_only else self.queue.pick_device()
         try:
             inputs = {
@@ -230,10 +230,15 @@ class JobRunner:
         self._enqueue(job_id, device, cpu_only)
         return job
 
-    def cpu_only(self, model: str) -> bool:
-        """Classic operations run on the CPU in one call: they get the queue's CPU lane."""
+    def cpu_only(self, model: str, operation: str | None = None, params: dict | None = None
+                 ) -> bool:
+        """Classic operations run on the CPU in one call: they get the queue's CPU lane (unless
+        they load another model too, as upscale's refine pass does)."""
         entry = self.catalog.get(model)
-        return entry is not None and entry.engine == "classic"
+        if entry is None or entry.engine != "classic":
+            return False
+        op = registry().get(operation) if operation and params else None
+        return not (op and op.extra_models and op.extra_models(params))
 
     def _enqueue(self, job_id: str, device: str, cpu_only: bool) -> None:
         if cpu_only:
@@ -555,14 +560,14 @@ class JobRunner:
                     _transition(s, job_id, RUNNING, state=QUEUED,
                                 progress={"step": 0, "total": 0, "stage": "queued"})
             queued = s.execute(
-                select(Job.id, Job.device, Job.model)
+                select(Job.id, Job.device, Job.model, Job.operation, Job.params)
                 .where(Job.state == QUEUED)
                 .order_by(Job.created_at)
             ).all()
         self.sweep_orphans(min_age_s=0.0)
-        for job_id, device, model in queued:
-            self._enqueue(job_id, device, self.cpu_only(model))
-        return [job_id for job_id, _, _ in queued]
+        for job_id, device, model, operation, params in queued:
+            self._enqueue(job_id, device, self.cpu_only(model, operation, params))
+        return [row[0] for row in queued]
 
     def sweep_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:
         """Remove job folders that belong to no job and have not changed for `min_age_s`

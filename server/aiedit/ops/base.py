@@ -148,6 +148,9 @@ class Operation:
     # (params, model entry) -> why the model cannot serve these params, or None; the API picks
     # the default model among those that fit and refuses a named one that does not
     model_fits: Callable[[dict, Any], str | None] | None = None
+    # params -> ids of other catalog models the job will load (a refine pass's model): the API
+    # checks each can run here, and the job runs where models run, not in the classic lane
+    extra_models: Callable[[dict], list[str]] | None = None
     # the formats the `image` input may come in; with RGBA16 a 16-bit image reaches run() as
     # uint16 and the operation returns uint16 results
     input_formats: tuple[str, ...] = (RGBA8,)
@@ -175,6 +178,7 @@ def operation(
     validate: Callable | None = None,
     model_fits: Callable | None = None,
     input_formats: tuple[str, ...] = (RGBA8,),
+    extra_models: Callable | None = None,
 ):
     """Register the decorated `run(ctx)` as operation `id`."""
 
@@ -194,6 +198,7 @@ def operation(
             validate=validate,
             model_fits=model_fits,
             input_formats=tuple(input_formats),
+            extra_models=extra_models,
         )
         return run
 

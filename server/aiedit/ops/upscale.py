@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, validate
+from marshmallow import validate
 
+from aiedit.ops import tile_refine
 from aiedit.ops.base import (
     DEEP,
     REQUIRED,
@@ -18,7 +19,7 @@ from aiedit.ops.base import (
 STRIP_ROWS = 256
 
 
-class UpscaleParams(Schema):
+class UpscaleParams(tile_refine.RefineParams):
     scale = Float(
         load_default=2.0,
         allow_nan=False,
@@ -59,6 +60,7 @@ def check(params: dict, sizes: dict, config, entry, catalog) -> None:
             f"{config.max_output_pixels / 1e6:.0f} MP and {config.max_side} a side",
         )
     check_native_size(params, sizes, config, entry)
+    tile_refine.check(params, catalog)
 
 
 ASSUMED_NATIVE_SCALE = 4  # a net whose catalog entry gives no `options.native_scale`
@@ -95,7 +97,10 @@ def check_native_size(params: dict, sizes: dict, config, entry) -> None:
 def cost(params: dict, sizes: dict) -> float:
     """Started 4-megapixel blocks of the enlarged output (at least one)."""
     out_w, out_h = output_size(*sizes["image"], params["scale"])
-    return float(max(1, -(-out_w * out_h // 4_000_000)))
+    units = float(max(1, -(-out_w * out_h // 4_000_000)))
+    if tile_refine.wanted(params):  # a diffusion image-to-image call per tile
+        units += tile_refine.tile_count(params, out_w, out_h)
+    return units
 
 
 @operation(
@@ -108,11 +113,13 @@ def cost(params: dict, sizes: dict) -> float:
     validate=check,
     cost=cost,
     input_formats=DEEP,
+    extra_models=tile_refine.extra_models,
 )
 def run(ctx: OpContext):
     """Enlarge the layer; its offset scales with it. A 16-bit layer stays 16-bit. With a
     classic model at scale 1 the result is the layer itself, bit for bit (an identity round
-    trip for checking a plug-in's pixel path)."""
+    trip for checking a plug-in's pixel path). With a `refine_model`, a diffusion pass then
+    redraws the enlarged image tile by tile at `refine_strength`, seams blended."""
     import numpy as np
 
     image = np.asarray(ctx.inputs["image"])
@@ -120,8 +127,8 @@ def run(ctx: OpContext):
     scale = ctx.params["scale"]
     if ctx.model.engine == "classic" and output_size(width, height, scale) == (width, height):
         ctx.progress(1, 1, "resampling")
-        return [ImageOutput(image.copy())]
-    if ctx.model.engine == "classic":
+        out = image.copy()
+    elif ctx.model.engine == "classic":
         out = _lanczos(image, *output_size(width, height, scale), ctx)
     elif ctx.model.engine == "spandrel":
         out = _model_upscale(image, *output_size(width, height, scale), ctx)
@@ -130,9 +137,10 @@ def run(ctx: OpContext):
             "engine_unsupported",
             f"model {ctx.model.entry.id} cannot upscale with this server version",
         )
+    seed = tile_refine.run(ctx, out)
     dx = round(ctx.region.x * scale) - ctx.region.x
     dy = round(ctx.region.y * scale) - ctx.region.y
-    return [ImageOutput(out, dx=dx, dy=dy)]
+    return [ImageOutput(out, dx=dx, dy=dy, seed=seed)]
 
 
 def _lanczos(image, out_w: int, out_h: int, ctx):
