@@ -361,38 +361,82 @@ class AieditDocker(DockWidget):
         item.setData(Qt.UserRole, id(pending))
         self.results.addItem(item)
 
-    def _take(self, items) -> list:
+    def _items(self, items) -> list:
         items = list(items if items is not None else self.results.selectedItems())
         if not items:
             items = [self.results.item(i) for i in range(self.results.count())]
-        taken = []
-        for item in items:
-            pending = next((p for p in self.pending if id(p) == item.data(Qt.UserRole)), None)
-            self.results.takeItem(self.results.row(item))
-            if pending is not None:
-                self.pending.remove(pending)
-                taken.append(pending)
-        return taken
+        return [(item, self._pending_of(item)) for item in items]
 
-    def apply(self, items=None) -> list:
-        """Insert the selected results (all when none is selected) as new layers."""
+    def _pending_of(self, item):
+        return next((p for p in self.pending if id(p) == item.data(Qt.UserRole)), None)
+
+    def _drop(self, item, pending) -> None:
+        self.results.takeItem(self.results.row(item))
+        if pending in self.pending:
+            self.pending.remove(pending)
+
+    def apply(self, items=None, on_conflict=None) -> list:
+        """Insert the selected results (all when none is selected) as new layers.
+
+        A result whose document was closed or whose canvas changed meanwhile is not placed
+        blindly: ``on_conflict(pending, error)`` (by default a question to the user) answers
+        "place" (at the old position, or as a new image when the document is closed),
+        "discard", or "keep" (it stays in the list)."""
+        ask = on_conflict or self._ask_conflict
         nodes = []
-        for pending in self._take(items):
+        for item, pending in self._items(items):
+            if pending is None:
+                continue
             try:
                 nodes.extend(self._apply_one(pending))
+            except (host.CanvasChanged, host.DocumentClosed) as error:
+                choice = ask(pending, error)
+                if choice == "place":
+                    try:
+                        nodes.extend(self._apply_one(pending, force=True))
+                    except (host.HostError, AieditError) as again:
+                        self._refuse(str(again))
+                        continue
+                elif choice != "discard":
+                    self._refuse(str(error))
+                    continue
             except (host.HostError, AieditError) as error:
                 self._refuse(str(error))
+                continue
+            self._drop(item, pending)
         return nodes
 
-    def _apply_one(self, pending: Pending) -> list:
+    def _ask_conflict(self, pending, error) -> str:
+        from PyQt5.QtWidgets import QMessageBox
+
+        box = QMessageBox(self)
+        box.setWindowTitle("aiedit")
+        box.setText(str(error))
+        place_text = "Open as new image" if isinstance(error, host.DocumentClosed) \
+            else "Place at old position"
+        place = box.addButton(place_text, QMessageBox.AcceptRole)
+        discard = box.addButton("Discard", QMessageBox.DestructiveRole)
+        box.addButton("Keep in list", QMessageBox.RejectRole)
+        box.exec_()
+        clicked = box.clickedButton()
+        return "place" if clicked is place else "discard" if clicked is discard else "keep"
+
+    def _apply_one(self, pending: Pending, force: bool = False) -> list:
+        outcome = pending.outcome
         if pending.result is None:
-            return scripting.apply_outcome(pending.document, pending.spec, pending.outcome)
-        return [scripting.apply_image(pending.document, pending.spec, pending.outcome.job,
-                                      pending.result, pending.pixels)]
+            return scripting.apply_outcome(pending.document, pending.spec, outcome, force)
+        raw = outcome.raws.get(pending.result.index)
+        if force and host.find_document(pending.spec.capture.placement) is None:
+            return [scripting.open_as_new_document(pending.spec, outcome.job, pending.result,
+                                                   pending.pixels, raw)]
+        document = host.check_document(pending.spec.capture)
+        return [scripting.apply_image(document, pending.spec, outcome.job, pending.result,
+                                      pending.pixels, raw, force)]
 
     def discard(self, items=None) -> None:
         """Drop the selected results (all when none is selected)."""
-        self._take(items)
+        for item, pending in self._items(items):
+            self._drop(item, pending)
 
 
 def _rgba_thumbnail(pixels) -> QIcon:

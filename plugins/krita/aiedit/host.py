@@ -7,54 +7,120 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PyQt5.QtCore import QByteArray
 
+from . import colour
 from . import pixels as px
 from .aiedit_client import (
     Mask,
     Pixels,
     Region,
     Result,
-    crop_mask,
-    crop_pixels,
     grow_region,
-    mask_into_alpha,
 )
 
 SOURCE_IMAGE = "image"  # the visible image (all layers merged)
 SOURCE_LAYER = "layer"  # the active layer's own pixels
 DEFAULT_MARGIN = 32
 MASKED_OPERATIONS = ("inpaint", "edit")
+PREVIEW_NAME = "aiedit preview (not applied)"
+MASK_LAYER_NAME = "Selection mask (paint to show, erase to hide)"
+MASK_BLENDING = "destination-in"
+MASK_ACTION = "add_new_transparency_mask"
+
+# Per open document (by its root node's id): how the plugin's own canvas changes moved the
+# document's origin, so results of jobs read before an outpaint still land where they belong.
+_canvas: dict = {}
+_WHITE_WHERE_SELECTED = bytes([0] + [255] * 255)
 
 
 class HostError(Exception):
     """Something about the document stops the job; the message says what to do."""
 
 
+class DocumentClosed(HostError):
+    """The document a result belongs to is not open any more."""
+
+
+class CanvasChanged(HostError):
+    """The canvas was resized or cropped while the job ran: place at the old position or
+    discard (``force=True`` places it)."""
+
+
+@dataclass
+class Placement:
+    """Where a capture sits: which document, and its canvas as the plugin knew it then."""
+
+    key: str
+    file_name: str
+    title: str
+    epoch: int
+    origin: tuple
+    size: tuple
+
+
 @dataclass
 class Capture:
-    """What one job reads from a document: where, which pixels, which selection."""
+    """What one job reads from a document: where, which pixels, which selection.
+
+    ``raw`` is sRGB BGRA read (and, for other colour spaces, converted by Krita) on the GUI
+    thread; ``image`` turns it into the server's RGBA on first use, on the worker thread.
+    """
 
     region: Region
-    image: Pixels | None
+    raw: px.Raw | None
     mask: Mask | None
     doc_width: int
     doc_height: int
     source_node: object = None
+    layout: px.Layout = field(default_factory=lambda: px.Layout("RGBA", "U8", px.SRGB_PROFILE))
+    placement: Placement | None = None
+    _image: Pixels | None = field(default=None, repr=False)
 
     @property
     def has_selection(self) -> bool:
         return self.mask is not None
 
+    @property
+    def image(self) -> Pixels | None:
+        if self._image is None and self.raw is not None:
+            self._image = Pixels(self.raw.width, self.raw.height,
+                                 px.to_rgba8(self.raw.data, self.raw.depth))
+        return self._image
+
 
 def layout(doc) -> px.Layout:
-    """The document's pixel layout; ``HostError`` for colour spaces aiedit cannot convert."""
-    try:
-        return px.layout_of(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
-    except px.UnsupportedDocument as error:
-        raise HostError(str(error)) from None
+    """The document's colour space."""
+    return px.layout_of(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+
+
+def document_key(doc) -> str:
+    return doc.rootNode().uniqueId().toString()
+
+
+def placement_of(doc) -> Placement:
+    """The document's canvas now; a size the plugin did not make starts a new epoch."""
+    key, size = document_key(doc), (doc.width(), doc.height())
+    state = _canvas.get(key)
+    if state is None or state["size"] != size:
+        epoch = state["epoch"] + 1 if state else 0
+        state = _canvas[key] = {"epoch": epoch, "origin": (0, 0), "size": size}
+    return Placement(key, doc.fileName() or "", doc.name() or "", state["epoch"],
+                     state["origin"], size)
+
+
+def find_document(placement: Placement | None):
+    """The open document a capture was read from, or None if it was closed."""
+    from krita import Krita
+
+    if placement is None:
+        return None
+    for doc in Krita.instance().documents():
+        if document_key(doc) == placement.key:
+            return doc
+    return None
 
 
 # -- reading
@@ -80,12 +146,14 @@ def read_capture(doc, operation: dict, source: str = SOURCE_IMAGE, margin: int |
     if inputs.get("mask") == "required" and mask is None:
         raise HostError(f"Select the area to {operation.get('id', 'change')} first "
                         "(any selection tool), then try again.")
-    image, source_node = None, None
+    raw, source_node = None, None
+    doc_layout = layout(doc)
     if uses_image:
-        image, source_node = _read_pixels(doc, region, source, node)
+        raw, source_node = _read_pixels(doc, region, source, node, doc_layout)
     elif node is not None or source == SOURCE_LAYER:
         source_node = node or active_layer(doc)
-    return Capture(region, image, mask, doc.width(), doc.height(), source_node)
+    return Capture(region, raw, mask, doc.width(), doc.height(), source_node, doc_layout,
+                   placement_of(doc))
 
 
 def _selection(doc):
@@ -107,18 +175,47 @@ def _region(doc, operation: dict, selection, margin: int | None) -> Region:
     return Region(0, 0, doc.width(), doc.height())
 
 
-def _read_pixels(doc, region: Region, source: str, node):
-    doc_layout = layout(doc)
+def _read_pixels(doc, region: Region, source: str, node, doc_layout: px.Layout):
     if source == SOURCE_LAYER or node is not None:
         node = node or active_layer(doc)
         if node is None:
             raise HostError("There is no layer to read: add a paint layer and try again.")
         read = node.projectionPixelData if node.type() == "grouplayer" else node.pixelData
-        raw = read(*_rect(region))
+        data = bytes(read(*_rect(region)))
     else:
-        doc.refreshProjection()
-        raw = doc.pixelData(*_rect(region))
-    return Pixels(region.width, region.height, px.to_rgba8(bytes(raw), doc_layout)), node
+        with _previews_hidden(doc):
+            doc.refreshProjection()
+            data = bytes(doc.pixelData(*_rect(region)))
+    return _to_srgb(data, region.width, region.height, doc_layout), node
+
+
+def _to_srgb(data: bytes, width: int, height: int, doc_layout: px.Layout) -> px.Raw:
+    try:
+        return colour.to_srgb(data, width, height, doc_layout)
+    except colour.ConversionFailed as error:
+        raise HostError(str(error)) from None
+
+
+class _previews_hidden:  # noqa: N801 - used as a statement
+    """Hide the plugin's preview layers while the visible image is read."""
+
+    def __init__(self, doc):
+        self.doc = doc
+        self.hidden = []
+
+    def __enter__(self):
+        for node in self.doc.topLevelNodes():
+            if node.name() == PREVIEW_NAME and node.visible():
+                node.setVisible(False)
+                self.hidden.append(node)
+        return self
+
+    def __exit__(self, *exc):
+        for node in self.hidden:
+            node.setVisible(True)
+        if self.hidden:
+            self.doc.refreshProjection()
+        return False
 
 
 def active_layer(doc):
@@ -127,7 +224,7 @@ def active_layer(doc):
     Scripted runs (kritarunner) have no view, so ``activeNode()`` can be None there.
     """
     node = doc.activeNode()
-    if node is not None and node.type().endswith("layer"):
+    if node is not None and node.type().endswith("layer") and node.name() != PREVIEW_NAME:
         return node
     layers = [n for n in doc.topLevelNodes() if n.type() == "paintlayer" and n.visible()]
     return layers[-1] if layers else None
@@ -153,31 +250,188 @@ def layer_name(operation: str, prompt: str = "", seed=None, model: str = "") -> 
     return " · ".join(parts)
 
 
+def encode_result(pixels: Pixels, doc_layout: px.Layout) -> px.Raw:
+    """A result's RGBA as sRGB BGRA at the depth the document is written from (worker thread)."""
+    depth = doc_layout.srgb_depth
+    return px.Raw(pixels.width, pixels.height, px.from_rgba8(pixels.data, depth), depth)
+
+
+def check_document(capture: Capture):
+    """The document ``capture`` was read from; ``DocumentClosed`` if it is gone."""
+    doc = find_document(capture.placement)
+    if doc is None:
+        name = (capture.placement.title or capture.placement.file_name) if capture.placement \
+            else "the image"
+        raise DocumentClosed(f"The document \u201c{name}\u201d this result belongs to was closed. "
+                             "Open the result as a new image, or discard it.")
+    return doc
+
+
+def place(doc, capture: Capture, x: int, y: int, force: bool = False):
+    """Where a result offset (document pixels at read time) lies in the document now.
+
+    The plugin's own canvas growth (an outpaint applied meanwhile) is followed; any other
+    canvas change raises ``CanvasChanged`` unless ``force`` (then: the old position).
+    """
+    p = capture.placement
+    if p is None:
+        return x, y
+    state = _canvas.get(p.key)
+    now = (doc.width(), doc.height())
+    if state is None or state["epoch"] != p.epoch or state["size"] != now:
+        if force:
+            return x, y
+        raise CanvasChanged(
+            f"The canvas changed from {p.size[0]}\u00d7{p.size[1]} to {now[0]}\u00d7{now[1]} "
+            "while the job ran (resized or cropped), so the result may not line up. Place it "
+            "at its old position, or discard it.")
+    return x + state["origin"][0] - p.origin[0], y + state["origin"][1] - p.origin[1]
+
+
 def insert_image(doc, capture: Capture, operation: str, result: Result, pixels: Pixels,
-                 name: str):
-    """Insert one image result as a new paint layer at the result's offset; for inpaint and edit
-    it is masked by the selection. The canvas grows if the result reaches beyond it."""
-    x, y = _grow_canvas_to_fit(doc, result.x, result.y, pixels.width, pixels.height)
+                 name: str, raw: px.Raw | None = None, force: bool = False):
+    """Insert one image result as a new layer at the result's offset, leaving every other
+    layer as it was. For inpaint and edit the selection becomes an editable mask: a real
+    transparency mask when Krita's window shows the document, else a group holding the result
+    and a mask layer (blending ``destination-in``). The canvas grows if the result reaches
+    beyond it (outpaint)."""
+    x, y = place(doc, capture, result.x, result.y, force)
+    x, y = _grow_canvas_to_fit(doc, x, y, pixels.width, pixels.height)
     mask = None
     if operation in MASKED_OPERATIONS and capture.mask is not None:
         mask = mask_for(capture, result.x, result.y, pixels.width, pixels.height)
-    use_mask_node = mask is not None and hasattr(doc, "createTransparencyMask")
-    if mask is not None and not use_mask_node:
-        box = _mask_bounds(mask)
-        if box is None:
+        if not any(mask.data):
             raise HostError("The selection does not overlap the result: nothing to insert.")
-        pixels, mask = crop_pixels(pixels, box), crop_mask(mask, box)
-        x, y = x + box.x, y + box.y
-        pixels = _clear_transparent(mask_into_alpha(pixels, mask))
-    node = doc.createNode(name, "paintlayer")
-    node.setPixelData(QByteArray(px.from_rgba8(pixels.data, layout(doc))), x, y,
-                      pixels.width, pixels.height)
+    node = _paint_layer(doc, name, raw or encode_result(pixels, capture.layout), x, y)
     parent, above = _insertion_point(doc, capture.source_node)
-    parent.addChildNode(node, above)
-    if use_mask_node:
-        _add_transparency_mask(doc, node, mask, x, y)
+    if mask is None:
+        parent.addChildNode(node, above)
+    else:
+        node = _with_mask(doc, node, mask, x, y, parent, above, name)
     doc.refreshProjection()
     return node
+
+
+def show_preview(doc, capture: Capture, operation: str, result: Result, pixels: Pixels,
+                 raw: px.Raw | None = None):
+    """A preview layer of one result (replacing any earlier one), masked like the result would
+    be; None when the result does not fit the canvas as it is (outpaint) or cannot be placed."""
+    remove_previews(doc)
+    try:
+        x, y = place(doc, capture, result.x, result.y)
+    except HostError:
+        return None
+    if x < 0 or y < 0 or x + pixels.width > doc.width() or y + pixels.height > doc.height():
+        return None
+    node = _paint_layer(doc, PREVIEW_NAME, raw or encode_result(pixels, capture.layout), x, y)
+    parent, above = doc.rootNode(), _top_layer(doc)
+    if operation in MASKED_OPERATIONS and capture.mask is not None:
+        mask = mask_for(capture, result.x, result.y, pixels.width, pixels.height)
+        node = _mask_group(doc, node, mask, x, y, parent, above, PREVIEW_NAME)
+    else:
+        parent.addChildNode(node, above)
+    doc.refreshProjection()
+    return node
+
+
+def remove_previews(doc) -> int:
+    removed = 0
+    for node in doc.topLevelNodes():
+        if node.name() == PREVIEW_NAME:
+            node.remove()
+            removed += 1
+    if removed:
+        doc.refreshProjection()
+    return removed
+
+
+def _paint_layer(doc, name: str, raw: px.Raw, x: int, y: int):
+    node = doc.createNode(name, "paintlayer")
+    node.setPixelData(QByteArray(_from_srgb(raw, layout(doc))), x, y, raw.width, raw.height)
+    return node
+
+
+def _from_srgb(raw: px.Raw, doc_layout: px.Layout) -> bytes:
+    try:
+        return colour.from_srgb(raw, doc_layout)
+    except colour.ConversionFailed as error:
+        raise HostError(str(error)) from None
+
+
+def _with_mask(doc, node, mask: Mask, x: int, y: int, parent, above, name: str):
+    if hasattr(doc, "createTransparencyMask"):  # Krita 5.2+
+        parent.addChildNode(node, above)
+        _add_transparency_mask(doc, node, mask, x, y)
+        return node
+    if _mask_action_ready(doc):
+        parent.addChildNode(node, above)
+        if _transparency_mask_by_action(doc, node, mask, x, y):
+            return node
+        node.remove()
+    return _mask_group(doc, node, mask, x, y, parent, above, name)
+
+
+def _add_transparency_mask(doc, layer, mask: Mask, x: int, y: int) -> None:
+    from krita import Selection
+
+    selection = Selection()
+    selection.setPixelData(QByteArray(mask.data), x, y, mask.width, mask.height)
+    node = doc.createTransparencyMask("Selection")
+    node.setSelection(selection)
+    layer.addChildNode(node, None)
+
+
+def _mask_action_ready(doc) -> bool:
+    """Krita 5.1's scripting API cannot fill a transparency mask; its "Add Transparency Mask"
+    action can, from the selection, when a window shows the document."""
+    from krita import Krita
+
+    app = Krita.instance()
+    active = app.activeDocument()
+    return (app.activeWindow() is not None and active is not None
+            and document_key(active) == document_key(doc)
+            and app.action(MASK_ACTION) is not None)
+
+
+def _transparency_mask_by_action(doc, node, mask: Mask, x: int, y: int) -> bool:
+    from krita import Krita, Selection
+
+    before = doc.selection()
+    selection = Selection()
+    selection.setPixelData(QByteArray(mask.data), x, y, mask.width, mask.height)
+    doc.setSelection(selection)
+    doc.setActiveNode(node)
+    Krita.instance().action(MASK_ACTION).trigger()
+    doc.waitForDone()
+    if before is not None:
+        doc.setSelection(before)
+    made = [n for n in node.childNodes() if n.type() == "transparencymask"]
+    for mask_node in made:
+        mask_node.setName("Selection")
+    return bool(made)
+
+
+def _mask_group(doc, node, mask: Mask, x: int, y: int, parent, above, name: str):
+    """The result and, above it, a white layer whose alpha is the selection, blended
+    ``destination-in``: the group shows the result where the selection was. The user edits the
+    mask by painting (show) or erasing (hide) on that layer."""
+    group = doc.createGroupLayer(name)
+    parent.addChildNode(group, above)
+    group.addChildNode(node, None)
+    shown = mask.data.translate(_WHITE_WHERE_SELECTED)  # transparent stays (0, 0, 0, 0)
+    white = bytearray(4 * mask.width * mask.height)
+    white[0::4] = white[1::4] = white[2::4] = shown
+    white[3::4] = mask.data
+    mask_layer = _paint_layer(doc, MASK_LAYER_NAME,
+                              _raw_at(bytes(white), mask.width, mask.height, layout(doc)), x, y)
+    mask_layer.setBlendingMode(MASK_BLENDING)
+    group.addChildNode(mask_layer, node)
+    return group
+
+
+def _raw_at(rgba8: bytes, width: int, height: int, doc_layout: px.Layout) -> px.Raw:
+    depth = doc_layout.srgb_depth
+    return px.Raw(width, height, px.from_rgba8(rgba8, depth), depth)
 
 
 def mask_for(capture: Capture, x: int, y: int, width: int, height: int) -> Mask:
@@ -191,73 +445,53 @@ def mask_for(capture: Capture, x: int, y: int, width: int, height: int) -> Mask:
         dst = (row - y) * width + (left - x)
         out[dst:dst + right - left] = mask.data[src:src + right - left]
     return Mask(width, height, bytes(out))
-
-
-def _mask_bounds(mask: Mask) -> Region | None:
-    """The smallest rectangle holding every selected pixel of ``mask``."""
-    rows = [y for y in range(mask.height)
-            if mask.data[y * mask.width:(y + 1) * mask.width].strip(b"\0")]
-    if not rows:
-        return None
-    left, right = mask.width, 0
-    for y in rows:
-        row = mask.data[y * mask.width:(y + 1) * mask.width]
-        left = min(left, len(row) - len(row.lstrip(b"\0")))
-        right = max(right, len(row.rstrip(b"\0")))
-    return Region(left, rows[0], right - left, rows[-1] - rows[0] + 1)
-
-
-def _clear_transparent(pixels: Pixels) -> Pixels:
-    """Fully transparent pixels as zeros, so Krita sees them as empty."""
-    data = bytearray(pixels.data)
-    for i in range(3, len(data), 4):
-        if not data[i]:
-            data[i - 3:i] = b"\0\0\0"
-    return Pixels(pixels.width, pixels.height, bytes(data))
-
-
-def _add_transparency_mask(doc, layer, mask: Mask, x: int, y: int) -> None:
-    """Krita 5.2+: an editable transparency mask (5.1's createNode masks stay empty)."""
-    from krita import Selection
-
-    selection = Selection()
-    selection.setPixelData(QByteArray(mask.data), x, y, mask.width, mask.height)
-    node = doc.createTransparencyMask("Selection")
-    node.setSelection(selection)
-    layer.addChildNode(node, None)
-
-
 def _insertion_point(doc, source_node):
     """Directly above the source layer, or above the topmost layer of the image."""
-    if source_node is not None and source_node.parentNode() is not None:
+    if (source_node is not None and source_node.parentNode() is not None
+            and source_node.name() != PREVIEW_NAME):
         return source_node.parentNode(), source_node
-    root = doc.rootNode()
-    layers = [n for n in root.childNodes() if n.type().endswith("layer")]
-    return root, (layers[-1] if layers else None)
+    return doc.rootNode(), _top_layer(doc)
+
+
+def _top_layer(doc):
+    layers = [n for n in doc.rootNode().childNodes()
+              if n.type().endswith("layer") and n.name() != PREVIEW_NAME]
+    return layers[-1] if layers else None
 
 
 def _grow_canvas_to_fit(doc, x: int, y: int, width: int, height: int):
-    """Grow the canvas so the rectangle fits (outpaint); returns its new top-left corner."""
+    """Grow the canvas so the rectangle fits (outpaint); returns its new top-left corner and
+    remembers how far the document's origin moved."""
     left, top = min(0, x), min(0, y)
     right, bottom = max(doc.width(), x + width), max(doc.height(), y + height)
     if (left, top, right, bottom) == (0, 0, doc.width(), doc.height()):
         return x, y
+    state = _canvas.get(document_key(doc))
+    known = state is not None and state["size"] == (doc.width(), doc.height())
     doc.resizeImage(left, top, right - left, bottom - top)
     doc.waitForDone()
+    if known:
+        state["origin"] = (state["origin"][0] - left, state["origin"][1] - top)
+        state["size"] = (doc.width(), doc.height())
     return x - left, y - top
 
 
-def new_document_for(doc, pixels: Pixels, name: str):
-    """A new document holding ``pixels`` (for results bigger than the image, like upscale)."""
+def new_document_for(doc, pixels: Pixels, name: str, capture: Capture | None = None,
+                     raw: px.Raw | None = None):
+    """A new document holding ``pixels`` (upscale, or a result whose document was closed), in
+    the source document's colour space and profile, its resolution scaled with the pixels."""
     from krita import Krita
 
     app = Krita.instance()
-    title = f"{doc.name() or 'image'} ({name})"
-    new = app.createDocument(pixels.width, pixels.height, title, doc.colorModel(),
-                             doc.colorDepth(), doc.colorProfile(), doc.resolution())
-    node = new.createNode(name, "paintlayer")
-    node.setPixelData(QByteArray(px.from_rgba8(pixels.data, layout(new))), 0, 0,
-                      pixels.width, pixels.height)
+    doc_layout = capture.layout if capture is not None else layout(doc)
+    source_width = capture.region.width if capture is not None else doc.width()
+    resolution = (doc.resolution() if doc is not None else 72.0) or 72.0
+    resolution = resolution * pixels.width / max(1, source_width)
+    base = (doc.name() if doc is not None else "") or \
+        (capture.placement.title if capture is not None and capture.placement else "") or "image"
+    new = app.createDocument(pixels.width, pixels.height, f"{base} ({name})", doc_layout.model,
+                             doc_layout.depth, doc_layout.profile, resolution)
+    node = _paint_layer(new, name, raw or encode_result(pixels, doc_layout), 0, 0)
     root = new.rootNode()
     root.addChildNode(node, root.childNodes()[-1] if root.childNodes() else None)
     new.refreshProjection()
@@ -301,12 +535,12 @@ def _frames_as_group(doc, capture: Capture, paths: list[str], name: str):
     from PyQt5.QtGui import QImage
 
     group = doc.createGroupLayer(name)
+    x, y = place(doc, capture, capture.region.x, capture.region.y, force=True)
     for i, path in enumerate(paths):
         image = QImage(path).convertToFormat(QImage.Format_RGBA8888)
         data = bytes(image.constBits().asstring(image.sizeInBytes()))
-        frame = doc.createNode(f"frame {i + 1:03d}", "paintlayer")
-        frame.setPixelData(QByteArray(px.from_rgba8(data, layout(doc))), capture.region.x,
-                           capture.region.y, image.width(), image.height())
+        raw = _raw_at(data, image.width(), image.height(), capture.layout)
+        frame = _paint_layer(doc, f"frame {i + 1:03d}", raw, x, y)
         children = group.childNodes()
         group.addChildNode(frame, children[-1] if children else None)
     parent, above = _insertion_point(doc, capture.source_node)

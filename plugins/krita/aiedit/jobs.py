@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from .aiedit_client import Client, Result
-from .host import DEFAULT_MARGIN, Capture
+from .host import DEFAULT_MARGIN, Capture, encode_result
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Outcome:
 
     job: dict
     images: list = field(default_factory=list)   # [(Result, Pixels)]
+    raws: dict = field(default_factory=dict)     # result index -> sRGB BGRA at the doc's depth
     frames: list = field(default_factory=list)   # PNG bytes of video frames, in order
     fps: int = 24
 
@@ -39,13 +40,20 @@ class Outcome:
         return bool(self.frames)
 
 
-def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None) -> Outcome:
+def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None,
+            on_submitted=None) -> Outcome:
     """Submit ``spec``, wait for the job (reporting progress, honouring cancel) and download its
-    results. Raises the client's ``AieditError`` subclasses with sentences a person can act on."""
+    results. Raises the client's ``AieditError`` subclasses with sentences a person can act on.
+
+    Pixel conversion (the capture's sRGB BGRA to RGBA, results back) happens here, so on the
+    worker thread when the docker runs it. ``on_submitted(job)`` is called once the server has
+    the job (the docker journals it then)."""
     capture = spec.capture
     job = client.submit(spec.operation, image=capture.image, mask=capture.mask,
                         region=capture.region, model=spec.model, params=spec.params,
                         idempotency_key=spec.idempotency_key)
+    if on_submitted:
+        on_submitted(job)
     if on_progress:
         on_progress(job)
     job = client.wait(job["id"], on_progress=on_progress, should_cancel=should_cancel)
@@ -59,6 +67,8 @@ def download(client: Client, job: dict, spec: JobSpec) -> Outcome:
         outcome.frames = [client.fetch_bytes(r) for r in results if r.kind == "image"]
         return outcome
     outcome.images = [(r, client.fetch_pixels(r)) for r in results if r.kind == "image"]
+    outcome.raws = {r.index: encode_result(pixels, spec.capture.layout)
+                    for r, pixels in outcome.images}
     return outcome
 
 

@@ -39,24 +39,41 @@ def prepare(document, op: dict, prompt: str = "", model: str = "", params: dict 
     return jobs.JobSpec(op["id"], jobs.pick_model(op, model), params, capture)
 
 
-def apply_outcome(document, spec: jobs.JobSpec, outcome: jobs.Outcome) -> list:
-    """Insert every result of ``outcome`` (GUI thread); returns the new nodes."""
+def apply_outcome(document, spec: jobs.JobSpec, outcome: jobs.Outcome,
+                  force: bool = False) -> list:
+    """Insert every result of ``outcome`` (GUI thread); returns the new nodes.
+
+    Raises ``host.DocumentClosed`` or ``host.CanvasChanged`` (unless ``force``: then results go
+    at their old position) when the document is gone or its canvas changed meanwhile."""
+    document = host.check_document(spec.capture) if spec.capture.placement else document
     if outcome.is_video:
         name = host.layer_name(spec.operation, spec.prompt, _job_seed(outcome.job))
         node = host.insert_animation(document, spec.capture, outcome.frames, outcome.fps, name)
         return [node] if node is not None else []
-    return [apply_image(document, spec, outcome.job, result, pixels)
+    return [apply_image(document, spec, outcome.job, result, pixels,
+                        outcome.raws.get(result.index), force)
             for result, pixels in outcome.images]
 
 
-def apply_image(document, spec: jobs.JobSpec, job: dict, result: Result, pixels: Pixels):
+def apply_image(document, spec: jobs.JobSpec, job: dict, result: Result, pixels: Pixels,
+                raw=None, force: bool = False):
     """Insert one image result: a new layer, or a new document for upscales."""
     name = host.layer_name(spec.operation, spec.prompt, jobs.result_seed(result, job),
                            job.get("model") or spec.model)
     if spec.operation in UPSCALING_OPERATIONS:
-        _, node = host.new_document_for(document, pixels, name)
+        _, node = host.new_document_for(document, pixels, name, spec.capture, raw)
         return node
-    return host.insert_image(document, spec.capture, spec.operation, result, pixels, name)
+    return host.insert_image(document, spec.capture, spec.operation, result, pixels, name,
+                             raw, force)
+
+
+def open_as_new_document(spec: jobs.JobSpec, job: dict, result: Result, pixels: Pixels,
+                         raw=None):
+    """A result whose document was closed, as a new image in the same colour space."""
+    name = host.layer_name(spec.operation, spec.prompt, jobs.result_seed(result, job),
+                           job.get("model") or spec.model)
+    _, node = host.new_document_for(None, pixels, name, spec.capture, raw)
+    return node
 
 
 def _job_seed(job: dict):

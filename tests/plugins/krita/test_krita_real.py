@@ -51,23 +51,26 @@ def run_job(krita_home, tmp_path, server_url, operation, model, params=None,
     return report
 
 
-def test_inpaint_from_selection_adds_masked_layer_at_the_selection(krita_home, tmp_path,
-                                                                   live_server):
+def test_inpaint_from_selection_adds_a_masked_result_and_leaves_the_image(krita_home, tmp_path,
+                                                                           live_server):
     report = run_job(krita_home, tmp_path, live_server.url, "inpaint", "classic-telea",
                      {"feather": 0})
     x, y, w, h = SELECTION
     [node] = report["nodes"]
-    assert node["name"] == "inpaint · classic-telea"
-    assert node["bounds"] == [x, y, w, h]
+    assert node["name"] == "inpaint · classic-telea" and node["type"] == "grouplayer"
 
     kra = Kra(tmp_path / "out" / "out.kra")
     names = [layer.name for layer in kra.layers()]
     assert names.index("inpaint · classic-telea") < names.index("Background"), names
-    layer = kra.pixels(kra.layer("inpaint · classic-telea"))
-    selected = np.zeros(layer.shape[:2], bool)
+    mask, result = kra.children("inpaint · classic-telea")
+    assert mask.name.startswith("Selection mask")
+    selected = np.zeros((64, 96), bool)
     selected[y:y + h, x:x + w] = True
-    assert (layer[..., 3][selected] == 255).all(), "the new layer covers the selection"
-    assert (layer[..., 3][~selected] == 0).all(), "and nothing outside it"
+    alpha = kra.pixels(mask)[..., 3]
+    assert (alpha[selected] == 255).all() and (alpha[~selected] == 0).all(), \
+        "the mask layer holds the selection"
+    layer = kra.pixels(result)
+    assert (layer[..., 3][selected] == 255).all(), "the result itself is not cut by the mask"
     red = (layer[..., 0] > 200) & (layer[..., 1] < 40)
     assert not red[selected].any(), "the red block was inpainted away"
     np.testing.assert_array_equal(kra.pixels(kra.layer("Background")), scene())

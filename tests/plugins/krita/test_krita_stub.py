@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import array
-import struct
 import time
 import zipfile
 
@@ -69,44 +68,44 @@ def selected_area() -> np.ndarray:
 
 def test_8bit_bgra_becomes_rgba_and_back(plugin):
     px = plugin.pixels
-    layout = px.layout_of("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
-    assert px.to_rgba8(bytes([0, 64, 255, 200]), layout) == bytes([255, 64, 0, 200])
-    assert px.from_rgba8(bytes([255, 64, 0, 200]), layout) == bytes([0, 64, 255, 200])
+    assert px.to_rgba8(bytes([0, 64, 255, 200]), "U8") == bytes([255, 64, 0, 200])
+    assert px.from_rgba8(bytes([255, 64, 0, 200]), "U8") == bytes([0, 64, 255, 200])
 
 
-@pytest.mark.parametrize("depth, profile, raw", [
-    # values read from Krita 5.1.5 for RGBA (255, 64, 0, 200) converted to each depth
-    ("U16", "sRGB-elle-V2-srgbtrc.icc", "00004140ffffc8c8"),
-    ("U16", "sRGB-elle-V2-g10.icc", "0000200dffffc8c8"),
-    ("F16", "sRGB-elle-V2-g10.icc", "003c902a0000463a"),
-    ("F32", "sRGB-elle-V2-g10.icc", "0000803fd200523d00000000c9c8483f"),
-    ("F32", "sRGB-elle-V2-srgbtrc.icc", "0000803f8182803e00000000c9c8483f"),
+def test_16bit_srgb_reads_as_8bit_and_writes_back_exactly(plugin):
+    px = plugin.pixels
+    bgra16 = array.array("H", [0, 0x4140, 0xFFFF, 0xC8C8]).tobytes()  # read from Krita 5.1.5
+    assert list(px.to_rgba8(bgra16, "U16")) == [255, 65, 0, 200]
+    written = px.from_rgba8(bytes([255, 64, 0, 200]), "U16")
+    assert list(array.array("H", written)) == [0, 64 * 257, 65535, 200 * 257]
+    assert px.to_rgba16(written, "U16") == array.array("H", [65535, 64 * 257, 0, 200 * 257]) \
+        .tobytes()
+    assert px.from_rgba16(px.to_rgba16(written, "U16"), "U16") == written
+
+
+def test_bulk_conversion_of_a_large_16bit_layer_is_fast(plugin):
+    """4096 x 1024 x 16-bit (a quarter of the benchmark's layer) both ways in well under a
+    second: slicing, not value-by-value Python."""
+    px = plugin.pixels
+    data = bytes(range(256)) * (4096 * 1024 * 8 // 256)
+    started = time.perf_counter()
+    rgba = px.to_rgba8(data, "U16")
+    back = px.from_rgba8(rgba, "U16")
+    assert time.perf_counter() - started < 1.0
+    assert len(back) == len(data)
+
+
+@pytest.mark.parametrize("model, depth, profile, srgb", [
+    ("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc", True),
+    ("RGBA", "U16", "sRGB built-in", True),
+    ("RGBA", "U16", "sRGB-elle-V2-g10.icc", False),
+    ("RGBA", "U16", "ClayRGB-elle-V2-g22.icc", False),
+    ("RGBA", "F32", "sRGB-elle-V2-srgbtrc.icc", False),
+    ("GRAYA", "U8", "Gray-D50-elle-V2-srgbtrc.icc", False),
+    ("CMYKA", "U8", "Chemical proof", False),
 ])
-def test_deep_documents_read_as_8bit_srgb(plugin, depth, profile, raw):
-    px = plugin.pixels
-    layout = px.layout_of("RGBA", depth, profile)
-    assert list(px.to_rgba8(bytes.fromhex(raw), layout)) == [255, 64, 0, 200]
-    written = px.from_rgba8(bytes([255, 64, 0, 200]), layout)
-    assert list(px.to_rgba8(written, layout)) == [255, 64, 0, 200]
-
-
-def test_float_values_out_of_range_are_clamped(plugin):
-    px = plugin.pixels
-    layout = px.layout_of("RGBA", "F32", "sRGB-elle-V2-g10.icc")
-    raw = array.array("f", [2.5, -1.0, float("nan"), 1.0]).tobytes()
-    assert list(px.to_rgba8(raw, layout)) == [255, 0, 0, 255]
-
-
-def test_gray_documents_read_as_rgba(plugin):
-    px = plugin.pixels
-    layout = px.layout_of("GRAYA", "U8", "Gray-D50-elle-V2-srgbtrc.icc")
-    assert list(px.to_rgba8(bytes([9, 200]), layout)) == [9, 9, 9, 200]
-    assert list(px.from_rgba8(bytes([9, 9, 9, 200]), layout)) == [9, 200]
-
-
-def test_cmyk_is_refused_with_what_to_do(plugin):
-    with pytest.raises(plugin.pixels.UnsupportedDocument, match="Convert Image Color Space"):
-        plugin.pixels.layout_of("CMYKA", "U8", "")
+def test_only_integer_srgb_skips_kritas_colour_engine(plugin, model, depth, profile, srgb):
+    assert plugin.pixels.layout_of(model, depth, profile).is_srgb is srgb
 
 
 # -- reading a document -------------------------------------------------------------------------
@@ -154,23 +153,26 @@ def test_capture_falls_back_to_topmost_visible_layer_without_active_node(plugin,
 
 # -- aiedit.run against a live server -----------------------------------------------------------
 
-def test_run_inpaint_adds_layer_masked_by_selection(plugin, krita_app, live_server):
+def test_run_inpaint_adds_result_and_mask_layer_in_a_group(plugin, krita_app, live_server):
     doc = make_document(krita_app, scene())
     nodes = plugin.run(doc, "inpaint", model="classic-telea", server_url=live_server.url,
                        params={"seed": 7, "feather": 0})
-    [node] = nodes
-    assert node.name() == "inpaint · classic-telea"
+    [group] = nodes
+    assert group.name() == "inpaint · classic-telea" and group.type() == "grouplayer"
     names = [n.name() for n in doc.topLevelNodes()]
     assert names.index("inpaint · classic-telea") > names.index("Background")
-    x, y, w, h = SELECTION
-    assert node.bounds().getRect() == (x, y, w, h)
-    pixels = layer_rgba(node)
+    result, mask = group.childNodes()
+    assert mask.blendingMode() == "destination-in"
     inside = selected_area()
-    assert (pixels[..., 3][inside] == 255).all() and (pixels[..., 3][~inside] == 0).all()
+    assert (layer_rgba(mask)[..., 3][inside] == 255).all()
+    assert (layer_rgba(mask)[..., 3][~inside] == 0).all()
+    pixels = layer_rgba(result)
     red = (pixels[..., 0] > 200) & (pixels[..., 1] < 40)
-    assert not red.any(), "the red block is painted over"
+    assert not red[inside].any(), "the red block is painted over"
     merged = np.frombuffer(bytes(doc.pixelData(0, 0, W, H)), np.uint8).reshape(H, W, 4)
     np.testing.assert_array_equal(merged[..., [2, 1, 0, 3]][~inside], scene()[~inside])
+    assert not ((merged[..., 2] > 200) & (merged[..., 1] < 40))[inside].any()
+    np.testing.assert_array_equal(layer_rgba(doc.nodeByName("Background")), scene())
 
 
 def test_run_on_krita_52_adds_a_transparency_mask(plugin, krita_stub, live_server):
@@ -182,7 +184,7 @@ def test_run_on_krita_52_adds_a_transparency_mask(plugin, krita_stub, live_serve
     x, y, w, h = SELECTION
     assert (mask.selection.x(), mask.selection.y(), mask.selection.width(),
             mask.selection.height()) == (x, y, w, h)
-    assert (layer_rgba(node)[..., 3][y:y + h, x:x + w] == 255).all()
+    assert (layer_rgba(node)[..., 3] == 255).all(), "the selection is not baked into alpha"
 
 
 def test_run_uses_settings_and_reports_unreachable_server(plugin, krita_app, unused_url):
@@ -192,16 +194,16 @@ def test_run_uses_settings_and_reports_unreachable_server(plugin, krita_app, unu
         plugin.run(doc, "inpaint", model="classic-telea")
 
 
-def test_run_on_16bit_layer_writes_16bit_pixels(plugin, krita_app, live_server):
-    doc = make_document(krita_app, None, depth="U16", selection=None)
+def test_run_on_16bit_srgb_layer_writes_16bit_pixels(plugin, krita_app, live_server):
+    doc = krita_app.createDocument(W, H, "deep", "RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc", 72.0)
+    krita_app.setActiveDocument(doc)
     node = doc.rootNode().childNodes()[0]
-    layout = plugin.pixels.layout_of("RGBA", "U16", doc.colorProfile())
-    node.setPixelData(plugin.pixels.from_rgba8(scene().tobytes(), layout), 0, 0, W, H)
+    node.setPixelData(plugin.pixels.from_rgba8(scene().tobytes(), "U16"), 0, 0, W, H)
     [result] = plugin.run(doc, "restore", model="classic-denoise", server_url=live_server.url,
                           source="layer", node=node)
     raw = bytes(result.pixelData(0, 0, W, H))
     assert len(raw) == W * H * 8
-    back = np.frombuffer(plugin.pixels.to_rgba8(raw, layout), np.uint8).reshape(H, W, 4)
+    back = np.frombuffer(plugin.pixels.to_rgba8(raw, "U16"), np.uint8).reshape(H, W, 4)
     assert np.abs(back.astype(int) - scene()).mean() < 12, "a denoised copy of the layer"
 
 
@@ -298,7 +300,7 @@ def test_docker_generate_runs_off_the_gui_thread_then_apply_inserts(docker, krit
     [node] = docker.apply()
     assert docker.results.count() == 0
     assert node.name() == "inpaint · classic-telea"
-    assert node.bounds().getRect() == SELECTION
+    assert node.childNodes()[1].bounds().getRect() == SELECTION, "masked by the selection"
     assert krita_app.readSetting("aiedit", "model", "") == "classic-telea"
 
 
@@ -379,7 +381,27 @@ def test_zip_imports_with_krita_script_importer(tmp_path):
     assert not any("__pycache__" in n for n in names)
 
 
-def test_float16_pack_roundtrip_is_native_order(plugin):
-    layout = plugin.pixels.layout_of("RGBA", "F16", "sRGB-elle-V2-srgbtrc.icc")
-    raw = plugin.pixels.from_rgba8(bytes([255, 0, 0, 255]), layout)
-    assert struct.unpack("=4e", raw) == (1.0, 0.0, 0.0, 1.0)
+def test_docker_keeps_a_result_whose_document_closed_until_the_user_chooses(docker, krita_app,
+                                                                            qapp):
+    doc = make_document(krita_app, scene())
+    assert docker.generate()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    doc.close()
+    asked = []
+    assert docker.apply(on_conflict=lambda p, e: asked.append(str(e)) or "keep") == []
+    assert asked and "was closed" in asked[0]
+    assert docker.results.count() == 1, "the result is not dropped"
+    assert "was closed" in docker.progress.format()
+    [node] = docker.apply(on_conflict=lambda p, e: "place")
+    assert docker.results.count() == 0
+    new = krita_app.documents()[-1]
+    assert new is not doc and node.name() == "inpaint · classic-telea"
+
+
+def test_docker_asks_before_placing_on_a_cropped_canvas(docker, krita_app, qapp):
+    doc = make_document(krita_app, scene())
+    assert docker.generate()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    doc.resizeImage(4, 4, W - 4, H - 4)
+    assert docker.apply(on_conflict=lambda p, e: "discard") == []
+    assert docker.results.count() == 0 and len(doc.topLevelNodes()) == 2

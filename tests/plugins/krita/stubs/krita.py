@@ -83,6 +83,9 @@ class Krita(QObject):
     def setActiveDocument(self, doc) -> None:  # noqa: N802
         self._active = doc
 
+    def action(self, name):
+        return None
+
     def activeWindow(self):  # noqa: N802
         return self._window
 
@@ -219,8 +222,31 @@ class Node(QObject):
         self._children: list = []
         self._parent = None
         self._visible = True
+        self._blending = "normal"
         self._uuid = QUuid(str(uuid.uuid4()).join("{}"))
         self.selection: Selection | None = None
+
+    def blendingMode(self) -> str:  # noqa: N802
+        return self._blending
+
+    def setBlendingMode(self, mode: str) -> None:  # noqa: N802
+        self._blending = mode
+
+    def remove(self) -> bool:
+        if self._parent is None:
+            return False
+        self._parent._children.remove(self)
+        self._parent = None
+        return True
+
+    def colorModel(self):  # noqa: N802
+        return self._doc._model
+
+    def colorDepth(self):  # noqa: N802
+        return self._doc._depth
+
+    def colorProfile(self):  # noqa: N802
+        return self._doc._profile
 
     def name(self) -> str:
         return self._name
@@ -330,6 +356,31 @@ class Document(QObject):
     def name(self):
         return self._name
 
+    def fileName(self):  # noqa: N802
+        return ""
+
+    def close(self):
+        if self in self._app._documents:
+            self._app._documents.remove(self)
+        if self._app._active is self:
+            self._app._active = None
+        return True
+
+    def setColorSpace(self, model, depth, profile):  # noqa: N802
+        """Only what the stub can do exactly: integer sRGB RGBA between 8 and 16 bits."""
+        srgb = "sRGB-elle-V2-srgbtrc.icc"
+        if {self._profile, profile} != {srgb} or {self._model, model} != {"RGBA"}:
+            raise NotImplementedError("the stub converts integer sRGB RGBA only")
+        for node in _walk(self._root):
+            for key, value in node._pixels.items():
+                if self._depth == "U8" and depth == "U16":
+                    value = bytes(b for v in value for b in (v, v))
+                elif self._depth == "U16" and depth == "U8":
+                    value = value[1::2]
+                node._pixels[key] = value
+        self._depth = depth
+        return True
+
     def width(self):
         return self._width
 
@@ -394,20 +445,34 @@ class Document(QObject):
         return QByteArray(self._composite(self._root._children, x, y, w, h))
 
     def _composite(self, nodes, x, y, w, h) -> bytes:
-        """Normal blending of visible paint layers, bottom up (8-bit RGBA documents only)."""
+        """Visible paint and group layers, bottom up, blended ``normal`` or ``destination-in``
+        (8-bit RGBA documents only)."""
         if (self._model, self._depth) != ("RGBA", "U8"):
             raise NotImplementedError("the stub merges 8-bit RGBA documents only")
         out = bytearray(w * h * 4)
-        layers = [n for n in nodes if n._type == "paintlayer" and n._visible]
-        for layer in layers:
-            for (px, py), (b, g, r, a) in layer._pixels.items():
+        for layer in nodes:
+            if not layer._visible or layer._type not in ("paintlayer", "grouplayer"):
+                continue
+            if layer._type == "grouplayer":
+                source = layer.projectionPixelData(x, y, w, h).data()
+                pixels = {(x + i % w, y + i // w): source[4 * i:4 * i + 4] for i in range(w * h)}
+            else:
+                pixels = layer._pixels
+            for (px, py), (b, g, r, a) in pixels.items():
                 if not (x <= px < x + w and y <= py < y + h):
                     continue
-                a = a * layer._alpha_mask(px, py) // 255
                 i = ((py - y) * w + px - x) * 4
+                if layer._blending == "destination-in":
+                    out[i + 3] = out[i + 3] * a // 255
+                    continue
+                a = a * layer._alpha_mask(px, py) // 255
                 for c, value in enumerate((b, g, r)):
                     out[i + c] = (value * a + out[i + c] * (255 - a) + 127) // 255
                 out[i + 3] = a + out[i + 3] * (255 - a) // 255
+            if layer._blending == "destination-in":
+                for (px, py) in [(xx, yy) for yy in range(y, y + h) for xx in range(x, x + w)
+                                 if (xx, yy) not in pixels]:
+                    out[((py - y) * w + px - x) * 4 + 3] = 0
         return bytes(out)
 
     def resizeImage(self, x, y, w, h):  # noqa: N802
