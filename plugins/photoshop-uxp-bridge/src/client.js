@@ -135,6 +135,9 @@ class AieditClient {
     const parts = [];
     for (const [name, file] of Object.entries(files)) {
       raw[name] = { width: file.width, height: file.height };
+      if (file.format) {
+        raw[name].format = file.format;
+      }
       parts.push({
         name, filename: `${name}.raw`, contentType: "application/octet-stream", bytes: file.bytes,
       });
@@ -159,22 +162,30 @@ class AieditClient {
     return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}?cancel_only=true`);
   }
 
-  /** Downloads a result as raw RGBA: {width, height, offset: {x, y}, data: Uint8Array}. */
+  /**
+   * Downloads a result as raw RGBA: {width, height, offset: {x, y}, depth, data}; `data` is a
+   * Uint8Array, or for a 16-bit result (`depth: 16`) a Uint16Array 0..65535 (`?format=rgba16`).
+   */
   async resultRgba(result) {
+    const deep = result.depth === 16;
     const sep = result.url.includes("?") ? "&" : "?";
-    const response = await this.request("GET", `${result.url}${sep}format=rgba`);
+    const response = await this.request("GET",
+      `${result.url}${sep}format=${deep ? "rgba16" : "rgba"}`);
     const header = (name) => Number(response.headers.get(name));
     const width = header("X-Image-Width");
     const height = header("X-Image-Height");
-    const data = new Uint8Array(await response.arrayBuffer());
-    if (data.length !== width * height * 4) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const expected = width * height * (deep ? 8 : 4);
+    if (bytes.length !== expected) {
       throw new AieditError(
-        `result ${result.index}: expected ${width * height * 4} bytes of RGBA, got ${data.length}`,
+        `result ${result.index}: expected ${expected} bytes of RGBA, got ${bytes.length}`,
         { code: "bad_result" });
     }
+    const data = deep ? new Uint16Array(bytes.buffer.slice(bytes.byteOffset,
+      bytes.byteOffset + bytes.byteLength)) : bytes;
     return {
       index: result.index, kind: result.kind, seed: result.seed ?? null, width, height,
-      offset: { x: header("X-Offset-X"), y: header("X-Offset-Y") }, data,
+      depth: deep ? 16 : 8, offset: { x: header("X-Offset-X"), y: header("X-Offset-Y") }, data,
     };
   }
 }

@@ -162,38 +162,42 @@ class PhotoshopHost {
 
   /**
    * Reads the pixels and selection mask of a planned region, inside one modal scope.
-   * Returns {bounds, image (RGBA), mask (1 byte per pixel, or null), layerId}.
+   * Returns {bounds, image (sRGB RGBA: Uint8Array, or Uint16Array 0..65535 with `depth` 16),
+   * mask (1 byte per pixel, or null), layerId}.
    */
-  async readRegion(doc, { bounds, selection, source, wantMask }) {
+  async readRegion(doc, { bounds, selection, source, wantMask, depth = 8 }) {
     const layer = source === "layer" ? this.activeLayer(doc) : null;
     if (source === "layer" && !layer) {
       throw new Error("Select a pixel layer first.");
     }
     return this.ps.core.executeAsModal(async () => {
-      const image = await this.readPixels(doc, layer, bounds);
+      const image = await this.readPixels(doc, layer, bounds, depth);
       const mask = wantMask && selection ? await this.readMask(doc, bounds) : null;
       return { bounds, image, mask, layerId: layer ? layer.id : null };
     }, { commandName: "aiedit: read region" });
   }
 
   /**
-   * 8-bit RGBA in sRGB over `bounds`: Photoshop converts from the document's profile and depth
-   * (Imaging API getPixels: colorSpace, colorProfile, componentSize).
+   * RGBA in sRGB over `bounds`, 8 bits (Uint8Array) or 16 bits (Uint16Array, full range
+   * 0..65535): Photoshop converts from the document's profile and depth (Imaging API getPixels:
+   * colorSpace, colorProfile, componentSize; getData fullRange).
    */
-  async readPixels(doc, layer, bounds) {
+  async readPixels(doc, layer, bounds, depth = 8) {
     const options = {
-      documentID: doc.id, sourceBounds: bounds, componentSize: 8, colorSpace: "RGB",
+      documentID: doc.id, sourceBounds: bounds, componentSize: depth, colorSpace: "RGB",
       colorProfile: SRGB,
     };
+    const blank = () => (depth === 16 ? new Uint16Array(geo.width(bounds) * geo.height(bounds) * 4)
+      : new Uint8Array(geo.width(bounds) * geo.height(bounds) * 4));
     if (layer) {
       if (!layerHasPixelsIn(layer, bounds)) {
-        return new Uint8Array(geo.width(bounds) * geo.height(bounds) * 4);
+        return blank();
       }
       options.layerID = layer.id;
     }
     const got = await this.imaging.getPixels(options);
     try {
-      const data = await got.imageData.getData({ chunky: true });
+      const data = await got.imageData.getData({ chunky: true, fullRange: true });
       const from = geo.normalize(got.sourceBounds);
       const rgba = toRgba(data, geo.width(from) * geo.height(from), got.imageData.components);
       return placeInto(rgba, from, bounds, 4);
@@ -279,7 +283,7 @@ class PhotoshopHost {
     const layer = await doc.createPixelLayer({ name });
     const imageData = await this.imaging.createImageDataFromBuffer(toDepth(result.data, depth), {
       width: result.width, height: result.height, components: 4, chunky: true,
-      colorSpace: "RGB", colorProfile: SRGB,
+      colorSpace: "RGB", colorProfile: SRGB, fullRange: true,
     });
     try {
       await this.imaging.putPixels({
@@ -311,7 +315,7 @@ class PhotoshopHost {
     ], {});
     const imageData = await this.imaging.createImageDataFromBuffer(toDepth(mask.data, depth), {
       width: geo.width(mask.bounds), height: geo.height(mask.bounds), components: 1,
-      chunky: true, colorSpace: "Grayscale", colorProfile: GRAY,
+      chunky: true, colorSpace: "Grayscale", colorProfile: GRAY, fullRange: true,
     });
     try {
       await this.imaging.putLayerMask({

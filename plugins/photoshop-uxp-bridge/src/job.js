@@ -63,6 +63,16 @@ function placement(doc, region, results, operationId) {
   };
 }
 
+/**
+ * 16 when the document has 16 bits per channel and the operation takes `rgba16`
+ * (GET /v1/operations `input_formats`), else 8. Raw rgba16 is little-endian, as are the
+ * machines Photoshop runs on, so a Uint16Array's bytes go as they are.
+ */
+function uploadDepth(host, doc, operation) {
+  const formats = operation.input_formats || ["rgba8"];
+  return host.depth(doc) === 16 && formats.includes("rgba16") ? 16 : 8;
+}
+
 class JobSession {
   /**
    * @param {{client: AieditClient, host: PhotoshopHost, onUpdate?: Function, pollWait?: number}}
@@ -123,6 +133,7 @@ class JobSession {
     this.onUpdate({ phase: "reading" });
     const region = await this.host.readRegion(doc, {
       ...plan, source, wantMask: Boolean(inputs.mask) && inputs.mask !== "unused",
+      depth: uploadDepth(this.host, doc, operation),
     });
     if (inputs.mask === "required" && !region.mask) {
       throw new AieditError("The selection is empty inside the region.", { code: "no_selection" });
@@ -150,7 +161,12 @@ class JobSession {
     const size = { width: geo.width(region.bounds), height: geo.height(region.bounds) };
     const files = {};
     if (inputs.image && inputs.image !== "unused") {
-      files.image = { ...size, bytes: region.image };
+      const deep = region.image instanceof Uint16Array;
+      files.image = {
+        ...size, format: deep ? "rgba16" : undefined,
+        bytes: deep ? new Uint8Array(region.image.buffer, region.image.byteOffset,
+          region.image.byteLength) : region.image,
+      };
     }
     if (region.mask) {
       files.mask = { ...size, bytes: region.mask };

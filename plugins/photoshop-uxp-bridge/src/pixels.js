@@ -3,12 +3,16 @@
 
 const { width, height, intersect, isEmpty } = require("./geometry");
 
-/** Returns 8-bit RGBA for chunky data with 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 components. */
+/**
+ * RGBA for chunky data with 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 components, in the same
+ * array type (an opaque pixel gets the type's full alpha: 255, or 65535 for Uint16Array).
+ */
 function toRgba(data, pixelCount, components) {
   if (components === 4) {
     return data;
   }
-  const out = new Uint8Array(pixelCount * 4);
+  const opaque = data instanceof Uint16Array ? 65535 : 255;
+  const out = new data.constructor(pixelCount * 4);
   for (let i = 0; i < pixelCount; i++) {
     const src = i * components;
     const dst = i * 4;
@@ -16,7 +20,7 @@ function toRgba(data, pixelCount, components) {
     out[dst] = data[src];
     out[dst + 1] = gray ? data[src] : data[src + 1];
     out[dst + 2] = gray ? data[src] : data[src + 2];
-    out[dst + 3] = components === 2 ? data[src + 1] : 255;
+    out[dst + 3] = components === 2 ? data[src + 1] : opaque;
   }
   return out;
 }
@@ -30,7 +34,7 @@ function placeInto(data, from, to, components) {
       width(from) === width(to) && height(from) === height(to)) {
     return data;
   }
-  const out = new Uint8Array(width(to) * height(to) * components);
+  const out = new data.constructor(width(to) * height(to) * components);
   const overlap = intersect(from, to);
   if (isEmpty(overlap)) {
     return out;
@@ -45,17 +49,25 @@ function placeInto(data, from, to, components) {
 }
 
 /**
- * 8-bit values as the Imaging API wants them at `depth` bits: the same Uint8Array for 8,
- * a Uint16Array in Photoshop's 16-bit range (0..32768) for 16.
+ * Pixels as the Imaging API takes them at `depth` bits per channel, for
+ * createImageDataFromBuffer with `fullRange: true`: 8 bits as a Uint8Array, 16 bits as a
+ * Uint16Array over the full range 0..65535. `data` is 8-bit (Uint8Array) or full-range 16-bit
+ * (Uint16Array); 8 ↔ 16 bits is ×257 / round(÷257), as the server converts.
  */
 function toDepth(data, depth) {
-  if (depth === 8) {
-    return data;
-  }
-  if (depth !== 16) {
+  if (depth !== 8 && depth !== 16) {
     throw new Error(`no ${depth}-bit writes: the document must be 8 or 16 bits per channel`);
   }
-  return Uint16Array.from(data, (v) => Math.round((v * 32768) / 255));
+  const deep = data instanceof Uint16Array;
+  if (depth === 16) {
+    return deep ? data : Uint16Array.from(data, (v) => v * 257);
+  }
+  return deep ? Uint8Array.from(data, (v) => Math.round(v / 257)) : data;
+}
+
+/** Full-range 16-bit (or 8-bit) RGBA as 8-bit, for thumbnails and previews. */
+function to8(data) {
+  return toDepth(data, 8);
 }
 
 /** A one-component mask as bytes: 16-bit (0..32768) and 32-bit (0..1) masks scaled. */
@@ -74,4 +86,4 @@ function hasSelectedPixel(mask) {
   return mask.some((v) => v > 0);
 }
 
-module.exports = { toRgba, placeInto, hasSelectedPixel, toDepth, maskTo8 };
+module.exports = { toRgba, placeInto, hasSelectedPixel, toDepth, to8, maskTo8 };

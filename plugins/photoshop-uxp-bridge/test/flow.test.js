@@ -248,3 +248,56 @@ test("outpaint past the canvas grows the canvas and keeps the picture in place",
   assert.deepEqual(layer.pixelAt(48, 34), rgbaAt(result, 40, 30));
   assert.equal(doc.historyStates.length, history + 1, "canvas and layer are one undo step");
 });
+
+test("a 16-bit Adobe RGB layer goes to the server as rgba16 and comes back without banding",
+  async () => {
+    const { colour } = require("./standin/photoshop");
+    const ps = createPhotoshop();
+    const W = 128;
+    const H = 16;
+    const doc = ps.standin.openDocument({ width: W, height: H, depth: 16,
+      profile: colour.ADOBE_RGB });
+    const pixels = new Uint16Array(W * H * 4);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const t = (y * W + x) / (W * H); // 2,048 steps across the layer
+        pixels.set([Math.round(6000 + t * 20000), Math.round(9000 + t * 8000), 15000, 32768],
+          (y * W + x) * 4);
+      }
+    }
+    const art = doc.addLayerNow({ name: "gradient", bounds: { left: 0, top: 0, right: W,
+      bottom: H }, pixels });
+    const host = new PhotoshopHost(ps);
+    const requests = [];
+    const spy = async (url, init) => {
+      if (init && init.method === "POST") {
+        const text = new TextDecoder().decode(init.body.subarray(0, 2000));
+        requests.push(JSON.parse(/name="request"[^\n]*\n[^\n]*\n\r?\n(.*)\r\n/.exec(text)[1]));
+      }
+      return fetch(url, init);
+    };
+    const outcome = await new JobSession({
+      client: new AieditClient({ baseUrl: server.baseUrl, fetch: spy }), host, pollWait: 5,
+    }).run({
+      operation: operation("upscale"), model: "classic-lanczos", params: { scale: 1 },
+      source: "layer",
+    });
+    assert.equal(requests[0].raw.image.format, "rgba16");
+    assert.equal(outcome.results[0].depth, 16);
+    const applied = await applyOutcome(host, outcome);
+    const layer = doc.layerById(applied.layerIds[0]);
+    const levels = new Set();
+    let worst = 0;
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const a = art.pixelAt(x, y);
+        const b = layer.pixelAt(x, y);
+        levels.add(b[0]);
+        for (let c = 0; c < 3; c++) {
+          worst = Math.max(worst, Math.abs(a[c] - b[c]));
+        }
+      }
+    }
+    assert.ok(levels.size >= 1024, `${levels.size} distinct red levels kept`);
+    assert.ok(worst <= 4, `off by at most ${worst} of 32768 (an 8-bit step is 128)`);
+  });
