@@ -67,6 +67,10 @@ class AieditPlugIn(Gimp.PlugIn):
             procedure.add_int_argument("context-margin", "Context _margin",
                                        "Pixels of surroundings sent around the selection",
                                        0, 2048, host.DEFAULT_MARGIN, RW)
+        procedure.add_choice_argument("if-image-changed", "If the image _changed",
+                                      "What to do with results when the image was closed, "
+                                      "cropped or resized while the job ran",
+                                      image_changed_choice(), "stop", RW)
         if op_id == "upscale":
             procedure.add_choice_argument("upscale-into", "Put the result _into",
                                           "A new image, or the resized current image",
@@ -107,6 +111,16 @@ def source_choice():
     choice = Gimp.Choice.new()
     choice.add("layer", 0, "Active layer", "The pixels of the active layer")
     choice.add("visible", 1, "Visible image", "What you see: all visible layers merged")
+    return choice
+
+
+def image_changed_choice():
+    choice = Gimp.Choice.new()
+    choice.add("stop", 0, "Stop and keep the results",
+               "Report it; the results wait in the journal for the next run")
+    choice.add("old-position", 1, "Place at the old position",
+               "Insert at the offsets the job was sent with (a new image if it was closed)")
+    choice.add("discard", 2, "Discard the results", "Insert nothing")
     return choice
 
 
@@ -152,7 +166,8 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
                              argument(config, "context-margin", host.DEFAULT_MARGIN))
         plan.options = plan_options(config, operation)
         outcome = host.execute(client, plan, host.GimpProgress(f"aiedit: {op_id}"))
-        host.insert_results(image, anchor, plan, outcome, interactive)
+        place_results(image, anchor, plan, outcome, interactive,
+                      argument(config, "if-image-changed", "stop"))
         host.journal().remove(outcome.job["id"])
         if interactive:
             Gimp.displays_flush()
@@ -165,6 +180,23 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
         traceback.print_exc()
         return fail(procedure, f"aiedit {op_id} stopped on an unexpected error: {error!r} "
                                "(details on the terminal GIMP runs in)")
+
+
+def place_results(image, anchor, plan, outcome, interactive: bool, if_changed: str):
+    """Insert the results; when the image changed under the job, ask (interactive) or do what
+    ``if_changed`` says. "stop" keeps the job in the journal for a later run."""
+    try:
+        return host.insert_results(image, anchor, plan, outcome, interactive)
+    except host.ImageChanged as change:
+        placement = if_changed
+        if interactive:
+            import aiedit_dialog
+
+            placement = aiedit_dialog.ask_placement(str(change), change.closed)
+        if placement not in ("old-position", "discard"):
+            raise ac.AieditError(f"{change} The results are kept: the next aiedit run offers "
+                                 "them again.", change.code) from None
+        return host.insert_results(image, anchor, plan, outcome, interactive, placement)
 
 
 def parse_params(config) -> dict:

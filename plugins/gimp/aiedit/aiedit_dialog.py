@@ -11,6 +11,20 @@ gi.require_version("Gtk", "3.0")
 from gi.repository import GimpUi, Gtk  # noqa: E402
 
 RESPONSE_INSERT, RESPONSE_DISCARD, RESPONSE_LATER = 1, 2, 3
+PLACEMENT_ANSWERS = {RESPONSE_INSERT: "old-position", RESPONSE_DISCARD: "discard"}
+
+
+def ask_placement(message: str, closed: bool) -> str:
+    """The image changed under a job: "old-position", "discard" or "stop" (keep for later)."""
+    GimpUi.init("aiedit")
+    box = Gtk.MessageDialog(modal=True, message_type=Gtk.MessageType.WARNING, text=message)
+    box.add_button("_Keep for later", RESPONSE_LATER)
+    box.add_button("_Discard", RESPONSE_DISCARD)
+    box.add_button("Open in a _new image" if closed else "_Place at the old position",
+                   RESPONSE_INSERT)
+    response = box.run()
+    box.destroy()
+    return PLACEMENT_ANSWERS.get(response, "stop")
 
 
 def ask(procedure, config, operation: dict) -> bool:
@@ -144,6 +158,11 @@ def offer_recovered(client: ac.Client, image, anchor) -> None:
     box.destroy()
     for entry, job in found:
         if response == RESPONSE_INSERT:
-            host.insert_recovered(client, image, anchor, entry, job, interactive=True)
+            try:
+                host.insert_recovered(client, image, anchor, entry, job, interactive=True)
+            except host.ImageChanged as change:
+                placement = ask_placement(str(change), change.closed)
+                if placement != "stop":
+                    host.insert_recovered(client, image, anchor, entry, job, True, placement)
         elif response == RESPONSE_DISCARD:
             host.journal().remove(entry["job_id"])

@@ -5,6 +5,7 @@ network work (submit, long-poll, download) runs in a worker thread, which report
 through a queue.
 """
 
+import dataclasses
 import json
 import os
 import queue
@@ -19,7 +20,13 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
 RGBA = "R'G'B'A u8"
+RGBA16 = "R'G'B'A u16"
 GRAY = "Y u8"
+# Named babl formats are sRGB: GEGL converts between them and the image's own colour space
+# (its profile) on every get and set, so the server always sees sRGB and results land in the
+# image's profile and precision. 16-bit buffers are native-endian, little-endian here as the
+# server's raw ``rgba16`` format wants.
+GEOMETRY_PARASITE = "aiedit-geometry"
 DEFAULT_MARGIN = 32
 PROMPT_IN_NAME = 40
 
@@ -97,6 +104,7 @@ class Plan:
     mask: "ac.Mask | None" = None
     prompt: str = ""
     options: dict = field(default_factory=dict)
+    geometry: dict = field(default_factory=dict)
 
     def submit_args(self) -> dict:
         return {"operation": self.operation, "image": self.image, "mask": self.mask,
@@ -118,13 +126,57 @@ def image_region(image) -> ac.Region:
     return ac.Region(0, 0, image.get_width(), image.get_height())
 
 
-def read_rgba(drawable, region: ac.Region) -> ac.Pixels:
-    """8-bit RGBA of ``drawable`` inside ``region`` (image coordinates), whatever the image
-    precision; transparent where the drawable does not reach."""
+def read_rgba(drawable, region: ac.Region, depth: int = 8) -> ac.Pixels:
+    """sRGB RGBA of ``drawable`` inside ``region`` (image coordinates), 8 or 16 bits a
+    channel, converted by GEGL from the image's profile and precision in one bulk read;
+    transparent where the drawable does not reach."""
     _ok, ox, oy = drawable.get_offsets()
     rect = Gegl.Rectangle.new(region.x - ox, region.y - oy, region.width, region.height)
-    data = drawable.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE)
-    return ac.Pixels(region.width, region.height, bytes(data))
+    data = drawable.get_buffer().get(rect, 1.0, RGBA16 if depth == 16 else RGBA,
+                                     Gegl.AbyssPolicy.NONE)
+    return make_pixels(region.width, region.height, bytes(data), depth)
+
+
+def make_pixels(width: int, height: int, data: bytes, depth: int) -> ac.Pixels:
+    """The client's pixels of ``depth`` bits a channel."""
+    if depth == 16:
+        return ac.Pixels(width, height, data, depth=16)
+    return ac.Pixels(width, height, data)
+
+
+def pixels_depth(pixels) -> int:
+    return int(getattr(pixels, "depth", 8) or 8)
+
+
+def is_deep(image) -> bool:
+    """More than 8 bits a channel (16/32-bit integer, half, float, double)."""
+    precision = image.get_precision()
+    return "U8_" not in (getattr(precision, "value_name", None) or str(precision))
+
+
+def transport_depth(operation: dict, image) -> int:
+    """16 when the image holds more than 8 bits, the operation keeps 16 bits (its
+    ``input_formats``) and this client can send them; else 8."""
+    if "rgba16" in (operation.get("input_formats") or []) and is_deep(image) \
+            and deep_client():
+        return 16
+    return 8
+
+
+def deep_client() -> bool:
+    """Whether the shared client carries 16-bit pixels (``Pixels(depth=16)``)."""
+    fields = getattr(ac.Pixels, "__dataclass_fields__", {})
+    return "depth" in fields
+
+
+def check_image_mode(image) -> None:
+    """Indexed images are refused with what to do: GEGL would read their palette colours, but
+    results could only be written back re-quantised to the palette."""
+    if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
+        raise ac.AieditError(
+            "aiedit works on RGB and grayscale images; this one has indexed colours: convert it "
+            "first with Image > Mode > RGB (and back to Indexed afterwards if you need to)",
+            "indexed_image")
 
 
 def read_selection_mask(image, region: ac.Region) -> ac.Mask:
@@ -134,13 +186,13 @@ def read_selection_mask(image, region: ac.Region) -> ac.Mask:
     return ac.Mask(region.width, region.height, bytes(data))
 
 
-def read_source(image, drawable, region: ac.Region, source: str) -> ac.Pixels:
+def read_source(image, drawable, region: ac.Region, source: str, depth: int = 8) -> ac.Pixels:
     """Pixels of the active layer, or of the visible image, inside ``region``."""
     if source != "visible":
-        return read_rgba(drawable, region)
+        return read_rgba(drawable, region, depth)
     visible = Gimp.Layer.new_from_visible(image, image, "aiedit visible")
     try:
-        return read_rgba(visible, region)
+        return read_rgba(visible, region, depth)
     finally:
         visible.delete()
 
@@ -159,6 +211,7 @@ def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: 
     layer is selected: then only what needs no layer runs (generate, or pixels from the
     visible image), and anything else says what to select."""
     op_id = operation["id"]
+    check_image_mode(image)
     inputs = operation.get("inputs") or {}
     params = dict(params)
     if prompt and "prompt" in _schema_properties(operation):
@@ -185,9 +238,10 @@ def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: 
         region = ac.Region(bounds[0], bounds[1], bounds[2] - bounds[0], bounds[3] - bounds[1])
     else:
         region = ac.grow_region(*bounds, margin, image.get_width(), image.get_height())
-    plan = Plan(op_id, model, params, region, prompt=prompt)
+    plan = Plan(op_id, model, params, region, prompt=prompt, geometry=document_geometry(image))
     if sends_image(operation):
-        plan.image = read_source(image, drawable, region, source)
+        plan.image = read_source(image, drawable, region, source,
+                                 transport_depth(operation, image))
     if bounds is not None and inputs.get("mask", "unused") != "unused":
         plan.mask = read_selection_mask(image, region)
     if op_id == "generate":
@@ -215,6 +269,82 @@ def _fit_to_schema(value: int, schema: dict) -> int:
 
 def _schema_properties(operation: dict) -> dict:
     return (operation.get("params_schema") or {}).get("properties") or {}
+
+
+# ---------------------------------------------------------------- geometry that follows the image
+
+
+class ImageChanged(ac.AieditError):
+    """The image was closed, cropped, resized or scaled while the job ran: its results would
+    land in the wrong place. ``closed`` tells which; the caller offers to place them at the
+    old position (a new image when it was closed) or to discard them."""
+
+    def __init__(self, message: str, closed: bool):
+        super().__init__(message, "image_closed" if closed else "image_changed")
+        self.closed = closed
+
+
+def _own_growth(image) -> dict:
+    """What aiedit's own canvas growth (outpaint) did to the image, kept in a parasite that
+    undo takes back with the growth: the origin's shift, the size after it, a serial."""
+    parasite = image.get_parasite(GEOMETRY_PARASITE)
+    if parasite is None:
+        return {}
+    try:
+        data = json.loads(bytes(parasite.get_data()).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def document_geometry(image) -> dict:
+    """The image as a job leaves it: id, size and aiedit's origin shift so far."""
+    own = _own_growth(image)
+    return {"image_id": image.get_id(), "width": image.get_width(),
+            "height": image.get_height(), "origin": [own.get("x", 0), own.get("y", 0)],
+            "serial": own.get("serial", 0)}
+
+
+def record_growth(image, dx: int, dy: int) -> None:
+    """After aiedit grew the canvas by (dx, dy) at the left/top: results of jobs still
+    running follow that shift (see ``follow_geometry``)."""
+    own = _own_growth(image)
+    data = {"x": own.get("x", 0) + dx, "y": own.get("y", 0) + dy,
+            "width": image.get_width(), "height": image.get_height(),
+            "serial": own.get("serial", 0) + 1}
+    flags = Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE
+    image.attach_parasite(Gimp.Parasite.new(GEOMETRY_PARASITE, flags,
+                                            list(json.dumps(data).encode("utf-8"))))
+
+
+def image_alive(image) -> bool:
+    return image is not None and image.is_valid()
+
+
+def follow_geometry(image, geometry: dict) -> tuple:
+    """(dx, dy) to add to the results' offsets so they land where they were meant to, or
+    ``ImageChanged`` when the image changed in a way results cannot follow. aiedit's own
+    canvas growth (another outpaint applied first) is followed; a crop, resize or scale by
+    anything else is not guessed at."""
+    if not geometry:
+        return 0, 0
+    if not image_alive(image):
+        raise ImageChanged("The image this job was sent from was closed while the job ran; "
+                           "its results can open in a new image at their old position, or be "
+                           "discarded", closed=True)
+    own = _own_growth(image)
+    expected = (geometry["width"], geometry["height"])
+    if own.get("serial", 0) != geometry.get("serial", 0):
+        expected = (own.get("width"), own.get("height"))
+    now = (image.get_width(), image.get_height())
+    if now != expected:
+        raise ImageChanged(
+            f"The image changed from {expected[0]}x{expected[1]} to {now[0]}x{now[1]} pixels "
+            "(cropped, resized or scaled) while the job ran, so its results no longer fit where "
+            "they were made for; place them at the old position anyway, or discard them",
+            closed=False)
+    origin = geometry.get("origin") or [0, 0]
+    return own.get("x", 0) - origin[0], own.get("y", 0) - origin[1]
 
 
 # ---------------------------------------------------------------- running the job
@@ -277,7 +407,8 @@ def _work(client: ac.Client, plan: Plan, events: queue.Queue,
         events.put(("progress", job))
         if pending is not None:
             pending.add(job["id"], server_url=client.url, operation=plan.operation,
-                        prompt=plan.prompt, region=plan.region.as_json(), options=plan.options)
+                        prompt=plan.prompt, region=plan.region.as_json(), options=plan.options,
+                        geometry=plan.geometry, model=plan.model, params=plan.params)
         if watchdog:
             guard = ac.CancelWatchdog(client, job["id"])
         job = client.wait(job["id"], on_progress=lambda j: events.put(("progress", j)))
@@ -339,7 +470,8 @@ def add_layer(image, anchor, name: str, pixels: ac.Pixels, x: int, y: int):
     else:
         image.insert_layer(layer, None, 0)
     layer.set_offsets(x, y)
-    write_buffer(layer, pixels.data, pixels.width, pixels.height, RGBA)
+    write_buffer(layer, pixels.data, pixels.width, pixels.height,
+                 RGBA16 if pixels_depth(pixels) == 16 else RGBA)
     return layer
 
 
@@ -360,14 +492,33 @@ def add_mask(layer, mask: "ac.Mask | None") -> None:
         layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
 
 
-def insert_results(image, anchor, plan: Plan, outcome: Outcome, interactive: bool = False):
+PLACEMENTS = ("follow", "old-position", "discard")
+
+
+def insert_results(image, anchor, plan: Plan, outcome: Outcome, interactive: bool = False,
+                   placement: str = "follow", chosen=None):
     """Put the results into GIMP; returns the new layers (or, for upscale into a new image,
-    that image's layer)."""
-    images = outcome.images
-    if not images:
+    that image's layer). ``chosen``: indexes of the results to insert (default all).
+
+    ``placement`` "follow": the results follow aiedit's own canvas growth since the job was
+    sent, and ``ImageChanged`` is raised when the image was closed, cropped or resized
+    meanwhile; "old-position": insert at the offsets the job was sent with (into a new image
+    of the old size when the image was closed); "discard": insert nothing."""
+    images = [item for item in outcome.images if chosen is None or item[0].index in chosen]
+    if not outcome.images:
         raise ac.AieditError("The job finished without an image result", "no_result")
+    if placement == "discard" or not images:
+        return []
     if plan.operation == "upscale" and plan.options.get("upscale_into", "new-image") != "resize":
-        return [upscale_into_new_image(plan, images[0], interactive)]
+        return [upscale_into_new_image(image, plan, images[0], interactive)]
+    dx = dy = 0
+    if placement == "follow":
+        dx, dy = follow_geometry(image, plan.geometry)
+    elif not image_alive(image):
+        image, anchor = new_image_like(plan.geometry, images, interactive), None
+    if anchor is not None and not anchor.is_valid():
+        anchor = None
+    images = [(_moved(result, dx, dy), pixels) for result, pixels in images]
     image.undo_group_start()
     try:
         if plan.operation == "video":
@@ -386,6 +537,23 @@ def insert_results(image, anchor, plan: Plan, outcome: Outcome, interactive: boo
         return layers
     finally:
         image.undo_group_end()
+
+
+def _moved(result: ac.Result, dx: int, dy: int) -> ac.Result:
+    return dataclasses.replace(result, x=result.x + dx, y=result.y + dy)
+
+
+def new_image_like(geometry: dict, images: list, interactive: bool):
+    """A new image of the closed image's size (grown to hold results that reach past it)."""
+    width = max([geometry.get("width", 1)] + [r.x + r.width for r, _ in images])
+    height = max([geometry.get("height", 1)] + [r.y + r.height for r, _ in images])
+    deep = any(pixels_depth(p) == 16 for _, p in images)
+    new_image = Gimp.Image.new_with_precision(
+        width, height, Gimp.ImageBaseType.RGB,
+        Gimp.Precision.U16_NON_LINEAR if deep else Gimp.Precision.U8_NON_LINEAR)
+    if interactive:
+        Gimp.Display.new(new_image)
+    return new_image
 
 
 def insert_frames(image, anchor, images: list, fps: float) -> list:
@@ -417,14 +585,33 @@ def grow_canvas(image, results: list) -> None:
     bottom = max([image.get_height()] + [r.y + r.height for r in results])
     if (left, top, right, bottom) != (0, 0, image.get_width(), image.get_height()):
         image.resize(right - left, bottom - top, -left, -top)
+        record_growth(image, -left, -top)
         for r in results:
             r.x -= left
             r.y -= top
 
 
-def upscale_into_new_image(plan: Plan, item, interactive: bool):
+def upscale_into_new_image(source, plan: Plan, item, interactive: bool):
+    """The upscaled layer as a new image with the source's colour profile and precision, and
+    its resolution scaled with the pixels (the print size stays the same)."""
     result, pixels = item
-    new_image = Gimp.Image.new(pixels.width, pixels.height, Gimp.ImageBaseType.RGB)
+    precision = Gimp.Precision.U8_NON_LINEAR
+    if image_alive(source):
+        precision = source.get_precision()
+    elif pixels_depth(pixels) == 16:
+        precision = Gimp.Precision.U16_NON_LINEAR
+    base = Gimp.ImageBaseType.RGB
+    if image_alive(source) and source.get_base_type() == Gimp.ImageBaseType.GRAY:
+        base = Gimp.ImageBaseType.GRAY
+    new_image = Gimp.Image.new_with_precision(pixels.width, pixels.height, base, precision)
+    if image_alive(source):
+        profile = source.get_color_profile()
+        if profile is not None:
+            new_image.set_color_profile(profile)
+        _ok, xres, yres = source.get_resolution()
+        fx = pixels.width / max(1, plan.region.width)
+        fy = pixels.height / max(1, plan.region.height)
+        new_image.set_resolution(xres * fx, yres * fy)
     add_layer(new_image, None, layer_name("upscale", "", result.seed), pixels, 0, 0)
     if interactive:
         Gimp.Display.new(new_image)
@@ -456,14 +643,31 @@ def finished_earlier(client: ac.Client) -> list:
     return found
 
 
+def recovered_plan(entry: dict) -> Plan:
+    return Plan(entry["operation"], entry.get("model", ""), entry.get("params") or {},
+                ac.Region(**entry["region"]), prompt=entry.get("prompt", ""),
+                options=entry.get("options") or {}, geometry=entry.get("geometry") or {})
+
+
+def recovered_target(image, entry: dict):
+    """The image a recovered job was sent from when it is still open, else ``image``."""
+    image_id = (entry.get("geometry") or {}).get("image_id")
+    if image_id is not None and (image is None or image.get_id() != image_id):
+        origin = Gimp.Image.get_by_id(image_id)
+        if image_alive(origin):
+            return origin
+    return image
+
+
 def insert_recovered(client: ac.Client, image, anchor, entry: dict, job: dict,
-                     interactive: bool):
-    """Insert the results of a job an earlier run did not live to insert."""
-    region = ac.Region(**entry["region"])
-    plan = Plan(entry["operation"], "", {}, region, prompt=entry.get("prompt", ""),
-                options=entry.get("options") or {})
-    layers = insert_results(image, anchor, plan, Outcome(job, download_images(client, job)),
-                            interactive)
+                     interactive: bool, placement: str = "follow"):
+    """Insert the results of a job an earlier run did not live to insert (into the image it
+    came from when that is still open)."""
+    target = recovered_target(image, entry)
+    if target is not image:
+        anchor = None
+    layers = insert_results(target, anchor, recovered_plan(entry),
+                            Outcome(job, download_images(client, job)), interactive, placement)
     journal().remove(entry["job_id"])
     return layers
 

@@ -253,3 +253,236 @@ def test_no_layer_selected_in_real_gimp(gimp, tiny_server):
     assert report["layers"] == [{"name": "Generate: a red fox (seed 7)", "x": 0, "y": 0,
                                  "width": 64, "height": 64, "mask": False}]
     assert (gimp.work / "out.xcf").read_bytes()[:8] == b"gimp xcf"
+
+
+def run_batch(gimp, code: str, **values) -> dict:
+    """``gimp.batch`` of HOST and ``code`` with ``{NAME}`` placeholders filled (the code holds
+    JSON braces)."""
+    code = HOST + textwrap.dedent(code)
+    for name, value in values.items():
+        code = code.replace("{" + name + "}", str(value))
+    return gimp.batch(code)
+
+
+HOST = '''
+sys.path.insert(0, PLUGIN_DIR)
+import struct
+import aiedit_client as ac, aiedit_gimp as host
+
+class Quiet:
+    def show(self, job):
+        pass
+
+    def tick(self):
+        pass
+
+def native(drawable):
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rect, 1.0, None, Gegl.AbyssPolicy.NONE))
+
+def new_layer(image, name, w, h, rgba8):
+    layer = Gimp.Layer.new(image, name, w, h, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                           Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", rgba8)
+    layer.get_buffer().flush()
+    return layer
+
+def run_job(client, op_id, image, layer, params, model=""):
+    plan = host.plan_job(client.operation(op_id), image, layer, "", model, params)
+    return plan, host.execute(client, plan, Quiet(), record=False, watchdog=False)
+'''
+
+
+def test_adobe_rgb_16_bit_round_trip_in_real_gimp(gimp, live_server):
+    """Adobe RGB (1998), 16-bit: the server gets sRGB converted by GEGL from the image's
+    profile; the identity job's result layer comes back in the image's profile and precision
+    within 1 code value in 8-bit terms; the base layer is untouched."""
+    report = run_batch(gimp, '''
+        W_, H_ = 64, 32
+        image = Gimp.Image.new_with_precision(W_, H_, Gimp.ImageBaseType.RGB,
+                                              Gimp.Precision.U16_NON_LINEAR)
+        image.set_color_profile(Gimp.ColorProfile.new_rgb_adobe())
+        layer = Gimp.Layer.new(image, "Background", W_, H_, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                               Gimp.LayerMode.NORMAL)
+        image.insert_layer(layer, None, 0)
+        srgb = []
+        for y in range(H_):
+            for x in range(W_):
+                srgb += [6000 + x * 900, 9000 + y * 1700, 50000 - (x * y * 13) % 30000, 65535]
+        rect = Gegl.Rectangle.new(0, 0, W_, H_)
+        layer.get_buffer().set(rect, "R'G'B'A u16", struct.pack("<%dH" % len(srgb), *srgb))
+        layer.get_buffer().flush()
+        before = native(layer)
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, W_, H_)
+        client = ac.Client("{URL}")
+        plan = host.plan_job(client.operation("inpaint"), image, layer, "", "classic-telea",
+                             {"strength": 0})
+        sent = list(plan.image.data[:8])
+        depth = host.pixels_depth(plan.image)
+        call("plug-in-aiedit-inpaint", image, [layer], model="classic-telea",
+             params='{"strength": 0}', **{"server-url": "{URL}"})
+        result = image.get_layers()[0]
+        words = lambda data: list(struct.unpack("<%dH" % (len(data) // 2), data))
+        report(layers=layers(image), before=words(before), base=words(native(layer)),
+               after=words(native(result)),
+               bpp=result.get_bpp(), precision=str(image.get_precision()),
+               profile=image.get_color_profile().get_label(), sent=sent, depth=depth,
+               srgb=srgb[:4])
+    ''', URL=live_server.url)
+    assert [lay["name"] for lay in report["layers"]] == ["Inpaint", "Background"]
+    assert report["bpp"] == 8, "the result layer is 16-bit RGBA like the image"
+    assert "U16_NON_LINEAR" in report["precision"] and "Adobe" in report["profile"]
+    assert report["base"] == report["before"], "the base layer changed"
+    # what was sent is sRGB (GEGL converted it from Adobe RGB), not the Adobe RGB numbers
+    if report["depth"] == 8:
+        sent = report["sent"][:4]
+        assert sent == [round(v / 257) for v in report["srgb"]], sent
+    else:
+        sent = [a + 256 * b for a, b in zip(report["sent"][0::2], report["sent"][1::2],
+                                            strict=True)]
+        assert sent == report["srgb"], sent
+    assert report["before"][:3] != report["srgb"][:3], "the test image is not in Adobe RGB"
+    worst = max(abs(a - b) for a, b in zip(report["after"], report["before"], strict=True))
+    assert worst / 257 <= 1.0, f"round trip moved a channel by {worst / 257:.2f} (8-bit terms)"
+
+
+def test_soft_selection_becomes_an_editable_layer_mask_in_real_gimp(gimp, live_server):
+    report = run_batch(gimp, '''
+        image = Gimp.Image.new(40, 32, Gimp.ImageBaseType.RGB)
+        layer = new_layer(image, "Background", 40, 32,
+                          bytes(v for y in range(32) for x in range(40)
+                                for v in (x * 6, y * 7, 90, 255)))
+        image.select_ellipse(Gimp.ChannelOps.REPLACE, 8, 6, 24, 20)
+        Gimp.Selection.feather(image, 6.0)
+        call("plug-in-aiedit-inpaint", image, [layer], model="classic-telea",
+             params='{"strength": 0}', **{"server-url": "{URL}", "context-margin": 4})
+        result = image.get_layers()[0]
+        _ok, x, y = result.get_offsets()
+        w, h = result.get_width(), result.get_height()
+        rect = Gegl.Rectangle.new(x, y, w, h)
+        selection = image.get_selection().get_buffer().get(rect, 1.0, "Y u8",
+                                                           Gegl.AbyssPolicy.NONE)
+        mask = result.get_mask().get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "Y u8",
+                                                  Gegl.AbyssPolicy.NONE)
+        alpha = result.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8",
+                                        Gegl.AbyssPolicy.NONE)[3::4]
+        report(layers=layers(image), selection=list(selection), mask=list(mask),
+               alpha=sorted(set(alpha)))
+    ''', URL=live_server.url)
+    new = report["layers"][0]
+    assert new["mask"] is True
+    assert report["mask"] == report["selection"], "the layer mask is not the selection"
+    assert 0 < min(report["selection"]) < 255 or len(set(report["selection"])) > 10, \
+        "the selection was not soft"
+    assert len(set(report["mask"])) > 10, "the mask lost the selection's soft edge"
+    assert report["alpha"] == [255], "the selection was baked into the result's alpha"
+
+
+def test_results_follow_the_image_or_say_why_not_in_real_gimp(gimp, live_server):
+    """Two outpaint results sent before either is applied land together (the canvas grows
+    once); a crop or a closed image while a job runs gives the message and the choice."""
+    report = run_batch(gimp, '''
+        client = ac.Client("{URL}")
+        pattern = bytes(v for y in range(30) for x in range(40) for v in (x * 6, y * 8, 90, 255))
+        image = Gimp.Image.new(40, 30, Gimp.ImageBaseType.RGB)
+        layer = new_layer(image, "Background", 40, 30, pattern)
+        sides = {"left": 8, "top": 0, "right": 0, "bottom": 0}
+        plan_a, out_a = run_job(client, "outpaint", image, layer, sides)
+        plan_b, out_b = run_job(client, "outpaint", image, layer, sides)
+        a = host.insert_results(image, layer, plan_a, out_a)[0]
+        b = host.insert_results(image, layer, plan_b, out_b)[0]
+        outpaint = dict(size=[image.get_width(), image.get_height()],
+                        base=list(layer.get_offsets())[1:], a=list(a.get_offsets())[1:],
+                        b=list(b.get_offsets())[1:])
+
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 10, 8, 6)
+        plan_c, out_c = run_job(client, "inpaint", image, layer, {"strength": 0},
+                                "classic-telea")
+        image.crop(30, 20, 4, 2)
+        try:
+            host.insert_results(image, layer, plan_c, out_c)
+            cropped = None
+        except host.ImageChanged as change:
+            cropped = [str(change), change.closed]
+        before_place = len(image.get_layers())
+        placed = host.insert_results(image, layer, plan_c, out_c, placement="old-position")
+        crop = dict(message=cropped, layers=before_place,
+                    placed=list(placed[0].get_offsets())[1:],
+                    region=[plan_c.region.x, plan_c.region.y])
+        dropped = host.insert_results(image, layer, plan_c, out_c, placement="discard")
+
+        other = Gimp.Image.new(24, 20, Gimp.ImageBaseType.RGB)
+        other_layer = new_layer(other, "Background", 24, 20, bytes((200, 10, 10, 255)) * 480)
+        plan_d, out_d = run_job(client, "outpaint", other, other_layer,
+                                {"left": 0, "top": 0, "right": 6, "bottom": 0})
+        other.delete()
+        try:
+            host.insert_results(other, other_layer, plan_d, out_d)
+            closed = None
+        except host.ImageChanged as change:
+            closed = [str(change), change.closed]
+        moved = host.insert_results(other, other_layer, plan_d, out_d,
+                                    placement="old-position")[0]
+        new_image = moved.get_image()
+        report(outpaint=outpaint, crop=crop, dropped=len(dropped), closed=closed,
+               new_image=[new_image.get_width(), new_image.get_height()],
+               moved=list(moved.get_offsets())[1:], images=len(Gimp.get_images()))
+    ''', URL=live_server.url)
+    assert report["outpaint"] == {"size": [48, 30], "base": [8, 0], "a": [0, 0], "b": [0, 0]}
+    message, closed = report["crop"]["message"]
+    assert closed is False
+    assert message.startswith("The image changed from 48x30 to 30x20 pixels (cropped, resized "
+                              "or scaled) while the job ran"), message
+    # at the offsets the job was sent with, in the cropped image's coordinates
+    assert report["crop"]["placed"] == report["crop"]["region"]
+    assert report["dropped"] == 0
+    message, closed = report["closed"]
+    assert closed is True and "was closed while the job ran" in message
+    assert report["new_image"] == [30, 20] and report["moved"] == [0, 0]
+
+
+def test_upscaled_image_keeps_profile_precision_and_scaled_resolution_in_real_gimp(
+        gimp, live_server):
+    report = run_batch(gimp, '''
+        image = Gimp.Image.new_with_precision(20, 16, Gimp.ImageBaseType.RGB,
+                                              Gimp.Precision.U16_NON_LINEAR)
+        image.set_color_profile(Gimp.ColorProfile.new_rgb_adobe())
+        image.set_resolution(300.0, 240.0)
+        layer = Gimp.Layer.new(image, "Background", 20, 16, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                               Gimp.LayerMode.NORMAL)
+        image.insert_layer(layer, None, 0)
+        layer.get_buffer().set(Gegl.Rectangle.new(0, 0, 20, 16), "R'G'B'A u8",
+                               bytes((40, 120, 200, 255)) * 320)
+        layer.get_buffer().flush()
+        call("plug-in-aiedit-upscale", image, [layer], model="classic-lanczos",
+             params='{"scale": 2}', **{"server-url": "{URL}"})
+        new = [i for i in Gimp.get_images() if i != image][0]
+        top = new.get_layers()[0]
+        pixel = list(top.get_buffer().get(Gegl.Rectangle.new(10, 10, 1, 1), 1.0, "R'G'B'A u8",
+                                          Gegl.AbyssPolicy.NONE))
+        indexed = Gimp.Image.new(8, 8, Gimp.ImageBaseType.RGB)
+        il = Gimp.Layer.new(indexed, "Background", 8, 8, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                            Gimp.LayerMode.NORMAL)
+        indexed.insert_layer(il, None, 0)
+        indexed.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE,
+                                16, False, False, "")
+        proc = Gimp.get_pdb().lookup_procedure("plug-in-aiedit-restore")
+        cfg = proc.create_config()
+        cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        cfg.set_property("image", indexed)
+        cfg.set_core_object_array("drawables", indexed.get_layers())
+        cfg.set_property("server-url", "{URL}")
+        refused = proc.run(cfg)
+        report(size=[new.get_width(), new.get_height()],
+               profile=new.get_color_profile().get_label() if new.get_color_profile() else None,
+               resolution=list(new.get_resolution())[1:], precision=str(new.get_precision()),
+               pixel=pixel, refused=str(refused.index(1)))
+    ''', URL=live_server.url)
+    assert report["size"] == [40, 32]
+    assert report["profile"] == "Compatible with Adobe RGB (1998)"
+    assert report["resolution"] == [600.0, 480.0]
+    assert "U16_NON_LINEAR" in report["precision"]
+    assert all(abs(a - b) <= 1 for a, b in zip(report["pixel"], (40, 120, 200, 255),
+                                               strict=True)), report["pixel"]
+    assert "indexed colours: convert it first with Image > Mode > RGB" in report["refused"]

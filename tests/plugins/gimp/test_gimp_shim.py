@@ -230,6 +230,49 @@ def test_results_of_a_job_finished_after_a_crash_are_offered(gimp, live_server):
     assert host.journal().entries() == []
 
 
+def _restore_job(gimp, server):
+    image, layer = make_image(gimp, 12, 10)
+    client = ac.Client(server.url)
+    plan = host.plan_job(client.operation("restore"), image, layer, "", "", {})
+    outcome = host.execute(client, plan, host.GimpProgress("t"), watchdog=False)
+    return image, layer, plan, outcome
+
+
+def test_a_resized_image_stops_with_the_results_kept_by_default(gimp, plugin_entry,
+                                                               live_server):
+    image, layer, plan, outcome = _restore_job(gimp, live_server)
+    image.resize(20, 10, 0, 0)
+    with pytest.raises(ac.AieditError, match=r"^The image changed from 12x10 to 20x10 pixels "
+                       r".* The results are kept: the next aiedit run offers them again\.$"):
+        plugin_entry.place_results(image, layer, plan, outcome, False, "stop")
+    assert [e["job_id"] for e in host.journal().entries()] == [outcome.job["id"]]
+    assert [lay.get_name() for lay in image.get_layers()] == ["Background"]
+    (placed,) = plugin_entry.place_results(image, layer, plan, outcome, False, "old-position")
+    assert placed.get_offsets() == (True, 0, 0)
+    assert plugin_entry.place_results(image, layer, plan, outcome, False, "discard") == []
+
+
+def test_a_recovered_job_goes_to_the_image_it_came_from(gimp, live_server):
+    image, layer, plan, outcome = _restore_job(gimp, live_server)
+    entry = host.journal().entries()[0]
+    assert entry["geometry"]["image_id"] == image.get_id()
+    other, other_layer = make_image(gimp, 30, 30)
+    found = host.finished_earlier(ac.Client(live_server.url))
+    (new,) = host.insert_recovered(ac.Client(live_server.url), other, other_layer, found[0][0],
+                                   found[0][1], False)
+    assert new in image.get_layers() and len(other.get_layers()) == 1
+    image.delete()
+    with pytest.raises(host.ImageChanged, match="was closed while the job ran"):
+        host.insert_results(image, layer, plan, outcome)
+
+
+def test_indexed_images_are_refused_with_what_to_do(gimp, live_server):
+    image = gimp.Image.new(8, 8, gimp.ImageBaseType.INDEXED)
+    with pytest.raises(ac.AieditError, match=r"indexed colours: convert it first with "
+                       r"Image > Mode > RGB"):
+        host.plan_job({"id": "generate"}, image, None, "", "", {})
+
+
 def test_dialog_fields_follow_the_server_schema(gimp, live_server):
     inpaint = ac.Client(live_server.url).operation("inpaint")
     fields = {f["name"]: f for f in host.param_fields(inpaint, {"strength": 0.5})}

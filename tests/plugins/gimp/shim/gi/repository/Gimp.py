@@ -35,7 +35,36 @@ class ImageType(enum.IntEnum):
 
 class Precision(enum.IntEnum):
     U8_NON_LINEAR = 150
+    U16_NON_LINEAR = 250
     FLOAT_LINEAR = 600
+
+
+PARASITE_PERSISTENT = 1
+PARASITE_UNDOABLE = 2
+
+
+class Parasite:
+    def __init__(self, name, flags, data):
+        self.name, self.flags, self.data = name, flags, list(data)
+
+    @classmethod
+    def new(cls, name, flags, data):
+        return cls(name, flags, data)
+
+    def get_data(self):
+        return list(self.data)
+
+
+class ColorProfile:
+    def __init__(self, label):
+        self.label = label
+
+    @classmethod
+    def new_rgb_srgb(cls):
+        return cls("sRGB built-in")
+
+    def get_label(self):
+        return self.label
 
 
 class LayerMode(enum.IntEnum):
@@ -172,6 +201,10 @@ class Item:
         assert self.image is None or self not in self.image.layers, "delete an inserted item"
         self.deleted = True
         return True
+
+    @main_thread_only
+    def is_valid(self):
+        return not self.deleted
 
     def _size(self):
         return (self.store.width, self.store.height)
@@ -385,12 +418,70 @@ class Image:
         self.undo_groups = 0
         self.undo_log = []
         self.precision = Precision.U8_NON_LINEAR
+        self.parasites = {}
+        self.profile = None
+        self.resolution = (72.0, 72.0)
+        self.deleted = False
         STATE["images"].append(self)
+        self.id = len(STATE["images"])
 
     @classmethod
     @main_thread_only
     def new(cls, width, height, base_type):
         return cls(width, height, base_type)
+
+    @classmethod
+    @main_thread_only
+    def new_with_precision(cls, width, height, base_type, precision):
+        image = cls(width, height, base_type)
+        image.precision = precision
+        return image
+
+    @classmethod
+    @main_thread_only
+    def get_by_id(cls, image_id):
+        return next((i for i in STATE["images"] if i.id == image_id), None)
+
+    @main_thread_only
+    def get_id(self):
+        return self.id
+
+    @main_thread_only
+    def is_valid(self):
+        return not self.deleted
+
+    @main_thread_only
+    def delete(self):
+        self.deleted = True
+        return True
+
+    @main_thread_only
+    def attach_parasite(self, parasite):
+        self.parasites[parasite.name] = parasite
+        self.undo_log.append(("parasite", parasite.name, self.undo_depth))
+        return True
+
+    @main_thread_only
+    def get_parasite(self, name):
+        return self.parasites.get(name)
+
+    @main_thread_only
+    def get_color_profile(self):
+        return self.profile
+
+    @main_thread_only
+    def set_color_profile(self, profile):
+        self.profile = profile
+        return True
+
+    @main_thread_only
+    def get_resolution(self):
+        return (True, *self.resolution)
+
+    @main_thread_only
+    def set_resolution(self, xres, yres):
+        self.resolution = (xres, yres)
+        return True
 
     @main_thread_only
     def get_width(self):
@@ -535,7 +626,7 @@ def directory():
 
 @main_thread_only
 def get_images():
-    return list(STATE["images"])
+    return [image for image in STATE["images"] if not image.deleted]
 
 
 @main_thread_only
