@@ -3,13 +3,15 @@ progress, and a strip of result thumbnails to Apply (as layers) or Discard."""
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import QSize, Qt
-from PyQt5.QtGui import QIcon, QImage, QPixmap
+from PyQt5.QtCore import QSize, QStandardPaths, Qt, QUrl
+from PyQt5.QtGui import QDesktopServices, QIcon, QImage, QPixmap
 from PyQt5.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
@@ -27,8 +29,14 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from . import host, jobs, scripting, settings
-from .aiedit_client import AieditError, Client, describe_progress, progress_fraction
+from . import host, jobs, scripting, session, settings
+from .aiedit_client import (
+    AieditError,
+    Client,
+    ConnectionFailed,
+    describe_progress,
+    progress_fraction,
+)
 from .params_form import ParamsForm
 from .worker import CallThread, JobThread
 
@@ -37,7 +45,15 @@ THUMB = 96
 OWN_WIDGETS = ("prompt", "strength")
 SOURCES = ((host.SOURCE_IMAGE, "Visible image"), (host.SOURCE_LAYER, "Active layer"))
 
+ACCOUNT_PAGES = {"keys": "/account/keys", "credits": "/account/credits"}
+
 _live = []
+
+
+def data_folder() -> str:
+    """Where the journal and history live: ``AIEDIT_KRITA_DATA`` or Krita's data folder."""
+    return os.environ.get("AIEDIT_KRITA_DATA") or os.path.join(
+        QStandardPaths.writableLocation(QStandardPaths.AppDataLocation), "aiedit")
 
 
 def live_dockers() -> list:
@@ -56,6 +72,10 @@ class Pending:
     result: object = None
     pixels: object = None
 
+    @property
+    def job_id(self) -> str:
+        return str(self.outcome.job.get("id") or "")
+
 
 class AieditDocker(DockWidget):
     """The panel. Network work runs in ``worker`` threads; Krita is touched only here, on the
@@ -72,6 +92,10 @@ class AieditDocker(DockWidget):
         self.job_document = None
         self.call_thread: CallThread | None = None
         self.pending: list[Pending] = []
+        self.resuming: dict = {}  # job id -> JobThread for jobs found in the journal
+        folder = data_folder()
+        self.journal = session.Journal(folder)
+        self.history = session.History(folder)
         self._build()
         _live.append(weakref.ref(self))
         self.connect_server()
@@ -104,6 +128,7 @@ class AieditDocker(DockWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self._results_strip())
         layout.addLayout(self._results_row())
+        layout.addLayout(self._history_row())
         layout.addStretch(1)
         self.setWidget(root)
 
@@ -119,10 +144,28 @@ class AieditDocker(DockWidget):
         self.status = QLabel("Not connected")
         self.status.setObjectName("status")
         self.status.setWordWrap(True)
+        account = QHBoxLayout()
+        self.get_key_button = QPushButton("Get a key")
+        self.get_key_button.setToolTip("Open the server's page for API keys in the browser")
+        self.get_key_button.clicked.connect(lambda: self.open_account_page("keys"))
+        self.buy_button = QPushButton("Buy credits")
+        self.buy_button.setToolTip("Open the server's page for credits in the browser")
+        self.buy_button.clicked.connect(lambda: self.open_account_page("credits"))
+        account.addWidget(self.get_key_button)
+        account.addWidget(self.buy_button)
         form.addRow("URL", self.url_edit)
         form.addRow("API key", self.key_edit)
+        form.addRow("Account", account)
         form.addRow(self.connect_button, self.status)
         return box
+
+    def account_url(self, page: str) -> str:
+        """The server's account page (``keys`` or ``credits``) for the URL in the form."""
+        base = (self.url_edit.text().strip() or self.saved.server_url).rstrip("/")
+        return base + ACCOUNT_PAGES[page]
+
+    def open_account_page(self, page: str) -> bool:
+        return QDesktopServices.openUrl(QUrl(self.account_url(page)))
 
     def _operation_form(self) -> QFormLayout:
         form = QFormLayout()
@@ -176,6 +219,7 @@ class AieditDocker(DockWidget):
         self.results.setFixedHeight(THUMB + 36)
         self.results.setSelectionMode(QListWidget.ExtendedSelection)
         self.results.itemDoubleClicked.connect(lambda item: self.apply([item]))
+        self.results.itemSelectionChanged.connect(self.update_preview)
         return self.results
 
     def _results_row(self) -> QHBoxLayout:
@@ -187,9 +231,61 @@ class AieditDocker(DockWidget):
         self.discard_button = QPushButton("Discard")
         self.discard_button.setObjectName("discard")
         self.discard_button.clicked.connect(lambda: self.discard())
+        self.preview_check = QCheckBox("Preview")
+        self.preview_check.setObjectName("preview")
+        self.preview_check.setToolTip("Show the selected result on the canvas without applying "
+                                      "it (a layer named \u201c" + host.PREVIEW_NAME + "\u201d)")
+        self.preview_check.setChecked(True)
+        self.preview_check.toggled.connect(lambda _on: self.update_preview())
         row.addWidget(self.apply_button)
         row.addWidget(self.discard_button)
+        row.addWidget(self.preview_check)
         return row
+
+    def _history_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.history_combo = QComboBox()
+        self.history_combo.setObjectName("history")
+        self.history_combo.setToolTip("This session's jobs: operation, prompt, seeds")
+        self.reuse_button = QPushButton("Use again")
+        self.reuse_button.setObjectName("reuse")
+        self.reuse_button.setToolTip("Set operation, model, prompt and parameters (seed "
+                                     "included) as they were for the chosen job")
+        self.reuse_button.clicked.connect(lambda: self.use_settings_again())
+        row.addWidget(self.history_combo, 1)
+        row.addWidget(self.reuse_button)
+        self._fill_history()
+        return row
+
+    def _fill_history(self) -> None:
+        self.history_combo.clear()
+        for entry in self.history.entries:
+            self.history_combo.addItem(entry.label)
+            self.history_combo.setItemData(self.history_combo.count() - 1,
+                                           _history_tooltip(entry), Qt.ToolTipRole)
+        self.reuse_button.setEnabled(bool(self.history.entries))
+
+    def use_settings_again(self, index: int | None = None) -> bool:
+        """Put a history entry's operation, model, prompt, strength and parameters in the form."""
+        index = self.history_combo.currentIndex() if index is None else index
+        if not 0 <= index < len(self.history.entries):
+            return False
+        entry = self.history.entries[index]
+        op_index = self.operation_combo.findData(entry.operation)
+        if op_index < 0:
+            return self._refuse(f"This server has no {entry.operation} operation.")
+        self.operation_combo.setCurrentIndex(op_index)
+        self._operation_changed()
+        model_index = self.model_combo.findData(entry.model)
+        if model_index >= 0:
+            self.model_combo.setCurrentIndex(model_index)
+        params = dict(entry.params)
+        self.prompt.setPlainText(str(params.pop("prompt", "") or ""))
+        if "strength" in params:
+            self.strength.setValue(round(100 * float(params.pop("strength"))))
+        if self.form is not None:
+            self.form.set_values(params)
+        return True
 
     # -- connection and operations
 
@@ -223,6 +319,7 @@ class AieditDocker(DockWidget):
             max(0, self.operation_combo.findData(self.saved.operation)))
         self.operation_combo.blockSignals(False)
         self._operation_changed()
+        self.resume_journal()
 
     def _connection_failed(self, message: str) -> None:
         self.client = None
@@ -302,6 +399,7 @@ class AieditDocker(DockWidget):
         except host.HostError as error:
             return self._refuse(str(error))
         thread = JobThread(self.client, spec, self)
+        thread.submitted.connect(self._submitted)
         thread.progress.connect(self._progress)
         thread.succeeded.connect(self._finished)
         thread.failed.connect(self._ended)
@@ -332,21 +430,99 @@ class AieditDocker(DockWidget):
         self.progress.setFormat(text)
         self.progress.setToolTip(text)
 
+    def _submitted(self, job: dict) -> None:
+        """The server has the job: journal it (it survives a reload) and add it to history."""
+        thread = self.sender()
+        thread = thread if isinstance(thread, JobThread) else self.job_thread
+        thread.submitted_id = job["id"]
+        spec = thread.spec
+        try:
+            self.journal.record(job["id"], self.client.url, spec)
+        except OSError as error:
+            self._refuse(f"Could not write the job journal: {error}")
+        self.history.add(session.HistoryEntry(spec.operation, job.get("model") or spec.model,
+                                              dict(spec.params), job_id=job["id"]))
+        self._fill_history()
+
     def _finished(self, outcome: jobs.Outcome) -> None:
-        doc, spec = self.job_document, self.job_thread.spec
+        thread = self.sender()
+        thread = thread if isinstance(thread, JobThread) else self.job_thread
+        spec = thread.spec
+        doc = host.find_document(spec.capture.placement) or self.job_document
+        seeds = [jobs.result_seed(r, outcome.job) for r, _ in outcome.images]
+        self._note_seeds(outcome.job, [s for s in seeds if s is not None])
+        if not outcome.images and not outcome.is_video:
+            self.journal.forget(str(outcome.job.get("id") or ""))
         if outcome.is_video:
             self._add_pending(Pending(doc, spec, outcome), _png_thumbnail(outcome.frames[0]),
                               f"{len(outcome.frames)} frames")
-        for result, pixels in outcome.images:
-            seed = jobs.result_seed(result, outcome.job)
+        for (result, pixels), seed in zip(outcome.images, seeds, strict=True):
             self._add_pending(Pending(doc, spec, outcome, result, pixels),
                               _rgba_thumbnail(pixels), f"seed {seed}" if seed is not None else "")
-        self._ended("Done")
+        if thread is self.job_thread:
+            self._ended("Done")
+        else:
+            self._resumed_ended(thread, "")
+
+    def _note_seeds(self, job: dict, seeds: list) -> None:
+        for entry in self.history.entries:
+            if entry.job_id and entry.job_id == job.get("id") and seeds:
+                entry.seeds = seeds
+                self.history.add(entry)
+                self._fill_history()
+                return
+
+    # -- the journal: jobs from before a reload
+
+    def resume_journal(self) -> int:
+        """Follow the journal's jobs for this server (submitted before the plugin was reloaded
+        or Krita restarted); their results join the list as they finish."""
+        if self.client is None:
+            return 0
+        started = 0
+        running = {p.job_id for p in self.pending} | set(self.resuming)
+        for entry in self.journal.entries(self.client.url):
+            if entry["job_id"] in running:
+                continue
+            try:
+                spec = session.spec_from_entry(entry)
+            except (KeyError, TypeError, ValueError):
+                self.journal.forget(entry["job_id"])
+                continue
+            thread = JobThread(self.client, spec, self, job_id=entry["job_id"])
+            thread.progress.connect(self._progress)
+            thread.succeeded.connect(self._finished)
+            thread.failed.connect(self._resumed_failed)
+            thread.canceled.connect(self._resumed_failed)
+            thread.finished.connect(thread.deleteLater)
+            self.resuming[entry["job_id"]] = thread
+            thread.start()
+            started += 1
+        if started:
+            self._show_progress(f"Following {started} job(s) from before the reload…", 0.0)
+        return started
+
+    def _resumed_failed(self, message: str = "canceled") -> None:
+        thread = self.sender()
+        if isinstance(thread, JobThread):
+            self.journal.forget(thread.job_id)
+            self._resumed_ended(thread, f"A job from before the reload ended: {message}")
+
+    def _resumed_ended(self, thread, message: str) -> None:
+        self.resuming.pop(thread.job_id, None)
+        if message:
+            self._refuse(message)
+        elif self.job_thread is None:
+            self._show_progress("Done", 1.0)
 
     def _canceled(self) -> None:
         self._ended("Canceled")
 
     def _ended(self, text: str) -> None:
+        thread = self.job_thread
+        if text != "Done" and thread is not None and thread.submitted_id \
+                and not isinstance(thread.error, ConnectionFailed):
+            self.journal.forget(thread.submitted_id)  # failed or canceled: nothing to wait for
         self.job_thread = None
         self.generate_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -374,6 +550,30 @@ class AieditDocker(DockWidget):
         self.results.takeItem(self.results.row(item))
         if pending in self.pending:
             self.pending.remove(pending)
+        if pending is not None and not any(p.job_id == pending.job_id for p in self.pending):
+            self.journal.forget(pending.job_id)
+
+    # -- preview on the canvas
+
+    def update_preview(self) -> None:
+        """Show the one selected result on its document (not applied: no undo step to take
+        back, the layer goes when the selection changes, on Apply or Discard)."""
+        for doc in Krita.instance().documents():
+            host.remove_previews(doc)
+        items = self.results.selectedItems()
+        if not self.preview_check.isChecked() or len(items) != 1:
+            return
+        pending = self._pending_of(items[0])
+        if pending is None or pending.result is None:
+            return
+        doc = host.find_document(pending.spec.capture.placement)
+        if doc is None:
+            return
+        try:
+            host.show_preview(doc, pending.spec.capture, pending.spec.operation, pending.result,
+                              pending.pixels, pending.outcome.raws.get(pending.result.index))
+        except host.HostError as error:
+            self._refuse(str(error))
 
     def apply(self, items=None, on_conflict=None) -> list:
         """Insert the selected results (all when none is selected) as new layers.
@@ -383,6 +583,8 @@ class AieditDocker(DockWidget):
         "place" (at the old position, or as a new image when the document is closed),
         "discard", or "keep" (it stays in the list)."""
         ask = on_conflict or self._ask_conflict
+        for doc in Krita.instance().documents():
+            host.remove_previews(doc)
         nodes = []
         for item, pending in self._items(items):
             if pending is None:
@@ -404,6 +606,7 @@ class AieditDocker(DockWidget):
                 self._refuse(str(error))
                 continue
             self._drop(item, pending)
+        self.update_preview()
         return nodes
 
     def _ask_conflict(self, pending, error) -> str:
@@ -437,6 +640,19 @@ class AieditDocker(DockWidget):
         """Drop the selected results (all when none is selected)."""
         for item, pending in self._items(items):
             self._drop(item, pending)
+        self.update_preview()
+
+
+def _history_tooltip(entry) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(entry.params.items()) if k != "prompt")
+    lines = [f"{entry.operation} with {entry.model}"]
+    if entry.params.get("prompt"):
+        lines.append(f"Prompt: {entry.params['prompt']}")
+    if entry.seeds:
+        lines.append("Seeds: " + ", ".join(map(str, entry.seeds)))
+    if params:
+        lines.append(params)
+    return "\n".join(lines)
 
 
 def _rgba_thumbnail(pixels) -> QIcon:

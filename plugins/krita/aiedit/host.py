@@ -117,8 +117,18 @@ def find_document(placement: Placement | None):
 
     if placement is None:
         return None
-    for doc in Krita.instance().documents():
+    documents = Krita.instance().documents()
+    for doc in documents:
         if document_key(doc) == placement.key:
+            return doc
+    # After a restart the same file has a new id: adopt it (its canvas as it was saved)
+    for doc in documents if placement.file_name else ():
+        if doc.fileName() == placement.file_name:
+            key = document_key(doc)
+            if key not in _canvas and (doc.width(), doc.height()) == tuple(placement.size):
+                _canvas[key] = {"epoch": placement.epoch, "origin": tuple(placement.origin),
+                                "size": tuple(placement.size)}
+            placement.key = key
             return doc
     return None
 

@@ -15,15 +15,20 @@ class JobThread(QThread):
     """Runs one job: submit, wait, download. Emits ``progress(job)`` while it runs, then exactly
     one of ``succeeded(outcome)``, ``failed(message)``, ``canceled()``."""
 
+    submitted = pyqtSignal(dict)
     progress = pyqtSignal(dict)
     succeeded = pyqtSignal(object)
     failed = pyqtSignal(str)
     canceled = pyqtSignal()
 
-    def __init__(self, client, spec: jobs.JobSpec, parent=None):
+    def __init__(self, client, spec: jobs.JobSpec, parent=None, job_id: str = ""):
+        """With ``job_id`` the job was submitted before (a journal entry): wait and download."""
         super().__init__(parent)
         self.client = client
         self.spec = spec
+        self.job_id = job_id
+        self.submitted_id = job_id
+        self.error: Exception | None = None
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -32,13 +37,21 @@ class JobThread(QThread):
 
     def run(self) -> None:
         try:
-            outcome = jobs.execute(self.client, self.spec, on_progress=self.progress.emit,
-                                   should_cancel=self._cancel.is_set)
+            if self.job_id:
+                job = self.client.wait(self.job_id, on_progress=self.progress.emit,
+                                       should_cancel=self._cancel.is_set)
+                outcome = jobs.download(self.client, job, self.spec)
+            else:
+                outcome = jobs.execute(self.client, self.spec, on_progress=self.progress.emit,
+                                       should_cancel=self._cancel.is_set,
+                                       on_submitted=self.submitted.emit)
         except JobCanceled:
             self.canceled.emit()
         except AieditError as error:
+            self.error = error
             self.failed.emit(str(error))
         except Exception as error:  # noqa: BLE001 - the docker must show every failure
+            self.error = error
             self.failed.emit(f"Unexpected error: {error!r}")
         else:
             self.succeeded.emit(outcome)

@@ -260,7 +260,14 @@ def test_video_without_window_becomes_group_of_frames(plugin, krita_app, tmp_pat
 # -- the docker ---------------------------------------------------------------------------------
 
 @pytest.fixture
-def docker(plugin, krita_app, live_server, qapp):
+def docker_data(tmp_path, monkeypatch):
+    folder = tmp_path / "krita-data"
+    monkeypatch.setenv("AIEDIT_KRITA_DATA", str(folder))
+    return folder
+
+
+@pytest.fixture
+def docker(plugin, krita_app, live_server, qapp, docker_data):
     krita_app.writeSetting("aiedit", "server_url", live_server.url)
     krita_app.writeSetting("aiedit", "operation", "inpaint")
     dock = plugin.docker.AieditDocker()
@@ -405,3 +412,94 @@ def test_docker_asks_before_placing_on_a_cropped_canvas(docker, krita_app, qapp)
     doc.resizeImage(4, 4, W - 4, H - 4)
     assert docker.apply(on_conflict=lambda p, e: "discard") == []
     assert docker.results.count() == 0 and len(doc.topLevelNodes()) == 2
+
+
+def test_docker_previews_the_selected_result_without_applying_it(docker, krita_app, qapp):
+    doc = make_document(krita_app, scene())
+    preview_name = "aiedit preview (not applied)"
+    assert docker.generate()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    docker.results.item(0).setSelected(True)
+    [preview] = [n for n in doc.topLevelNodes() if n.name() == preview_name]
+    merged = np.frombuffer(bytes(doc.pixelData(0, 0, W, H)), np.uint8).reshape(H, W, 4)
+    assert not ((merged[..., 2] > 200) & (merged[..., 1] < 40))[selected_area()].any(), \
+        "the preview shows on the canvas"
+    docker.preview_check.setChecked(False)
+    assert preview_name not in [n.name() for n in doc.topLevelNodes()]
+    docker.preview_check.setChecked(True)
+    assert preview_name in [n.name() for n in doc.topLevelNodes()]
+    [node] = docker.apply()
+    names = [n.name() for n in doc.topLevelNodes()]
+    assert preview_name not in names and node.name() in names
+    np.testing.assert_array_equal(layer_rgba(doc.nodeByName("Background")), scene())
+
+
+def test_docker_history_puts_a_jobs_settings_back(docker, krita_app, qapp):
+    make_document(krita_app, scene())
+    docker.form.fields["seed"].set(11)
+    docker.form.fields["feather"].set(3)
+    assert docker.generate()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    assert docker.history_combo.count() == 1
+    assert "inpaint" in docker.history_combo.itemText(0)
+    docker.form.fields["seed"].set(99)
+    docker.form.fields["feather"].set(0)
+    docker.operation_combo.setCurrentIndex(docker.operation_combo.findData("upscale"))
+    assert docker.use_settings_again(0)
+    assert docker.operation_combo.currentData() == "inpaint"
+    assert docker.form.fields["seed"].value() == 11
+    assert docker.form.fields["feather"].value() == 3
+
+
+def test_a_job_in_flight_survives_a_docker_reload(plugin, docker, krita_app, qapp, docker_data):
+    doc = make_document(krita_app, scene())
+    assert docker.generate()
+    journal = plugin.session.Journal(str(docker_data))
+    wait_until(qapp, lambda: journal.entries())
+    [entry] = journal.entries()
+    # the plugin goes away mid-job: its thread's answers reach nobody
+    thread = docker.job_thread
+    for signal in (thread.succeeded, thread.failed, thread.canceled, thread.progress):
+        signal.disconnect()
+    thread.wait(15000)
+    reloaded = plugin.docker.AieditDocker()
+    wait_until(qapp, lambda: reloaded.results.count() == 1, timeout=20)
+    assert reloaded.pending[0].job_id == entry["job_id"]
+    [node] = reloaded.apply()
+    assert node.name() == "inpaint · classic-telea"
+    assert node in doc.topLevelNodes()
+    assert node.childNodes()[1].bounds().getRect() == SELECTION, "masked like the original"
+    assert journal.entries() == [], "applied: the journal forgets the job"
+    reloaded.deleteLater()
+
+
+def test_discarded_results_leave_the_journal(plugin, docker, krita_app, qapp, docker_data):
+    make_document(krita_app, scene())
+    assert docker.generate()
+    wait_until(qapp, lambda: docker.results.count() == 1)
+    journal = plugin.session.Journal(str(docker_data))
+    assert len(journal.entries()) == 1, "finished but not applied: still journaled"
+    docker.discard()
+    assert journal.entries() == []
+
+
+def test_account_buttons_open_the_servers_pages(docker, live_server, qapp):
+    from PyQt5.QtCore import QObject, pyqtSlot
+    from PyQt5.QtGui import QDesktopServices
+
+    class Catcher(QObject):
+        urls: list = []
+
+        @pyqtSlot("QUrl")
+        def open(self, url):
+            self.urls.append(url.toString())
+
+    catcher = Catcher()
+    QDesktopServices.setUrlHandler("http", catcher, "open")
+    try:
+        docker.get_key_button.click()
+        docker.buy_button.click()
+    finally:
+        QDesktopServices.unsetUrlHandler("http")
+    assert catcher.urls == [live_server.url + "/account/keys",
+                            live_server.url + "/account/credits"]
