@@ -89,11 +89,11 @@ def _stream(services, job: Job, environ):
             sent_progress = progress
             last_write = time.monotonic()
             yield _event("progress", progress)
-        preview = services.runner.preview(job_id)
-        if preview is not None and preview[0] != sent_preview:
-            sent_preview = preview[0]
+        step = services.runner.preview_step(job_id)
+        if step is not None and step != sent_preview:
+            sent_preview = step
             last_write = time.monotonic()
-            yield _event("preview", {"step": preview[0], "url": f"/v1/jobs/{job_id}/preview"})
+            yield _event("preview", {"step": step, "url": f"/v1/jobs/{job_id}/preview"})
         if body["state"] in FINISHED:
             yield _event("state", body)
             return

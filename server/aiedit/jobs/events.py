@@ -5,14 +5,41 @@ Redis by `events_redis.RedisJobEvents`)."""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+
+MAX_PREVIEWS = 64  # jobs whose latest step preview is kept (in memory, never on disk)
 
 
 class JobEvents:
-    """Two counters per job: every change, and changes other than progress (state, results)."""
+    """Two counters per job: every change, and changes other than progress (state, results);
+    and each job's latest step preview, where every process that serves the job can read it."""
 
     def __init__(self):
         self._cond = threading.Condition()
         self._versions: dict[str, tuple[int, int]] = {}
+        self._previews: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._previews_lock = threading.Lock()
+
+    def put_preview(self, job_id: str, step: int, png: bytes) -> None:
+        """Keep (step, PNG) as the job's latest preview (the last MAX_PREVIEWS jobs' only)."""
+        with self._previews_lock:
+            self._previews.pop(job_id, None)
+            self._previews[job_id] = (step, png)
+            while len(self._previews) > MAX_PREVIEWS:
+                self._previews.popitem(last=False)
+
+    def preview(self, job_id: str) -> tuple[int, bytes] | None:
+        with self._previews_lock:
+            return self._previews.get(job_id)
+
+    def preview_step(self, job_id: str) -> int | None:
+        """The latest preview's step, without its picture (cheap to poll)."""
+        found = self.preview(job_id)
+        return None if found is None else found[0]
+
+    def drop_preview(self, job_id: str) -> None:
+        with self._previews_lock:
+            self._previews.pop(job_id, None)
 
     def notify(
         self, job_id: str, progress_only: bool = False, progress: dict | None = None

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "aiedit:events"
 MAX_LIVE = 10_000
 RETRY_S = 1.0
+PREVIEW_KEY = "aiedit:preview:{}"  # a hash {step, png}: the worker writes, any API node reads
+PREVIEW_TTL_S = 3600  # a preview outlives its job's run by an hour at most (deleted with it)
 
 
 class RedisJobEvents(JobEvents):
@@ -46,6 +48,39 @@ class RedisJobEvents(JobEvents):
     def live(self, job_id: str) -> dict | None:
         with self._live_lock:
             return self._live.get(job_id)
+
+    # Step previews live in Redis, so the API node that answers /preview need not be the
+    # worker that made them. Losing one to a Redis outage only means no preview for a while.
+
+    def put_preview(self, job_id: str, step: int, png: bytes) -> None:
+        key = PREVIEW_KEY.format(job_id)
+        try:
+            with self._redis.pipeline() as pipe:
+                pipe.hset(key, mapping={"step": step, "png": png})
+                pipe.expire(key, PREVIEW_TTL_S)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("events: cannot store a preview (%s)", exc)
+
+    def preview(self, job_id: str) -> tuple[int, bytes] | None:
+        try:
+            step, png = self._redis.hmget(PREVIEW_KEY.format(job_id), ["step", "png"])
+        except redis.RedisError:
+            return None
+        return None if step is None or png is None else (int(step), bytes(png))
+
+    def preview_step(self, job_id: str) -> int | None:
+        try:
+            step = self._redis.hget(PREVIEW_KEY.format(job_id), "step")
+        except redis.RedisError:
+            return None
+        return None if step is None else int(step)
+
+    def drop_preview(self, job_id: str) -> None:
+        try:
+            self._redis.delete(PREVIEW_KEY.format(job_id))
+        except redis.RedisError as exc:
+            log.debug("events: cannot drop a preview (%s); it expires", exc)
 
     def start(self) -> None:
         if self._thread is None:

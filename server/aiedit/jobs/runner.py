@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -61,7 +59,6 @@ FINISHED = (SUCCEEDED, FAILED, CANCELED)
 MAX_ATTEMPTS = 2  # a job cut off by a crash is run once more, then fails as interrupted
 PROGRESS_WRITE_INTERVAL_S = 0.5  # to the database; this process serves live progress from memory
 CANCEL_POLL_INTERVAL_S = 1.0
-MAX_PREVIEWS = 64  # jobs whose latest step preview is kept in memory
 ORPHAN_MIN_AGE_S = 600.0  # a job folder without a row is left alone this long (a submission
 # writes its files before its row)
 
@@ -129,8 +126,6 @@ class JobRunner:
         self._live: dict[str, dict] = {}
         self.worker_id: str | None = None  # studio: this process's worker (jobs it claims)
         self.device: str | None = None  # studio: the device this worker runs jobs on
-        self._previews: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
-        self._previews_lock = threading.Lock()
 
     def live_progress(self, job_id: str) -> dict | None:
         """The latest progress of a running job: from this process, or pushed by the worker
@@ -138,11 +133,12 @@ class JobRunner:
         return self._live.get(job_id) or self.events.live(job_id)
 
     def preview(self, job_id: str) -> tuple[int, bytes] | None:
-        """(step, PNG) of the latest step preview of a job run in this process, or None. The
-        last MAX_PREVIEWS jobs' previews are kept in memory (a finished job's until it is
-        deleted or pushed out), never on disk."""
-        with self._previews_lock:
-            return self._previews.get(job_id)
+        """(step, PNG) of the latest step preview of a job, or None: kept by the job events
+        (in memory in one process, in Redis in studio mode; never on disk)."""
+        return self.events.preview(job_id)
+
+    def preview_step(self, job_id: str) -> int | None:
+        return self.events.preview_step(job_id)
 
     def report_preview(self, job_id: str, step: int, pixels: np.ndarray) -> None:
         import numpy as np
@@ -151,11 +147,7 @@ class JobRunner:
 
         alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
         png = encode(np.ascontiguousarray(np.concatenate([pixels[..., :3], alpha], axis=2)))
-        with self._previews_lock:
-            self._previews.pop(job_id, None)
-            self._previews[job_id] = (step, png)
-            while len(self._previews) > MAX_PREVIEWS:
-                self._previews.popitem(last=False)
+        self.events.put_preview(job_id, step, png)
         self.events.notify(job_id, progress_only=True)
 
     # --- submission -------------------------------------------------------------------------
@@ -539,8 +531,7 @@ class JobRunner:
             if job is not None:
                 s.delete(job)
         self.blobs.delete_job(job_id)
-        with self._previews_lock:
-            self._previews.pop(job_id, None)
+        self.events.drop_preview(job_id)
         self.events.notify(job_id)
         self.events.forget(job_id)
 
