@@ -389,7 +389,7 @@ def credits_grant(user, amount, reason, data_dir):
               help="Blobs folder shared with the API (env AIEDIT_DATA_DIR)")
 def worker(device, name, data_dir):
     """Run jobs (studio mode): a Celery worker, one job at a time on DEVICE."""
-    from aiedit.jobs.worker import StudioWorker
+    from aiedit.jobs.worker import DeviceBusy, StudioWorker, claim_device
 
     config = _config(data_dir, devices=[device])
     _configure_logging(config)
@@ -399,6 +399,10 @@ def worker(device, name, data_dir):
             "`aiedit worker` is for studio mode: set AIEDIT_MODE=studio, AIEDIT_DATABASE_URL "
             "and AIEDIT_BROKER_URL (personal mode runs jobs inside `aiedit serve`)"
         )
+    try:
+        claim_device(device)  # held until this process ends
+    except DeviceBusy as exc:
+        raise click.ClickException(str(exc)) from None
     StudioWorker(_services(config), device, name=name).run()
 
 

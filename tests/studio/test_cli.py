@@ -41,3 +41,43 @@ def test_worker_is_for_studio_mode_only(tmp_path):
                                                       "AIEDIT_MODE": "personal"})
     assert result.returncode != 0
     assert "`aiedit worker` is for studio mode" in result.stderr
+
+
+def test_a_second_worker_on_the_same_accelerator_is_refused(tmp_path):
+    """Two workers on one GPU would both load models into its memory: the second is refused
+    before it loads anything; CPU workers are not limited; a killed holder frees the device."""
+    env = {"AIEDIT_MODE": "studio", "AIEDIT_DATA_DIR": str(tmp_path / "d"),
+           "TMPDIR": str(tmp_path)}
+    holder = subprocess.Popen(
+        [str(AIEDIT_BIN.parent / "python"), "-c",
+         "import sys, time; from aiedit.jobs.worker import claim_device; "
+         "claim_device('cuda'); print('held', flush=True); time.sleep(60)"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = aiedit("worker", "--device", "cuda:0", env=env)
+        assert result.returncode != 0
+        assert "another aiedit worker on this machine already runs on cuda:0" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    from aiedit.jobs import worker
+
+    os.environ["TMPDIR"], before = str(tmp_path), os.environ.get("TMPDIR")
+    import tempfile
+
+    tempfile.tempdir = None
+    try:
+        fd = worker.claim_device("cuda:0")  # the killed holder's lock is gone with it
+        assert fd is not None
+        with pytest.raises(worker.DeviceBusy):
+            worker.claim_device("cuda")
+        assert worker.claim_device("cpu") is None and worker.claim_device("cpu") is None
+        os.close(fd)
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR")
+        else:
+            os.environ["TMPDIR"] = before
+        tempfile.tempdir = None

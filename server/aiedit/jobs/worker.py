@@ -9,8 +9,10 @@ import os
 import re
 import socket
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from aiedit.jobs.fair import fair_order, for_device
 from aiedit.jobs.queue_celery import SHARED_QUEUE, TASK, CeleryQueue, worker_queue
@@ -21,6 +23,34 @@ from aiedit.store.models import Worker
 log = logging.getLogger(__name__)
 STUCK_AFTER_BEATS = 4  # idle while tickets wait this many beats: the consumer is stuck
 _current: StudioWorker | None = None  # the worker this process runs (Celery calls `_work`)
+
+
+class DeviceBusy(RuntimeError):
+    """Another worker on this machine already runs on the device."""
+
+
+def claim_device(device: str) -> int | None:
+    """One worker per accelerator on a machine: two would each load their models into the
+    same GPU's memory and run out of it. Holds an exclusive lock (a file in the temp folder,
+    released by the system when the process ends, even on SIGKILL) and returns its descriptor;
+    raises DeviceBusy if another process holds it. CPU workers share the CPU freely."""
+    import fcntl
+
+    if device == "cpu":
+        return None
+    name = device if ":" in device or device == "mps" else f"{device}:0"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+    path = Path(tempfile.gettempdir()) / f"aiedit-worker-{safe}.lock"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DeviceBusy(
+            f"another aiedit worker on this machine already runs on {name} (lock {path}); "
+            "give each worker a device of its own (--device cuda:1, ...) or stop that one"
+        ) from None
+    return fd
 
 
 def _work() -> None:
