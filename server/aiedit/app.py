@@ -112,6 +112,10 @@ def create_app(
     from aiedit.web import admin
 
     app.register_blueprint(admin.blp)  # HTML pages: not in the OpenAPI document
+    if config.hosted:
+        from aiedit.web import account
+
+        account.init_app(app)  # people's account pages at /account
     if start:
         services.start()
     return app

@@ -64,6 +64,12 @@ class Config:
     log_prompts: bool = False  # debug only: log job parameters (prompts) as submitted
     metrics_loopback: bool = True  # /metrics without a key from 127.0.0.1 (not behind a proxy!)
     admin_session_hours: float = 12.0
+    # hosted mode: people's accounts (sign-up, account pages) and their abuse limits
+    min_age: int = 13  # sign-up asks people to confirm they are at least this old
+    account_session_hours: float = 24.0 * 14
+    sign_ups_per_address_per_hour: int = 5  # sign-up attempts from one client address
+    sign_in_failures_per_address_per_hour: int = 30  # wrong passwords from one address
+    sign_in_failures_per_account_per_hour: int = 10  # wrong passwords for one account
     allowed_hosts: list[str] = field(default_factory=list)  # Host names a key-less server answers
     # Jobs for a model that is not downloaded yet download it first, if an admin submitted them.
     # None: on for a personal server that never had an API key, off once a key was created.

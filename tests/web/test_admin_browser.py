@@ -14,15 +14,9 @@ import requests
 
 from tests.fixtures.tiny_server import ensure_tiny_hub, tiny_env
 from tests.helpers import AIEDIT_BIN, LiveServer
+from tests.web.conftest import TIMEOUT_MS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ml, pytest.mark.browser]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-TIMEOUT_MS = 90_000
 
 
 def create_key(data_dir: Path, name: str, role: str = "user") -> str:
@@ -43,34 +37,6 @@ def studio(tmp_path_factory):
     server = LiveServer(data, env=tiny_env(ensure_tiny_hub())).start()
     yield server, keys
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/system-deps.sh (Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors, missing = [], []  # script errors and CSP refusals; files the page could not load
-    page.on("console", lambda m: errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
-    yield page
-    context.close()
-    assert not errors, f"browser console errors (CSP?): {errors}"
-    assert not missing, f"not found: {missing}"
 
 
 def submit_generate(server, key: str, steps: int = 150) -> dict:

@@ -28,11 +28,23 @@ def register(api) -> None:
     app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI
     services = app.extensions["aiedit"]
     policy = KeyPolicy(services.config, services.db)
-    limits = security.RateLimits(services.config)
+    limits = security.RateLimits(services.config, _shared_limiters(app))
     security.init_app(app, policy)  # first: foreign hosts and origins are refused outright
     auth.init_app(app, policy, limits)
     security.init_rate_limits(app, limits)  # per verified owner, so after auth
     _serve_swagger_assets(api)
+
+
+def _shared_limiters(app):
+    """Hosted mode: request and failed-authentication buckets in Redis (several API processes
+    must count one account's requests together); other modes count in the process."""
+    config = app.extensions["aiedit"].config
+    if not config.hosted or not config.broker_url:  # (tests run hosted code on one process)
+        return None
+    from aiedit.accounts.throttle import RedisRateLimiter, redis_for
+
+    client = redis_for(app)
+    return lambda name, per_minute: RedisRateLimiter(client, name, per_minute, 60.0)
 
 
 def _serve_swagger_assets(api) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wsgi import wrap_file
 
+from aiedit.accounts import analytics
 from aiedit.api.errors import ApiError
 from aiedit.api.job_request import (
     JobFilesSchema,
@@ -293,6 +294,8 @@ class Jobs(MethodView):
                 f"the server could not store the upload ({exc.strerror or 'an I/O error'}); "
                 "free space in its data directory and retry",
             ) from None
+        if services.config.hosted:
+            analytics.count(services.db, g.principal.user, job.operation)
         return job_json(job)
 
     @blp.response(200, JobSchema(many=True))

@@ -13,7 +13,9 @@
     The plugins send no `Origin` (GIMP and Krita use Python; Photoshop's UXP `fetch` is not a web
     page), so none of this touches them.
   - `cors_origins = *` (or `null`) on a server that needs no key is refused at start.
-- Rate limit: a token bucket per verified key owner (the local owner on a key-less server)
+- Rate limit: a token bucket per verified key owner (the local owner on a key-less server; a
+  user's keys share their user's bucket, so in hosted mode it is per account; there the buckets
+  live in Redis, so every API process counts the same requests)
   holding `rate_limit_per_minute` tokens and refilling at that rate. A request costs one token; a
   long-poll (`GET /v1/jobs/{id}?wait=S`, S > 0) costs `LONG_POLL_COST`, since a plugin following
   a job asks again each time the job changes. Failed authentications spend from a separate,
@@ -63,7 +65,7 @@ DATA_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; form-action 'self'"
+    "base-uri 'none'; form-action 'self'{form_targets}"
 )
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
 
@@ -71,9 +73,10 @@ _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S
 class RateLimiter:
     """Token buckets keyed by client identity; thread-safe."""
 
-    def __init__(self, per_minute: int, clock=time.monotonic):
+    def __init__(self, per_minute: int, clock=time.monotonic, period_s: float = 60.0):
+        """`per_minute` tokens per `period_s` (a minute unless told otherwise)."""
         self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
+        self.rate = per_minute / period_s
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
@@ -115,11 +118,15 @@ class RateLimits:
     """The request limiter (per verified owner) and the failed-authentication limiter (per
     client address); both None when `rate_limit_per_minute` is 0."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, make_limiter=None):
+        """`make_limiter(name, per_minute)` builds a limiter (default: in this process; hosted
+        mode passes one whose buckets live in Redis, shared by every API process)."""
+        make = make_limiter or (lambda name, per_minute: RateLimiter(per_minute))
         self.per_minute = config.rate_limit_per_minute
         self.failures_per_minute = FAILED_AUTH_PER_MINUTE
-        self.requests = RateLimiter(self.per_minute) if self.per_minute else None
-        self.failures = RateLimiter(FAILED_AUTH_PER_MINUTE) if self.per_minute else None
+        self.per = "account" if config.hosted else "key"
+        self.requests = make("requests", self.per_minute) if self.per_minute else None
+        self.failures = make("auth-failures", FAILED_AUTH_PER_MINUTE) if self.per_minute else None
 
     def failures_wait(self, address: str) -> float:
         return self.failures.wait(f"addr:{address}") if self.failures else 0.0
@@ -209,7 +216,7 @@ def init_rate_limits(app, limits: RateLimits) -> None:
                     429,
                     "rate_limited",
                     f"too many requests: this server allows {limits.per_minute} a minute per "
-                    f"key (setting rate_limit_per_minute); retry in {retry} s",
+                    f"{limits.per} (setting rate_limit_per_minute); retry in {retry} s",
                     headers={"Retry-After": str(retry)},
                 )
             )
@@ -296,4 +303,7 @@ def _page_csp(html: bytes) -> str:
         f" 'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'"
         for body in _INLINE_SCRIPT.findall(html)
     )
-    return PAGE_CSP.format(hashes=hashes)
+    # A page whose form is answered with a redirect elsewhere (the account page's "Buy" button
+    # goes on to the payment provider) names that origin in g.form_action_origins.
+    targets = "".join(f" {origin}" for origin in g.get("form_action_origins", ()))
+    return PAGE_CSP.format(hashes=hashes, form_targets=targets)

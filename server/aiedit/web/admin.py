@@ -15,6 +15,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
 
 from aiedit import __version__
+from aiedit.accounts import analytics, support
 from aiedit.api.auth import keys_required
 from aiedit.api.metrics import is_loopback
 from aiedit.auth.keys import LOCAL_OWNER, Principal, authenticate
@@ -221,6 +222,10 @@ def _dashboard(session: Session) -> dict:
             for w in workers
         ],
         "usage": overview.usage(db),
+        "hosted": services.config.hosted,
+        # hosted: per-feature counts of accounts that did not opt out; the support messages
+        "features": analytics.totals(db) if services.config.hosted else [],
+        "support": support.recent(db) if services.config.hosted else [],
         "recent": recent,
         "notice": _notice(),
         "refresh_ms": REFRESH_MS,

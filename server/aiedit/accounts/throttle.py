@@ -1,0 +1,88 @@
+"""Token buckets shared by every API process (hosted mode runs several): kept in Redis, updated
+by one script so a check and its spending are one step. The same `wait`/`take` interface as the
+in-process api.security.RateLimiter, which personal mode keeps using."""
+
+from __future__ import annotations
+
+# KEYS[1] bucket; ARGV capacity, tokens per second, cost, spend (1/0). Redis' own clock, so
+# processes on several machines agree. Returns the seconds to wait (0: allowed) as a string.
+_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'last')
+local tokens = tonumber(v[1]) or capacity
+local last = tonumber(v[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - last) * rate)
+local wait = 0
+if tokens >= cost then
+  if ARGV[4] == '1' then tokens = tokens - cost end
+else
+  wait = (cost - tokens) / rate
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'last', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
+end
+return tostring(wait)
+"""
+
+
+class RedisRateLimiter:
+    """`capacity` tokens per `period_s`, refilled continuously; one bucket per `who`."""
+
+    def __init__(self, client, name: str, capacity: int, period_s: float = 60.0):
+        self.capacity = float(capacity)
+        self.rate = capacity / period_s
+        self._prefix = f"aiedit:throttle:{name}:"
+        self._script = client.register_script(_SCRIPT)
+
+    def _run(self, who: str, cost: float, spend: bool) -> float:
+        result = self._script(
+            keys=[self._prefix + who], args=[self.capacity, self.rate, cost, 1 if spend else 0]
+        )
+        return float(result)
+
+    def wait(self, who: str, cost: float = 1.0) -> float:
+        """Seconds until `cost` tokens are there (0: now), spending nothing."""
+        return self._run(who, cost, spend=False)
+
+    def take(self, who: str, cost: float = 1.0) -> float:
+        """Spend `cost` tokens; returns 0 when allowed, else the seconds to wait."""
+        return self._run(who, cost, spend=True)
+
+
+class AccountThrottles:
+    """The sign-up and sign-in limits of the account pages (a setting of 0 turns one off), in
+    Redis; without a broker (hosted code in one test process) in this process."""
+
+    def __init__(self, config, client):
+        from aiedit.api.security import RateLimiter
+
+        def bucket(name: str, per_hour: int):
+            if per_hour <= 0:
+                return None
+            if client is None:
+                return RateLimiter(per_hour, period_s=3600.0)
+            return RedisRateLimiter(client, name, per_hour, 3600.0)
+
+        self.sign_ups = bucket("sign-ups", config.sign_ups_per_address_per_hour)
+        self.address_failures = bucket("sign-in-address",
+                                       config.sign_in_failures_per_address_per_hour)
+        self.account_failures = bucket("sign-in-account",
+                                       config.sign_in_failures_per_account_per_hour)
+
+
+def redis_for(app):
+    """The app's Redis client for throttles (hosted mode; made once per process), or None
+    without a broker."""
+    client = app.extensions.get("aiedit.redis")
+    if client is None and app.extensions["aiedit"].config.broker_url:
+        import redis
+
+        client = redis.Redis.from_url(app.extensions["aiedit"].config.broker_url,
+                                      socket_timeout=5, socket_connect_timeout=2)
+        app.extensions["aiedit.redis"] = client
+    return client
