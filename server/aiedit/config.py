@@ -70,6 +70,7 @@ class Config:
     sign_ups_per_address_per_hour: int = 5  # sign-up attempts from one client address
     sign_in_failures_per_address_per_hour: int = 30  # wrong passwords from one address
     sign_in_failures_per_account_per_hour: int = 10  # wrong passwords for one account
+    support_messages_per_day: int = 20  # support-form messages one account may send
     allowed_hosts: list[str] = field(default_factory=list)  # Host names a key-less server answers
     # Jobs for a model that is not downloaded yet download it first, if an admin submitted them.
     # None: on for a personal server that never had an API key, off once a key was created.

@@ -389,6 +389,21 @@ def test_support_messages_are_stored_and_listed_for_admins(app):
     assert "ada@example.com" in page and "Ada Lovelace" in page
 
 
+def test_support_messages_per_account_are_limited(hosted):
+    app = hosted(support_messages_per_day=2)
+    client = app.test_client()
+    sign_up(client)
+    token = page_token(client, "/account/support")
+    for i in range(2):
+        resp = client.post("/account/support", data={"message": f"m{i}", "csrf_token": token})
+        assert resp.status_code == 200
+    resp = client.post("/account/support", data={"message": "third", "csrf_token": token})
+    assert resp.status_code == 429 and "You have sent 2 messages today" in resp.text
+    assert "third</textarea>" in resp.text  # the text is kept in the form
+    with services_of(app).db.session() as s:
+        assert len(s.scalars(select(SupportMessage)).all()) == 2
+
+
 def test_account_pages_exist_in_hosted_mode_only(make_app):
     for mode in ("personal",):
         assert make_app(mode=mode).test_client().get("/account/signup").status_code == 404

@@ -28,6 +28,17 @@ class Message:
 
 
 def send(db: Database, user: str, message: str, job_id: str = "") -> int:
+    message, job_id = check(message, job_id)
+    with db.session() as s:
+        row = SupportMessage(user=user, job_id=job_id or None, message=message,
+                             created_at=utcnow())
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def check(message: str, job_id: str = "") -> tuple[str, str]:
+    """The message and job id as they will be stored; AccountError names a wrong field."""
     message = (message or "").strip()
     job_id = (job_id or "").strip()
     if not message:
@@ -38,12 +49,7 @@ def send(db: Database, user: str, message: str, job_id: str = "") -> int:
     if job_id and not (job_id.isascii() and job_id.isalnum() and len(job_id) <= MAX_JOB_ID):
         raise AccountError("job_id", "a job id is the letters and digits shown in the usage "
                            "history (or leave it empty)")
-    with db.session() as s:
-        row = SupportMessage(user=user, job_id=job_id or None, message=message,
-                             created_at=utcnow())
-        s.add(row)
-        s.flush()
-        return row.id
+    return message, job_id
 
 
 def recent(db: Database, limit: int = 50) -> list[Message]:

@@ -55,24 +55,25 @@ class RedisRateLimiter:
 
 
 class AccountThrottles:
-    """The sign-up and sign-in limits of the account pages (a setting of 0 turns one off), in
-    Redis; without a broker (hosted code in one test process) in this process."""
+    """The sign-up, sign-in and support-form limits of the account pages (a setting of 0 turns
+    one off), in Redis; without a broker (hosted code in one test process) in this process."""
 
     def __init__(self, config, client):
         from aiedit.api.security import RateLimiter
 
-        def bucket(name: str, per_hour: int):
-            if per_hour <= 0:
+        def bucket(name: str, count: int, period_s: float = 3600.0):
+            if count <= 0:
                 return None
             if client is None:
-                return RateLimiter(per_hour, period_s=3600.0)
-            return RedisRateLimiter(client, name, per_hour, 3600.0)
+                return RateLimiter(count, period_s=period_s)
+            return RedisRateLimiter(client, name, count, period_s)
 
         self.sign_ups = bucket("sign-ups", config.sign_ups_per_address_per_hour)
         self.address_failures = bucket("sign-in-address",
                                        config.sign_in_failures_per_address_per_hour)
         self.account_failures = bucket("sign-in-account",
                                        config.sign_in_failures_per_account_per_hour)
+        self.support = bucket("support", config.support_messages_per_day, 86400.0)
 
 
 def redis_for(app):

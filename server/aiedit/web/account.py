@@ -235,7 +235,15 @@ def support_page(session, person):
 @_signed_in
 def send_support(session, person):
     message, job_id = request.form.get("message", ""), request.form.get("job_id", "")
+    limiter = _throttles().support
     try:
+        support.check(message, job_id)
+        wait = limiter.take(f"user:{person.id}") if limiter else 0.0
+        if wait:
+            per_day = _services().config.support_messages_per_day
+            return _page("account_support.html", session, person, 429, message=message,
+                         job_id=job_id[:32], error=f"You have sent {per_day} messages today, "
+                         f"the most this server takes a day: try again in {_minutes(wait)}.")
         support.send(_services().db, person.id, message, job_id)
     except AccountError as exc:
         return _page("account_support.html", session, person, 400, error=exc.message,
