@@ -5,9 +5,15 @@ Python 3.8+. No Qt, no Gimp: hosts adapt pixels to and from the plain types belo
 
     client = Client("http://127.0.0.1:8790", api_key="")
     job = client.submit("inpaint", image=pixels, mask=mask, region=region, params={...})
-    job = client.wait(job["id"], on_progress=lambda j: print(describe_progress(j)))
+    job = client.wait(job["id"], on_progress=lambda j: print(describe_progress(j)),
+                      on_preview=lambda preview: show(preview.png))
     for result in client.results(job):
         layer_pixels = client.fetch_pixels(result)
+
+Deep colour: ``Pixels(w, h, data, depth=16)`` holds 16-bit RGBA (little-endian uint16).
+``submit`` sends it as raw ``rgba16`` where the operation's ``input_formats`` (from
+``GET /v1/operations``) lists it, else rounded to 8 bits; results of 16-bit jobs have
+``Result.depth == 16`` and ``fetch_pixels`` returns them 16-bit.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import random
 import socket
 import struct
@@ -31,7 +38,8 @@ from typing import Callable
 
 __all__ = [
     "AieditError", "ConnectionFailed", "AuthFailed", "JobFailed", "JobCanceled", "CancelFailed",
-    "Pixels", "Mask", "Region", "Result", "Client", "JobJournal", "CancelWatchdog",
+    "Pixels", "Mask", "Region", "Result", "Preview", "Event", "Client", "JobJournal",
+    "CancelWatchdog",
     "describe_progress", "grow_region", "crop_mask", "crop_pixels", "mask_into_alpha",
     "swap_red_blue", "encode_png", "decode_png", "DEFAULT_URL",
 ]
@@ -103,14 +111,43 @@ class CancelFailed(AieditError):
 
 @dataclass
 class Pixels:
-    """8-bit RGBA pixels, row by row, ``len(data) == width * height * 4``."""
+    """RGBA pixels, row by row, sRGB, straight alpha. ``depth=8``: one byte a channel,
+    ``len(data) == width * height * 4``; ``depth=16``: little-endian uint16 a channel,
+    ``len(data) == width * height * 8``. 8 <-> 16 bits is ``v * 257`` / ``round(v / 257)``."""
 
     width: int
     height: int
     data: bytes
+    depth: int = 8
 
     def __post_init__(self):
-        _check_size("pixels", self.data, self.width, self.height, 4)
+        if self.depth not in (8, 16):
+            raise ValueError(f"pixels: depth must be 8 or 16, got {self.depth}")
+        _check_size("pixels", self.data, self.width, self.height, self.bytes_per_pixel)
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return 8 if self.depth == 16 else 4
+
+    @property
+    def format(self) -> str:
+        """The contract's name of this pixel format: ``rgba8`` or ``rgba16``."""
+        return "rgba16" if self.depth == 16 else "rgba8"
+
+    def to_8bit(self) -> Pixels:
+        """These pixels at 8 bits (rounded); 8-bit pixels are returned as they are."""
+        if self.depth == 8:
+            return self
+        return Pixels(self.width, self.height, _round_16_to_8(self.data), 8)
+
+    def to_16bit(self) -> Pixels:
+        """These pixels at 16 bits (``v * 257``, exact); 16-bit pixels are returned as they are."""
+        if self.depth == 16:
+            return self
+        wide = bytearray(len(self.data) * 2)
+        wide[0::2] = self.data
+        wide[1::2] = self.data
+        return Pixels(self.width, self.height, bytes(wide), 16)
 
 
 @dataclass
@@ -150,6 +187,28 @@ class Result:
     y: int
     seed: int | None
     url: str
+    depth: int = 8  # 16 for a result of a 16-bit image (see Pixels)
+
+
+@dataclass
+class Preview:
+    """A step preview of a running job: a small PNG (at most 256 px a side) of ``step``."""
+
+    step: int
+    png: bytes
+
+    def pixels(self) -> Pixels:
+        """The preview decoded to 8-bit RGBA (pure Python: fine at preview sizes)."""
+        return decode_png(self.png)
+
+
+@dataclass
+class Event:
+    """One Server-Sent Event of ``GET /v1/jobs/{id}/events``: ``name`` is ``progress``,
+    ``preview`` or ``state``; ``data`` its JSON."""
+
+    name: str
+    data: dict
 
 
 def _check_size(what: str, data: bytes, width: int, height: int, channels: int) -> None:
@@ -213,25 +272,61 @@ class Client:
                params: dict | None = None, idempotency_key: str | None = None) -> dict:
         """Submit a job (``POST /v1/jobs``) and return the job JSON.
 
-        Pixels go as raw RGBA (declared in the request's ``raw`` field). A dropped connection is
-        retried with the same ``Idempotency-Key``, so the server never runs the job twice.
+        Pixels go as raw RGBA (declared in the request's ``raw`` field). A 16-bit ``image`` goes
+        as raw ``rgba16`` when the operation's ``input_formats`` lists it, else rounded to 8
+        bits (a reference is always 8-bit); when the raw upload would be over the server's
+        ``max_upload_bytes`` the image goes as a PNG (16-bit for rgba16) instead. A dropped
+        connection is retried with the same ``Idempotency-Key``, so the server never runs the
+        job twice.
         """
         request: dict = {"operation": operation, "params": dict(params or {})}
         if model:
             request["model"] = model
         if region is not None:
             request["region"] = region.as_json()
+        if image is not None and image.depth == 16 and not self.takes_16bit(operation):
+            image = image.to_8bit()
+        if reference is not None:
+            reference = reference.to_8bit()
+        parts = [(n, v) for n, v in (("image", image), ("reference", reference), ("mask", mask))
+                 if v is not None]
+        limit = self._upload_limit(operation) if image is not None else 0
+        encode_image = bool(limit) and sum(len(v.data) for _, v in parts) > limit
         files, raw = [], {}
-        for name, value in (("image", image), ("reference", reference), ("mask", mask)):
-            if value is not None:
-                files.append((name, value.data))
-                raw[name] = {"width": value.width, "height": value.height}
+        for name, value in parts:
+            if name == "image" and encode_image:
+                files.append((name, encode_png(value, level=1)))
+                continue
+            files.append((name, value.data))
+            raw[name] = {"width": value.width, "height": value.height}
+            if isinstance(value, Pixels) and value.depth == 16:
+                raw[name]["format"] = "rgba16"
         if raw:
             request["raw"] = raw
         body, content_type = _multipart([("request", json.dumps(request).encode())], files)
         headers = {"Content-Type": content_type,
                    "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         return self._retrying(lambda: self._json("POST", "/v1/jobs", body, headers))
+
+    def input_formats(self, operation: str) -> list:
+        """The pixel formats ``operation``'s image may come in (``GET /v1/operations``):
+        ``["rgba8"]`` or ``["rgba8", "rgba16"]`` (``["rgba8"]`` from servers that predate
+        deep colour)."""
+        return list(self.operation(operation).get("input_formats") or ["rgba8"])
+
+    def takes_16bit(self, operation: str) -> bool:
+        """True when ``operation`` keeps 16-bit pixels (and then returns 16-bit results): read
+        the layer at 16 bits for it; for other operations 8 bits are all it uses."""
+        return "rgba16" in self.input_formats(operation)
+
+    def _upload_limit(self, operation: str) -> int:
+        """Bytes of files that fit in one upload, with room for the multipart framing."""
+        try:
+            limits = self.operation(operation).get("limits") or {}
+        except AieditError:
+            return 0
+        total = int(limits.get("max_upload_bytes") or 0)
+        return max(0, total - (1 << 20)) if total else 0
 
     def job(self, job_id: str, wait: float = 0.0) -> dict:
         """``GET /v1/jobs/{id}``; with ``wait`` > 0 a long poll that returns on any change."""
@@ -241,30 +336,129 @@ class Client:
         return self._json("GET", path, timeout=self.timeout + wait)
 
     def wait(self, job_id: str, on_progress: Callable[[dict], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None, poll_s: float = 20.0) -> dict:
-        """Long-poll until the job ends and return its final JSON.
+             should_cancel: Callable[[], bool] | None = None, poll_s: float = 20.0,
+             on_preview: Callable[[Preview], None] | None = None,
+             use_events: bool = True) -> dict:
+        """Follow the job until it ends and return its final JSON.
 
-        Calls ``on_progress(job)`` whenever state or progress changes. When ``should_cancel()``
-        returns True the job is canceled on the server and ``JobCanceled`` raised
-        (``CancelFailed`` when the server could not be told); with a ``should_cancel`` the
-        poll is at most 1 s long so that cancelling feels immediate.
+        Follows the job's event stream (``GET /v1/jobs/{id}/events``) where the server has one,
+        and long-polls (``GET /v1/jobs/{id}?wait=``) otherwise or when the stream breaks off
+        (``use_events=False``: long-polls only). Calls ``on_progress(job)`` whenever state or
+        progress changes (``job`` has at least ``id``, ``state``, ``queue_position`` and
+        ``progress``; the last call gets the full final job), and ``on_preview(preview)`` with
+        each new step preview (``Preview``: step and PNG) of a diffusion job; both run in the
+        calling thread. When ``should_cancel()`` returns True the job is canceled on the server
+        and ``JobCanceled`` raised (``CancelFailed`` when the server could not be told); it is
+        asked at least every 0.25 s (long-polls: every second).
         Dropped connections and 5xx answers are retried with backoff for up to
         ``retry_window_s`` (60 s) before ``ConnectionFailed`` is raised. A failed job raises
         ``JobFailed`` with the server's reason.
         """
+        seen = {"progress": None, "preview": None}
+        if use_events and not (should_cancel and should_cancel()):
+            job = self._wait_events(job_id, on_progress, should_cancel, on_preview, seen)
+            if job is not None:
+                return _final(job)
         wait_s = min(poll_s, 1.0) if should_cancel else poll_s
-        last_seen = None
+        next_preview = 0.0
         while True:
             if should_cancel and should_cancel():
                 job = self._cancel_or_say_why(job_id)
                 raise JobCanceled(job=job)
             job = self._retrying(lambda: self.job(job_id, wait=wait_s))
-            seen = _progress_key(job)
-            if seen != last_seen and on_progress:
+            key = _progress_key(job)
+            if key != seen["progress"] and on_progress:
                 on_progress(job)
-            last_seen = seen
+            seen["progress"] = key
             if job.get("state") in TERMINAL_STATES:
                 return _final(job)
+            if on_preview and job.get("state") == "running" and time.monotonic() >= next_preview:
+                next_preview = time.monotonic() + 1.0
+                self._offer_preview(job_id, on_preview, seen)
+
+    def events(self, job_id: str):
+        """The job's Server-Sent Events (``GET /v1/jobs/{id}/events``) as ``Event`` objects, as
+        they arrive, until the stream ends (after the final ``state`` event, or when the server
+        ends it after ``max_event_stream_s``). Heartbeats are skipped. Raises ``AieditError``
+        when the server refuses the stream (404 on servers without it, 429 when its long-poll
+        slots are taken)."""
+        stream = _EventStream(self, job_id)
+        try:
+            yield from stream
+        finally:
+            stream.close()
+
+    def preview(self, job_id: str):
+        """The job's latest step preview (``GET /v1/jobs/{id}/preview``), or None while there
+        is none."""
+        try:
+            _, headers, body = self._request("GET", f"/v1/jobs/{_quote(job_id)}/preview",
+                                             headers={"Accept": "image/png"})
+        except AieditError as error:
+            if error.code == "preview_not_available":
+                return None
+            raise
+        return Preview(int(headers.get("X-Preview-Step") or 0), body)
+
+    def _offer_preview(self, job_id: str, on_preview, seen: dict) -> None:
+        try:
+            preview = self.preview(job_id)
+        except AieditError:
+            return  # a preview is a nicety: never let it end the wait
+        if preview is not None and preview.step != seen["preview"]:
+            seen["preview"] = preview.step
+            on_preview(preview)
+
+    def _wait_events(self, job_id, on_progress, should_cancel, on_preview, seen):
+        """Follow the event stream; the final job, or None when the stream is unavailable or
+        broke off (the caller long-polls from there)."""
+        try:
+            stream = _EventStream(self, job_id)
+        except AieditError as error:
+            if error.status in (404, 405, 406, 429, 501) and error.code != "job_not_found":
+                return None
+            if isinstance(error, ConnectionFailed):
+                return None
+            raise
+        events: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=stream.pump, args=(events,), daemon=True,
+                                  name=f"aiedit-events-{job_id}")
+        reader.start()
+        try:
+            while True:
+                if should_cancel and should_cancel():
+                    stream.close()
+                    job = self._cancel_or_say_why(job_id)
+                    raise JobCanceled(job=job)
+                try:
+                    event = events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if event is None:  # ended or broke off without the final state
+                    return None
+                if event.name == "progress":
+                    data = event.data
+                    job = {"id": job_id, "state": data.get("state"),
+                           "queue_position": data.get("queue_position"),
+                           "progress": {k: data.get(k) for k in
+                                        ("step", "total", "fraction", "stage", "eta_s")}}
+                    key = _progress_key(job)
+                    if key != seen["progress"] and on_progress:
+                        on_progress(job)
+                    seen["progress"] = key
+                elif event.name == "preview" and on_preview:
+                    self._offer_preview(job_id, on_preview, seen)
+                elif event.name == "state":
+                    job = event.data
+                    if job.get("state") == "deleted":
+                        raise AieditError(f"Job {job_id} was deleted on the server before it "
+                                          "finished", "job_deleted")
+                    if on_progress and _progress_key(job) != seen["progress"]:
+                        on_progress(job)
+                    seen["progress"] = _progress_key(job)
+                    return job
+        finally:
+            stream.close()
 
     def cancel(self, job_id: str) -> None:
         """Cancel a queued or running job; a job that has finished meanwhile is kept."""
@@ -291,19 +485,27 @@ class Client:
                 index=int(r.get("index", len(out))), kind=r.get("kind", "image"),
                 width=int(r.get("width", 0)), height=int(r.get("height", 0)),
                 x=int(offset.get("x", 0)), y=int(offset.get("y", 0)),
-                seed=r.get("seed"), url=r["url"]))
+                seed=r.get("seed"), url=r["url"], depth=int(r.get("depth") or 8)))
         return sorted(out, key=lambda r: r.index)
 
-    def fetch_pixels(self, result: Result) -> Pixels:
-        """Download an image result as 8-bit RGBA (``?format=rgba``; PNG is decoded if the
-        server answers with PNG instead)."""
-        url = _with_query(result.url, format="rgba")
+    def fetch_pixels(self, result: Result, depth: int | None = None) -> Pixels:
+        """Download an image result as raw RGBA: at the result's own depth (``depth=None``:
+        16-bit for a 16-bit result, ``?format=rgba16``), or at the ``depth`` asked (8: the
+        server rounds a 16-bit result; 16: an 8-bit result is widened exactly). PNG is decoded
+        if the server answers with PNG instead."""
+        depth = result.depth if depth is None else depth
+        if depth not in (8, 16):
+            raise ValueError(f"depth must be 8 or 16, got {depth}")
+        deep = depth == 16 and result.depth == 16
+        url = _with_query(result.url, format="rgba16" if deep else "rgba")
         status, headers, body = self._retrying(lambda: self._request("GET", url))
         if "png" in (headers.get("Content-Type") or ""):
-            return decode_png(body)
-        width = int(headers.get("X-Image-Width") or result.width)
-        height = int(headers.get("X-Image-Height") or result.height)
-        return Pixels(width, height, body)
+            pixels = decode_png(body, depth=16 if deep else 8)
+        else:
+            width = int(headers.get("X-Image-Width") or result.width)
+            height = int(headers.get("X-Image-Height") or result.height)
+            pixels = Pixels(width, height, body, 16 if deep else 8)
+        return pixels.to_16bit() if depth == 16 else pixels
 
     def fetch_bytes(self, result: Result) -> bytes:
         """Download a result in its original format (PNG for images, MP4 for video)."""
@@ -405,6 +607,75 @@ class Client:
         return ConnectionFailed(
             f"Cannot reach the aiedit server at {self.url} — start it with `aiedit serve`",
             "connection_failed")
+
+
+class _EventStream:
+    """One open ``GET /v1/jobs/{id}/events`` response, read line by line."""
+
+    def __init__(self, client: Client, job_id: str):
+        req = urllib.request.Request(client._own_url(f"/v1/jobs/{_quote(job_id)}/events"))
+        req.add_header("User-Agent", USER_AGENT)
+        req.add_header("Accept", "text/event-stream")
+        if client.api_key:
+            req.add_unredirected_header("Authorization", f"Bearer {client.api_key}")
+        try:
+            # heartbeats come at least every 15 s: a read that waits longer means trouble
+            self._response = client._opener.open(req, timeout=max(client.timeout, 20.0))
+        except urllib.error.HTTPError as error:
+            raise client._http_error(error) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise client._connection_error(error) from None
+        kind = self._response.headers.get("Content-Type") or ""
+        if not kind.startswith("text/event-stream"):
+            self.close()
+            raise AieditError(f"The server at {client.url} has no event stream for jobs "
+                              f"(it answered {kind or 'no content type'})", "no_event_stream",
+                              406)
+        self._closed = False
+
+    def __iter__(self):
+        name, data = "message", []
+        while True:
+            try:
+                line = self._response.readline()
+            except (OSError, ValueError, AttributeError, http.client.HTTPException):
+                return  # closed under us, or the connection dropped
+            if not line:
+                return
+            line = line.decode("utf-8").rstrip("\r\n")
+            if not line:
+                if data:
+                    try:
+                        yield Event(name, json.loads("\n".join(data)))
+                    except ValueError:
+                        pass  # not JSON: not an event this client knows
+                name, data = "message", []
+            elif line.startswith(":"):
+                continue  # heartbeat
+            else:
+                field, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "event":
+                    name = value
+                elif field == "data":
+                    data.append(value)
+
+    def pump(self, into: queue.Queue) -> None:
+        """Put every event into ``into``, then None (run in a thread of its own)."""
+        try:
+            for event in self:
+                into.put(event)
+        finally:
+            into.put(None)
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        try:
+            self._response.close()
+        except Exception:  # noqa: BLE001 - closing a response a reader thread is in
+            pass
 
 
 def _retryable(error: AieditError) -> bool:
@@ -592,7 +863,7 @@ def grow_region(x1: int, y1: int, x2: int, y2: int, margin: int, width: int,
 def crop_pixels(pixels: Pixels, region: Region) -> Pixels:
     """The part of ``pixels`` inside ``region`` (coordinates relative to ``pixels``)."""
     return Pixels(region.width, region.height,
-                  _crop(pixels.data, pixels.width, 4, region))
+                  _crop(pixels.data, pixels.width, pixels.bytes_per_pixel, region), pixels.depth)
 
 
 def crop_mask(mask: Mask, region: Region) -> Mask:
@@ -615,14 +886,49 @@ def mask_into_alpha(pixels: Pixels, mask: Mask) -> Pixels:
         raise ValueError(f"mask {mask.width}x{mask.height} does not match "
                          f"pixels {pixels.width}x{pixels.height}")
     out = bytearray(pixels.data)
-    out[3::4] = bytes((a * m + 127) // 255 for a, m in zip(out[3::4], mask.data))
-    return Pixels(pixels.width, pixels.height, bytes(out))
+    if pixels.depth == 16:
+        alphas = memoryview(pixels.data).cast("H")[3::4] if sys.byteorder == "little" else [
+            out[i] | out[i + 1] << 8 for i in range(6, len(out), 8)]
+        scaled = [(a * m + 127) // 255 for a, m in zip(alphas, mask.data)]
+        out[6::8] = bytes(v & 255 for v in scaled)
+        out[7::8] = bytes(v >> 8 for v in scaled)
+    else:
+        out[3::4] = bytes((a * m + 127) // 255 for a, m in zip(out[3::4], mask.data))
+    return Pixels(pixels.width, pixels.height, bytes(out), pixels.depth)
 
 
-def swap_red_blue(data: bytes) -> bytes:
-    """BGRA <-> RGBA (the same swap both ways)."""
+def swap_red_blue(data: bytes, depth: int = 8) -> bytes:
+    """BGRA <-> RGBA (the same swap both ways), 8 or 16 bits a channel."""
     out = bytearray(data)
-    out[0::4], out[2::4] = out[2::4], out[0::4]
+    if depth == 16:
+        out[0::8], out[4::8] = out[4::8], out[0::8]
+        out[1::8], out[5::8] = out[5::8], out[1::8]
+    else:
+        out[0::4], out[2::4] = out[2::4], out[0::4]
+    return bytes(out)
+
+
+def _round_16_to_8(data: bytes, chunk: int = 1 << 16) -> bytes:
+    """Little-endian uint16 samples -> uint8 by round(v / 257), without a per-sample Python
+    loop: each sample is widened to a 32-bit lane of one big integer, and
+    floor((v + 128) / 257) == (y - (y >> 8)) >> 8 with y = v + 128 is computed on all lanes at
+    once (no lane overflows into the next)."""
+    count = len(data) // 2
+    out = bytearray(count)
+    view = memoryview(data)
+    lanes = None
+    for start in range(0, count, chunk):
+        size = min(chunk, count - start)
+        if lanes != size:
+            lanes = size
+            add = int.from_bytes(b"\x80\x00\x00\x00" * size, "little")
+            low = int.from_bytes(b"\xff\xff\x00\x00" * size, "little")
+            wide = bytearray(size * 4)
+        part = view[start * 2:(start + size) * 2]
+        wide[0::4] = part[0::2]
+        wide[1::4] = part[1::2]
+        y = int.from_bytes(wide, "little") + add
+        out[start:start + size] = ((y - ((y >> 8) & low)) >> 8).to_bytes(size * 4, "little")[0::4]
     return bytes(out)
 
 
@@ -634,15 +940,21 @@ def is_opaque_mask(mask: Mask) -> bool:
 # ---------------------------------------------------------------- PNG
 
 
-def encode_png(image: Pixels | Mask) -> bytes:
-    """A PNG of RGBA pixels or of a grayscale mask (no filtering, zlib level 6)."""
+def encode_png(image: Pixels | Mask, level: int = 6) -> bytes:
+    """A PNG of RGBA pixels (16-bit for 16-bit pixels) or of a grayscale mask (no
+    filtering, zlib ``level``)."""
     channels, color_type = (4, 6) if isinstance(image, Pixels) else (1, 0)
-    stride = image.width * channels
-    rows = b"".join(b"\x00" + image.data[y * stride:(y + 1) * stride]
-                    for y in range(image.height))
-    header = struct.pack(">IIBBBBB", image.width, image.height, 8, color_type, 0, 0, 0)
+    depth = getattr(image, "depth", 8)
+    data = image.data
+    if depth == 16:  # PNG samples are big-endian
+        swapped = bytearray(len(data))
+        swapped[0::2], swapped[1::2] = data[1::2], data[0::2]
+        data = bytes(swapped)
+    stride = image.width * channels * depth // 8
+    rows = b"".join(b"\x00" + data[y * stride:(y + 1) * stride] for y in range(image.height))
+    header = struct.pack(">IIBBBBB", image.width, image.height, depth, color_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-            + _chunk(b"IDAT", zlib.compress(rows, 6)) + _chunk(b"IEND", b""))
+            + _chunk(b"IDAT", zlib.compress(rows, level)) + _chunk(b"IEND", b""))
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -650,8 +962,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
             + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
 
-def decode_png(data: bytes) -> Pixels:
-    """Decode a non-interlaced PNG (gray, RGB, palette, gray+alpha, RGBA; 8 or 16 bit) to RGBA8.
+def decode_png(data: bytes, depth: int = 8) -> Pixels:
+    """Decode a non-interlaced PNG (gray, RGB, palette, gray+alpha, RGBA; 8 or 16 bit) to RGBA
+    at ``depth`` (8: 16-bit files rounded; 16: 8-bit files widened).
 
     Pure Python and therefore slow for big images; prefer ``?format=rgba`` downloads.
     """
@@ -674,6 +987,9 @@ def decode_png(data: bytes) -> Pixels:
             break
     if header is None:
         raise AieditError("The PNG has no header", "bad_png")
+    want = depth
+    if want not in (8, 16):
+        raise ValueError(f"depth must be 8 or 16, got {want}")
     width, height, depth, color_type, _, _, interlace = header
     supported = depth == 8 or (depth == 16 and color_type != 3)
     if interlace or not supported:
@@ -682,9 +998,16 @@ def decode_png(data: bytes) -> Pixels:
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
     bpp = channels * depth // 8
     raw = _unfilter(zlib.decompress(b"".join(idat)), width * bpp, height, bpp)
-    if depth == 16:
-        raw = raw[0::2]
-    return Pixels(width, height, _to_rgba(raw, color_type, palette, trns))
+    if depth == 16:  # big-endian samples -> little-endian, each channel as 8-bit plane pairs
+        low, high = raw[1::2], raw[0::2]
+        rgba_low = _to_rgba(low, color_type, palette, b"")
+        rgba_high = _to_rgba(high, color_type, palette, b"")
+        wide = bytearray(len(rgba_low) * 2)
+        wide[0::2], wide[1::2] = rgba_low, rgba_high
+        pixels = Pixels(width, height, bytes(wide), 16)
+    else:
+        pixels = Pixels(width, height, _to_rgba(raw, color_type, palette, trns))
+    return pixels.to_8bit() if want == 8 else pixels.to_16bit()
 
 
 def _unfilter(data: bytes, stride: int, height: int, bpp: int) -> bytes:
@@ -717,6 +1040,8 @@ def _unfilter(data: bytes, stride: int, height: int, bpp: int) -> bytes:
 
 
 def _to_rgba(raw: bytes, color_type: int, palette: bytes, trns: bytes) -> bytes:
+    """Samples of one byte each -> RGBA bytes (16-bit files: once for the high bytes, once for
+    the low ones; opaque is 0xFF in both)."""
     n = len(raw) // {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
     out = bytearray(n * 4)
     if color_type == 6:
