@@ -35,7 +35,7 @@ class AieditPlugIn(Gimp.PlugIn):
     """Registers one procedure per operation plus Settings."""
 
     def do_query_procedures(self):
-        return [PREFIX + op for op in OPERATIONS] + [PREFIX + "settings"]
+        return [PREFIX + op for op in OPERATIONS] + [PREFIX + "results", PREFIX + "settings"]
 
     def do_set_i18n(self, name):
         return False
@@ -43,6 +43,8 @@ class AieditPlugIn(Gimp.PlugIn):
     def do_create_procedure(self, name):
         if name == PREFIX + "settings":
             return self._settings_procedure(name)
+        if name == PREFIX + "results":
+            return self._results_procedure(name)
         return self._operation_procedure(name, name[len(PREFIX):])
 
     def _operation_procedure(self, name, op_id):
@@ -75,6 +77,22 @@ class AieditPlugIn(Gimp.PlugIn):
             procedure.add_choice_argument("upscale-into", "Put the result _into",
                                           "A new image, or the resized current image",
                                           upscale_choice(), "new-image", RW)
+        return procedure
+
+    def _results_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_results,
+                                            None)
+        procedure.set_image_types("RGB*, GRAY*")
+        mask = Gimp.ProcedureSensitivityMask
+        procedure.set_sensitivity_mask(mask.DRAWABLE | mask.DRAWABLES | mask.NO_DRAWABLES)
+        procedure.set_menu_label("_Results kept for later…")
+        procedure.add_menu_path(MENU_PATH)
+        procedure.set_documentation("Results of earlier aiedit jobs not applied yet",
+                                    "Browse the results kept for later (or finished after "
+                                    "the plug-in was closed) and apply the ones you want; "
+                                    "non-interactively, applies all of them", name)
+        procedure.set_attribution("aiedit", "aiedit authors", "2025")
+        add_server_arguments(procedure)
         return procedure
 
     def _settings_procedure(self, name):
@@ -166,9 +184,16 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
                              argument(config, "context-margin", host.DEFAULT_MARGIN))
         plan.options = plan_options(config, operation)
         outcome = host.execute(client, plan, host.GimpProgress(f"aiedit: {op_id}"))
-        place_results(image, anchor, plan, outcome, interactive,
-                      argument(config, "if-image-changed", "stop"))
-        host.journal().remove(outcome.job["id"])
+        host.record_history(plan, outcome.job)
+        if interactive and len(outcome.images) > 1 and op_id != "video" and fits(image, plan):
+            import aiedit_browser
+
+            aiedit_browser.browse(image, anchor, [aiedit_browser.Pending(plan, outcome)])
+        else:
+            place_results(image, anchor, plan, outcome, interactive,
+                          argument(config, "if-image-changed", "stop"))
+            host.journal().remove(outcome.job["id"])
+            host.set_history_state(outcome.job["id"], "applied")
         if interactive:
             Gimp.displays_flush()
         return succeed(procedure)
@@ -180,6 +205,15 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
         traceback.print_exc()
         return fail(procedure, f"aiedit {op_id} stopped on an unexpected error: {error!r} "
                                "(details on the terminal GIMP runs in)")
+
+
+def fits(image, plan) -> bool:
+    """Whether the results can go where they were made for (else ``place_results`` asks)."""
+    try:
+        host.follow_geometry(image, plan.geometry)
+    except host.ImageChanged:
+        return False
+    return True
 
 
 def place_results(image, anchor, plan, outcome, interactive: bool, if_changed: str):
@@ -217,6 +251,24 @@ def plan_options(config, operation) -> dict:
     if fps.get("default"):
         options["default_fps"] = fps["default"]
     return options
+
+
+def run_results(procedure, run_mode, image, drawables, config, data):
+    try:
+        client = host.make_client(argument(config, "server-url", ""),
+                                  argument(config, "api-key", ""))
+        anchor = host.anchor_layer(image, drawables)
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            import aiedit_dialog
+
+            aiedit_dialog.offer_recovered(client, image, anchor, kept=True)
+            Gimp.displays_flush()
+        else:
+            for entry, job in host.finished_earlier(client, kept=True):
+                host.insert_recovered(client, image, anchor, entry, job, False)
+        return succeed(procedure)
+    except ac.AieditError as error:
+        return fail(procedure, str(error))
 
 
 def run_settings(procedure, run_mode, image, drawables, config, data):

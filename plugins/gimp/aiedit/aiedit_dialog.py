@@ -12,6 +12,7 @@ from gi.repository import GimpUi, Gtk  # noqa: E402
 
 RESPONSE_INSERT, RESPONSE_DISCARD, RESPONSE_LATER = 1, 2, 3
 PLACEMENT_ANSWERS = {RESPONSE_INSERT: "old-position", RESPONSE_DISCARD: "discard"}
+OPEN = {}  # the operation dialog while it is open: dialog, form, history
 
 
 def ask_placement(message: str, closed: bool) -> str:
@@ -29,28 +30,47 @@ def ask_placement(message: str, closed: bool) -> str:
 
 def ask(procedure, config, operation: dict) -> bool:
     """The operation's dialog: procedure arguments plus fields built from the server's
-    parameter schema and model list. Writes the answers into ``config``; False on cancel."""
+    parameter schema and model list (spin buttons within the schema's bounds, combo boxes for
+    choices), filled with the last values used for this operation, and a list of earlier jobs
+    whose settings can be used again. Writes the answers into ``config``; False on cancel."""
     GimpUi.init("aiedit")
+    op_id = operation["id"]
+    last = host.load_last_values(op_id)
+    given = _previous_params(config)
+    previous = given or last.get("params") or {}
+    if not config.get_property("model") and last.get("model"):
+        config.set_property("model", last["model"])
+    if config.find_property("prompt") is not None and not config.get_property("prompt") \
+            and last.get("prompt"):
+        config.set_property("prompt", last["prompt"])
     dialog = GimpUi.ProcedureDialog.new(procedure, config, operation.get("title") or "aiedit")
     shown = [name for name in ("prompt", "source", "context-margin", "upscale-into")
              if config.find_property(name) is not None
              and (name != "prompt" or "prompt" in host._schema_properties(operation))]
     dialog.fill(shown)
-    fields = host.param_fields(operation, _previous_params(config))
-    grid, read_values, read_model = _fields_grid(operation, fields, config.get_property("model"))
-    dialog.get_content_area().pack_start(grid, False, False, 6)
-    grid.show_all()
+    fields = host.param_fields(operation, previous)
+    form = Form(operation, fields, config.get_property("model"))
+    history = _history_row(op_id, form, config)
+    if history is not None:
+        dialog.get_content_area().pack_start(history, False, False, 6)
+        history.show_all()
+    dialog.get_content_area().pack_start(form.grid, False, False, 6)
+    form.grid.show_all()
+    OPEN.update(dialog=dialog, form=form, history=history)  # for scripted tests
     while True:
         if not dialog.run():
             dialog.destroy()
             return False
         try:
-            params = host.collect_params(fields, read_values())
+            params = host.collect_params(fields, form.values())
         except ac.AieditError as error:
             _message(dialog, str(error))
             continue
         config.set_property("params", json.dumps(params))
-        config.set_property("model", read_model())
+        config.set_property("model", form.model())
+        prompt = config.get_property("prompt") if config.find_property("prompt") else ""
+        host.save_last_values(op_id, {"model": form.model(), "params": params,
+                                      "prompt": prompt})
         dialog.destroy()
         return True
 
@@ -63,26 +83,69 @@ def _previous_params(config) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _fields_grid(operation: dict, fields: list, model: str):
-    grid = Gtk.Grid(row_spacing=6, column_spacing=12, margin=6)
-    models = operation.get("models") or []
-    model_combo = Gtk.ComboBoxText()
-    model_combo.append("", f"Server default ({operation.get('default_model') or '?'})")
-    for m in models:
-        note = "" if m.get("installed", True) else " (downloads on first use)"
-        model_combo.append(m["id"], (m.get("name") or m["id"]) + note)
-    if not model_combo.set_active_id(model or ""):
-        model_combo.set_active_id("")
-    _row(grid, 0, "Model", model_combo, "Which model runs the operation")
-    widgets = {}
-    for row, f in enumerate(fields, start=1):
-        widgets[f["name"]] = widget = _widget(f)
-        _row(grid, row, f["label"], widget, f["help"])
+def _history_row(op_id: str, form, config):
+    """"Settings of an earlier job": picking one fills the form (and the prompt) with them."""
+    entries = [e for e in host.history() if e.get("operation") == op_id]
+    if not entries:
+        return None
+    box = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12, margin=6)
+    box.pack_start(Gtk.Label(label="Use settings again", xalign=0.0), False, False, 0)
+    combo = Gtk.ComboBoxText(hexpand=True)
+    combo.append("", "—")
+    for number, entry in enumerate(reversed(entries)):
+        combo.append(str(len(entries) - 1 - number), host.history_label(entry))
+    combo.set_active_id("")
+    combo.set_tooltip_text("The prompt, model and parameters of a job of this session; the "
+                           "seed is the one its first result was made with")
 
-    def read_values():
-        return {name: _value(w) for name, w in widgets.items()}
+    def chosen(widget):
+        if not widget.get_active_id():
+            return
+        entry = entries[int(widget.get_active_id())]
+        form.set_values(host.settings_again(entry))
+        form.set_model(entry.get("model") or "")
+        if config.find_property("prompt") is not None:
+            config.set_property("prompt", entry.get("prompt") or "")
 
-    return grid, read_values, lambda: model_combo.get_active_id() or ""
+    combo.connect("changed", chosen)
+    box.pack_start(combo, True, True, 0)
+    box.combo = combo
+    return box
+
+
+class Form:
+    """The model combo and one widget per schema parameter."""
+
+    def __init__(self, operation: dict, fields: list, model: str):
+        self.grid = Gtk.Grid(row_spacing=6, column_spacing=12, margin=6)
+        self.model_combo = Gtk.ComboBoxText()
+        self.model_combo.append("", f"Server default ({operation.get('default_model') or '?'})")
+        for m in operation.get("models") or []:
+            note = "" if m.get("installed", True) else " (downloads on first use)"
+            self.model_combo.append(m["id"], (m.get("name") or m["id"]) + note)
+        self.set_model(model)
+        _row(self.grid, 0, "Model", self.model_combo, "Which model runs the operation")
+        self.widgets = {}
+        for row, f in enumerate(fields, start=1):
+            self.widgets[f["name"]] = widget = FieldWidget(f)
+            _row(self.grid, row, f["label"], widget.widget, f["help"])
+
+    def values(self) -> dict:
+        return {name: w.get() for name, w in self.widgets.items()}
+
+    def set_values(self, params: dict) -> None:
+        for name, widget in self.widgets.items():
+            if name in params:
+                widget.set(params[name])
+            else:
+                widget.set(widget.field.get("default"))
+
+    def model(self) -> str:
+        return self.model_combo.get_active_id() or ""
+
+    def set_model(self, model: str) -> None:
+        if not self.model_combo.set_active_id(model or ""):
+            self.model_combo.set_active_id("")
 
 
 def _row(grid, row, label, widget, tooltip):
@@ -93,30 +156,73 @@ def _row(grid, row, label, widget, tooltip):
         widget.set_tooltip_text(tooltip)
 
 
-def _widget(f: dict):
-    if f["kind"] == "choice":
-        combo = Gtk.ComboBoxText()
-        for choice in f["choices"]:
-            combo.append(choice, choice.replace("_", " "))
-        combo.set_active_id(str(f["value"]) if f["value"] is not None else f["choices"][0])
-        return combo
-    if f["kind"] == "toggle":
-        check = Gtk.CheckButton()
-        check.set_active(bool(f["value"]))
-        return check
-    entry = Gtk.Entry(hexpand=True)
-    entry.set_text("" if f["value"] is None else str(f["value"]))
-    if f["kind"] == "number" and f["optional"]:
-        entry.set_placeholder_text("empty: random / server default")
-    return entry
+NUMBER_LIMIT = 1e12
 
 
-def _value(widget):
-    if isinstance(widget, Gtk.ComboBoxText):
-        return widget.get_active_id()
-    if isinstance(widget, Gtk.CheckButton):
-        return widget.get_active()
-    return widget.get_text()
+class FieldWidget:
+    """One parameter: a combo box for choices, a check box for toggles, a spin button within
+    the schema's bounds for numbers (with a "Random"/"Default" check box when the number may
+    be left to the server), a text entry otherwise."""
+
+    def __init__(self, f: dict):
+        self.field = f
+        self.auto = None
+        if f["kind"] == "choice":
+            self.widget = self.input = Gtk.ComboBoxText()
+            for choice in f["choices"]:
+                self.input.append(choice, choice.replace("_", " "))
+        elif f["kind"] == "toggle":
+            self.widget = self.input = Gtk.CheckButton()
+        elif f["kind"] == "number":
+            low = f["minimum"] if f["minimum"] is not None else -NUMBER_LIMIT
+            high = f["maximum"] if f["maximum"] is not None else NUMBER_LIMIT
+            digits = 0 if f["integer"] else 2
+            step = 1 if f["integer"] else (0.05 if high - low <= 2 else 0.5)
+            adjustment = Gtk.Adjustment(value=low, lower=low, upper=high, step_increment=step,
+                                        page_increment=step * 10)
+            self.input = Gtk.SpinButton(adjustment=adjustment, digits=digits, numeric=True,
+                                        hexpand=True)
+            self.widget = self.input
+            if f["optional"]:
+                self.widget = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+                self.auto = Gtk.CheckButton(
+                    label="Random" if f["name"].endswith("seed") else "Default")
+                self.auto.connect("toggled",
+                                  lambda check: self.input.set_sensitive(not check.get_active()))
+                self.widget.pack_start(self.input, True, True, 0)
+                self.widget.pack_start(self.auto, False, False, 0)
+        else:
+            self.widget = self.input = Gtk.Entry(hexpand=True)
+        self.set(f["value"])
+
+    def set(self, value) -> None:
+        f = self.field
+        if f["kind"] == "choice":
+            self.input.set_active_id(str(value) if value is not None else f["choices"][0])
+        elif f["kind"] == "toggle":
+            self.input.set_active(bool(value))
+        elif f["kind"] == "number":
+            if self.auto is not None:
+                self.auto.set_active(value is None)
+                self.input.set_sensitive(value is not None)
+            if value is not None:
+                self.input.set_value(float(value))
+        else:
+            self.input.set_text("" if value is None else str(value))
+
+    def get(self):
+        f = self.field
+        if f["kind"] == "choice":
+            return self.input.get_active_id()
+        if f["kind"] == "toggle":
+            return self.input.get_active()
+        if f["kind"] == "number":
+            if self.auto is not None and self.auto.get_active():
+                return None
+            self.input.update()
+            return self.input.get_value_as_int() if f["integer"] else \
+                round(self.input.get_value(), self.input.get_digits())
+        return self.input.get_text()
 
 
 def _message(parent, text):
@@ -140,29 +246,31 @@ def ask_settings(procedure, config, url: str, key: str):
     return answer if ok else None
 
 
-def offer_recovered(client: ac.Client, image, anchor) -> None:
-    """Offer the results of jobs that finished after an earlier run was closed."""
-    found = host.finished_earlier(client)
-    if not found:
-        return
-    GimpUi.init("aiedit")
-    names = ", ".join(host.layer_name(e["operation"], e.get("prompt", ""), None)
-                      for e, _ in found)
-    box = Gtk.MessageDialog(modal=True, message_type=Gtk.MessageType.QUESTION,
-                            text=f"{len(found)} aiedit job(s) finished after the plug-in was "
-                                 f"closed: {names}. Insert the results as new layers?")
-    box.add_button("_Later", RESPONSE_LATER)
-    box.add_button("_Discard", RESPONSE_DISCARD)
-    box.add_button("_Insert", RESPONSE_INSERT)
-    response = box.run()
-    box.destroy()
+def offer_recovered(client: ac.Client, image, anchor, kept: bool = False) -> None:
+    """Offer the results of jobs that finished after an earlier run was closed (with
+    ``kept``, also those kept for later) in the results browser; jobs whose image changed
+    meanwhile ask first."""
+    import aiedit_browser
+
+    found = host.finished_earlier(client, kept)
+    by_image = {}
     for entry, job in found:
-        if response == RESPONSE_INSERT:
-            try:
-                host.insert_recovered(client, image, anchor, entry, job, interactive=True)
-            except host.ImageChanged as change:
-                placement = ask_placement(str(change), change.closed)
-                if placement != "stop":
-                    host.insert_recovered(client, image, anchor, entry, job, True, placement)
-        elif response == RESPONSE_DISCARD:
-            host.journal().remove(entry["job_id"])
+        target = host.recovered_target(image, entry)
+        plan = host.recovered_plan(entry)
+        outcome = host.Outcome(job, host.download_images(client, job))
+        try:
+            host.follow_geometry(target, plan.geometry)
+        except host.ImageChanged as change:
+            GimpUi.init("aiedit")
+            placement = ask_placement(f"{host.layer_name(plan.operation, plan.prompt, None)}: "
+                                      f"{change}", change.closed)
+            if placement != "stop":
+                left = {r.index for r, _ in outcome.images} - set(entry.get("applied") or [])
+                host.insert_results(target, None, plan, outcome, True, placement, chosen=left)
+                host.journal().remove(entry["job_id"])
+            continue
+        key = target.get_id()
+        by_image.setdefault(key, (target, anchor if target is image else None, []))
+        by_image[key][2].append(aiedit_browser.Pending(plan, outcome, entry))
+    for target, target_anchor, pendings in by_image.values():
+        aiedit_browser.browse(target, target_anchor, pendings)

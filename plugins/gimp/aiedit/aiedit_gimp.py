@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 import aiedit_client as ac
@@ -87,6 +88,89 @@ def make_client(server_url: str = "", api_key: str = "") -> ac.Client:
 
 def journal() -> ac.JobJournal:
     return ac.JobJournal(os.path.join(settings_dir(), "pending.json"))
+
+
+# ---------------------------------------------------------------- last values and history
+
+HISTORY_SIZE = 50
+
+
+def _read_json(name: str, default):
+    try:
+        with open(os.path.join(settings_dir(), name), encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, type(default)) else default
+    except (OSError, ValueError):
+        return default
+
+
+def _write_json(name: str, data) -> None:
+    os.makedirs(settings_dir(), exist_ok=True)
+    path = os.path.join(settings_dir(), name)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def load_last_values(op_id: str) -> dict:
+    """The model, prompt and parameters last confirmed in this operation's dialog."""
+    value = _read_json("last-values.json", {}).get(op_id)
+    return value if isinstance(value, dict) else {}
+
+
+def save_last_values(op_id: str, values: dict) -> None:
+    data = _read_json("last-values.json", {})
+    data[op_id] = values
+    _write_json("last-values.json", data)
+
+
+def history() -> list:
+    """This profile's recent jobs, oldest first: operation, prompt, model, params, the
+    results' seeds, when, and what became of the results (applied, kept, discarded)."""
+    return [e for e in _read_json("history.json", []) if isinstance(e, dict)]
+
+
+def record_history(plan: "Plan", job: dict, state: str = "") -> None:
+    entries = [e for e in history() if e.get("job_id") != job.get("id")]
+    seeds = [r.get("seed") for r in job.get("results") or []]
+    entries.append({"job_id": job.get("id"), "operation": plan.operation, "prompt": plan.prompt,
+                    "model": plan.model or job.get("model") or "", "params": plan.params,
+                    "seeds": seeds, "state": state, "time": time.time()})
+    _write_json("history.json", entries[-HISTORY_SIZE:])
+
+
+def set_history_state(job_id: str, state: str) -> None:
+    entries = history()
+    for entry in entries:
+        if entry.get("job_id") == job_id:
+            entry["state"] = state
+    _write_json("history.json", entries)
+
+
+def history_label(entry: dict) -> str:
+    when = time.strftime("%H:%M", time.localtime(entry.get("time") or 0))
+    seeds = [s for s in entry.get("seeds") or [] if s is not None]
+    text = when
+    if seeds:
+        text += f" seed {seeds[0]}"
+    if len(seeds) > 1:
+        text += f" (+{len(seeds) - 1})"
+    prompt = " ".join((entry.get("prompt") or "").split())
+    if prompt:
+        text += " — " + (prompt if len(prompt) <= 50 else prompt[:49] + "…")
+    if entry.get("state"):
+        text += f" [{entry['state']}]"
+    return text
+
+
+def settings_again(entry: dict, variation: int = 0) -> dict:
+    """The parameters to run an earlier job again: its own, with the seed its result
+    ``variation`` was made with (so the same picture comes back)."""
+    params = dict(entry.get("params") or {})
+    seeds = entry.get("seeds") or []
+    if variation < len(seeds) and seeds[variation] is not None:
+        params["seed"] = seeds[variation]
+    return params
 
 
 # ---------------------------------------------------------------- what to send
@@ -315,6 +399,27 @@ def record_growth(image, dx: int, dy: int) -> None:
     flags = Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE
     image.attach_parasite(Gimp.Parasite.new(GEOMETRY_PARASITE, flags,
                                             list(json.dumps(data).encode("utf-8"))))
+
+
+def undo_growth(image, before: dict) -> None:
+    """Take back canvas growth aiedit made since ``before`` (a ``document_geometry``), e.g.
+    for an outpaint result that was previewed and then not applied."""
+    if not before or not image_alive(image):
+        return
+    own = _own_growth(image)
+    if own.get("serial", 0) == before.get("serial", 0):
+        return
+    dx = own.get("x", 0) - before["origin"][0]
+    dy = own.get("y", 0) - before["origin"][1]
+    image.resize(before["width"], before["height"], -dx, -dy)
+    if before.get("serial", 0) == 0:
+        image.detach_parasite(GEOMETRY_PARASITE)
+    else:
+        data = {"x": before["origin"][0], "y": before["origin"][1], "width": before["width"],
+                "height": before["height"], "serial": before["serial"]}
+        flags = Gimp.PARASITE_PERSISTENT | Gimp.PARASITE_UNDOABLE
+        image.attach_parasite(Gimp.Parasite.new(GEOMETRY_PARASITE, flags,
+                                                list(json.dumps(data).encode("utf-8"))))
 
 
 def image_alive(image) -> bool:
@@ -621,13 +726,14 @@ def upscale_into_new_image(source, plan: Plan, item, interactive: bool):
 # ---------------------------------------------------------------- results from earlier runs
 
 
-def finished_earlier(client: ac.Client) -> list:
-    """Journal entries of this server whose jobs succeeded after an earlier run died, with
-    their final job JSON; entries of failed, canceled or vanished jobs are dropped."""
+def finished_earlier(client: ac.Client, kept: bool = False) -> list:
+    """Journal entries of this server whose jobs succeeded after an earlier run died (and,
+    with ``kept``, those whose results the user kept for later), with their final job JSON;
+    entries of failed, canceled or vanished jobs are dropped."""
     found = []
     pending = journal()
     for entry in pending.entries():
-        if entry.get("server_url") != client.url:
+        if entry.get("server_url") != client.url or (entry.get("kept") and not kept):
             continue
         try:
             job = client.job(entry["job_id"])
@@ -666,8 +772,10 @@ def insert_recovered(client: ac.Client, image, anchor, entry: dict, job: dict,
     target = recovered_target(image, entry)
     if target is not image:
         anchor = None
-    layers = insert_results(target, anchor, recovered_plan(entry),
-                            Outcome(job, download_images(client, job)), interactive, placement)
+    outcome = Outcome(job, download_images(client, job))
+    left = {r.index for r, _ in outcome.images} - set(entry.get("applied") or [])
+    layers = insert_results(target, anchor, recovered_plan(entry), outcome, interactive,
+                            placement, chosen=left)
     journal().remove(entry["job_id"])
     return layers
 
@@ -702,6 +810,7 @@ def param_fields(operation: dict, previous: dict) -> list:
             "label": prop.get("title") or name.replace("_", " ").capitalize(),
             "kind": kind,
             "value": previous.get(name, prop.get("default")),
+            "default": prop.get("default"),
             "choices": [str(c) for c in prop.get("enum") or []],
             "minimum": prop.get("minimum"),
             "maximum": prop.get("maximum"),

@@ -486,3 +486,127 @@ def test_upscaled_image_keeps_profile_precision_and_scaled_resolution_in_real_gi
     assert all(abs(a - b) <= 1 for a, b in zip(report["pixel"], (40, 120, 200, 255),
                                                strict=True)), report["pixel"]
     assert "indexed colours: convert it first with Image > Mode > RGB" in report["refused"]
+
+
+def test_dialog_spin_buttons_last_values_and_settings_again_in_real_gimp(gimp, xvfb,
+                                                                         live_server):
+    """Numbers are spin buttons within the schema's bounds; the dialog opens with the values
+    last confirmed for the operation; an earlier job's settings (with its result's seed) fill
+    the form again."""
+    code = HOST + textwrap.dedent('''
+        import gi
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+        import aiedit_dialog
+        operation = ac.Client("{URL}").operation("inpaint")
+        procedure = Gimp.get_pdb().lookup_procedure("plug-in-aiedit-inpaint")
+        seen = {}
+
+        def first():
+            form = aiedit_dialog.OPEN["form"]
+            strength, seed = form.widgets["strength"], form.widgets["seed"]
+            adj = strength.input.get_adjustment()
+            seen["strength"] = [type(strength.input).__name__, adj.get_lower(), adj.get_upper()]
+            seen["seed_auto"] = seed.auto.get_active()
+            seen["choice"] = type(form.model_combo).__name__
+            seen["history_first"] = aiedit_dialog.OPEN["history"] is not None
+            strength.input.set_value(0.4)
+            strength.input.set_value(7.0)  # clamped to the schema's maximum, 1
+            seed.auto.set_active(False)
+            seed.input.set_value(123)
+            form.widgets["radius"].input.set_value(9)
+            aiedit_dialog.OPEN["dialog"].response(Gtk.ResponseType.OK)
+            return False
+
+        def second():
+            form = aiedit_dialog.OPEN["form"]
+            seen["remembered"] = form.values()
+            combo = aiedit_dialog.OPEN["history"].combo
+            combo.set_active(1)
+            seen["again"] = form.values()
+            aiedit_dialog.OPEN["dialog"].response(Gtk.ResponseType.OK)
+            return False
+
+        config = procedure.create_config()
+        GLib.timeout_add(1500, first)
+        first_answer = aiedit_dialog.ask(procedure, config, operation)
+        first_params = json.loads(config.get_property("params"))
+        earlier = host.Plan("inpaint", "classic-telea", {"strength": 0.2, "radius": 3},
+                            ac.Region(0, 0, 8, 8), prompt="a red door")
+        host.record_history(earlier, {"id": "job-1", "results": [{"seed": 77}, {"seed": 78}]})
+        config = procedure.create_config()
+        GLib.timeout_add(1500, second)
+        second_answer = aiedit_dialog.ask(procedure, config, operation)
+        report(first=first_answer, first_params=first_params, seen=seen,
+               second=second_answer, params=json.loads(config.get_property("params")),
+               prompt=config.get_property("prompt"), model=config.get_property("model"))
+    ''').replace("{URL}", live_server.url)
+    report = gimp.batch(code, display=xvfb)
+    seen = report["seen"]
+    assert seen["strength"] == ["SpinButton", 0.0, 1.0]
+    assert seen["seed_auto"] is True, "an empty seed is shown as Random"
+    assert seen["choice"] == "ComboBoxText" and seen["history_first"] is False
+    assert report["first"] is True
+    assert report["first_params"]["strength"] == 1.0, "the spin button kept within bounds"
+    assert report["first_params"]["seed"] == 123 and report["first_params"]["radius"] == 9
+    assert seen["remembered"]["seed"] == 123 and seen["remembered"]["radius"] == 9
+    assert seen["remembered"]["strength"] == 1.0
+    assert seen["again"]["strength"] == 0.2 and seen["again"]["seed"] == 77
+    assert seen["again"]["radius"] == 3
+    assert report["second"] is True
+    assert report["params"]["seed"] == 77 and report["prompt"] == "a red door"
+    assert report["model"] == "classic-telea"
+
+
+def test_results_browser_previews_and_applies_some_in_real_gimp(gimp, xvfb):
+    """Variations as thumbnails: previews switch without committing, two of three are
+    applied, the third stays kept for later; a second browse discards it."""
+    code = HOST + textwrap.dedent('''
+        import aiedit_browser
+        image = Gimp.Image.new(16, 12, Gimp.ImageBaseType.RGB)
+        base = new_layer(image, "Background", 16, 12, bytes((10, 10, 10, 255)) * 192)
+        colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+        images = [(ac.Result(i, "image", 8, 6, 4, 3, 40 + i, "/r/%d" % i),
+                   ac.Pixels(8, 6, bytes(colours[i] + (255,)) * 48)) for i in range(3)]
+        plan = host.Plan("generate", "", {"count": 3}, ac.Region(4, 3, 8, 6), prompt="fox",
+                         geometry=host.document_geometry(image))
+        outcome = host.Outcome({"id": "job-b", "results": []}, images)
+        host.journal().add("job-b", server_url="http://x", operation="generate", prompt="fox",
+                           region=plan.region.as_json(), geometry=plan.geometry)
+        host.record_history(plan, {"id": "job-b", "results": [{"seed": 40}]})
+        browser = aiedit_browser.Browser(image, base, [aiedit_browser.Pending(plan, outcome)])
+        browser.build()
+        def names():
+            return [(l.get_name(), l.get_visible()) for l in image.get_layers()]
+        browser.preview(0)
+        after_first = names()
+        browser.preview(2)
+        after_switch = names()
+        browser.check(1)
+        browser.check(2)
+        browser.finish("apply")
+        applied = names()
+        entry = host.journal().entries()[0]
+        again = aiedit_browser.Browser(image, base, [aiedit_browser.Pending(plan, outcome, entry)])
+        again.build()
+        left = [item.result.index for item in again.items]
+        again.finish("discard")
+        report(after_first=after_first, after_switch=after_switch, applied=applied,
+               entry=entry, left=left, journal=host.journal().entries(),
+               history=[e["state"] for e in host.history()],
+               top=list(image.get_layers()[0].get_offsets())[1:] + list(
+                   image.get_layers()[0].get_buffer().get(Gegl.Rectangle.new(0, 0, 1, 1), 1.0,
+                                                          "R'G'B'A u8", Gegl.AbyssPolicy.NONE)))
+    ''')
+    report = gimp.batch(code, display=xvfb)
+    assert report["after_first"] == [["Generate: fox (seed 40)", True], ["Background", True]]
+    assert report["after_switch"] == [["Generate: fox (seed 40)", False],
+                                      ["Generate: fox (seed 42)", True], ["Background", True]]
+    assert sorted(report["applied"]) == sorted([["Generate: fox (seed 42)", True],
+                                                ["Generate: fox (seed 41)", True],
+                                                ["Background", True]])
+    assert report["entry"]["applied"] == [1, 2] and report["entry"]["kept"] is True
+    assert report["left"] == [0], "the unapplied variation is still offered"
+    assert report["journal"] == []
+    assert report["history"] == ["discarded"]
+    assert report["top"] == [4, 3, 0, 0, 200, 255], "the result is not where it was made"

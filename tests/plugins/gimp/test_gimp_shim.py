@@ -55,12 +55,13 @@ def test_procedures_are_registered_under_the_ai_menu(gimp, plugin):
     plug_in = plugin
     names = plug_in.do_query_procedures()
     assert "plug-in-aiedit-inpaint" in names and "plug-in-aiedit-settings" in names
-    assert len(names) == 8
+    assert "plug-in-aiedit-results" in names
+    assert len(names) == 9
     for name in names:
         procedure = plug_in.do_create_procedure(name)
         assert procedure.menu_paths == ["<Image>/Filters/AI (aiedit)"]
         assert {"server-url", "api-key"} <= set(procedure.arguments)
-        if name != "plug-in-aiedit-settings":
+        if name not in ("plug-in-aiedit-settings", "plug-in-aiedit-results"):
             assert {"prompt", "model", "params"} <= set(procedure.arguments)
 
 

@@ -36,8 +36,8 @@ def test_install_makes_the_main_file_executable_and_bundles_the_client(tmp_path)
     folder = install_gimp(tmp_path)
     assert folder == tmp_path / "aiedit"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == [MARKER, "aiedit.py", "aiedit_client.py", "aiedit_dialog.py",
-                     "aiedit_gimp.py"]
+    assert names == [MARKER, "aiedit.py", "aiedit_browser.py", "aiedit_client.py",
+                     "aiedit_dialog.py", "aiedit_gimp.py"]
     assert (folder / "aiedit.py").stat().st_mode & stat.S_IXUSR
     assert (folder / "aiedit.py").read_text().startswith("#!/usr/bin/env python3")
 
@@ -46,8 +46,9 @@ def test_zip_keeps_the_executable_bit(tmp_path):
     path = build_zip("gimp", tmp_path)
     with zipfile.ZipFile(path) as archive:
         modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
-    assert set(modes) == {"aiedit/aiedit.py", "aiedit/aiedit_client.py",
-                          "aiedit/aiedit_dialog.py", "aiedit/aiedit_gimp.py"}
+    assert set(modes) == {"aiedit/aiedit.py", "aiedit/aiedit_browser.py",
+                          "aiedit/aiedit_client.py", "aiedit/aiedit_dialog.py",
+                          "aiedit/aiedit_gimp.py"}
     assert modes["aiedit/aiedit.py"] & stat.S_IXUSR
     assert not modes["aiedit/aiedit_gimp.py"] & stat.S_IXUSR
 

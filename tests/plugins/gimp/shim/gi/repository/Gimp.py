@@ -462,6 +462,18 @@ class Image:
         return True
 
     @main_thread_only
+    def detach_parasite(self, name):
+        self.parasites.pop(name, None)
+        return True
+
+    @main_thread_only
+    def remove_layer(self, layer):
+        siblings = self.layers if layer.parent is None else layer.parent.children
+        siblings.remove(layer)
+        layer.deleted = True
+        return True
+
+    @main_thread_only
     def get_parasite(self, name):
         return self.parasites.get(name)
 
