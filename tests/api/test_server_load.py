@@ -130,7 +130,7 @@ def test_classic_jobs_do_not_wait_behind_gpu_work(app, client, monkeypatch):
     try:
         # A job for a model that is not classic goes to the device queue.
         with monkeypatch.context() as patch:
-            patch.setattr(services.runner, "cpu_only", lambda model: False)
+            patch.setattr(services.runner, "cpu_only", lambda model, *rest: False)
             gpu_job = submit(client, "upscale", {"image": IMAGE}, model="classic-lanczos")
         assert entered.wait(10)
         classic = submit(client, "upscale", {"image": IMAGE}, model="classic-lanczos").get_json()
