@@ -87,6 +87,8 @@ class Config:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        if not self.retention_hours > 0:
+            raise ValueError(f"retention_hours must be more than 0 (got {self.retention_hours})")
 
     @property
     def studio(self) -> bool:

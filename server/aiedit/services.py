@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiedit.billing.settings import BillingSettings
 from aiedit.config import Config
@@ -20,7 +21,7 @@ from aiedit.jobs.queue_base import JobQueue
 from aiedit.jobs.runner import JobRunner
 from aiedit.store import datadir
 from aiedit.store.blobs import BlobStore
-from aiedit.store.db import Database
+from aiedit.store.db import Database, utcnow
 from aiedit.styles import StyleBook
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class Services:
     billing: BillingSettings | None = None  # prices, packs and plans (hosted mode charges)
 
     @classmethod
-    def build(cls, config: Config) -> Services:
+    def build(cls, config: Config, clock: Callable[[], datetime] | None = None) -> Services:
+        """`clock` tells the runner the time (UTC); tests pass one they move to prove expiry."""
         datadir.prepare(config.data_dir, config.database, config.blob_dir)
         # Engines load weights without seeing the config: they read the folder from here.
         os.environ["AIEDIT_MODELS_DIR"] = str(config.weights_dir)
@@ -76,6 +78,7 @@ class Services:
             retention=timedelta(hours=config.retention_hours),
             job_timeout_s=config.job_timeout_s,
             log_params=config.log_prompts,
+            clock=clock or utcnow,
         )
         if config.studio:
             queue = CeleryQueue(runner, config, client)
@@ -124,8 +127,15 @@ class Services:
     def _sweep(self) -> None:
         while True:
             self.sweep_once()
-            if self._stop_sweeper.wait(SWEEP_INTERVAL_S):
+            if self._stop_sweeper.wait(self.sweep_interval_s):
                 return
+
+    @property
+    def sweep_interval_s(self) -> float:
+        """Every SWEEP_INTERVAL_S, or a tenth of a short retention period (at least 1 s), so
+        files outlive their expiry by at most that."""
+        retention_s = self.config.retention_hours * 3600
+        return min(SWEEP_INTERVAL_S, max(1.0, retention_s / 10))
 
 
 def _check_studio(config: Config) -> None:

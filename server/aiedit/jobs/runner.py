@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select, update
@@ -113,8 +113,10 @@ class JobRunner:
         retention: timedelta,
         log_params: bool = False,
         job_timeout_s: float = 0.0,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.db = db
+        self.now = clock  # what time it is (UTC); tests pass a clock they move
         self.blobs = blobs
         self.catalog = catalog
         self.cache = cache
@@ -180,7 +182,7 @@ class JobRunner:
                 }
                 for name, f in new.inputs.items()
             }
-            now = utcnow()
+            now = self.now()
             job = Job(
                 id=job_id,
                 owner=new.owner,
@@ -325,7 +327,7 @@ class JobRunner:
                 job_id,
                 QUEUED,
                 state=RUNNING,
-                started_at=utcnow(),
+                started_at=self.now(),
                 attempts=Job.attempts + 1,
                 progress={"step": 0, "total": 0, "stage": "starting"},
                 extra=~Job.cancel_requested,
@@ -464,7 +466,7 @@ class JobRunner:
                 self.blobs.delete_results(job_id)
             self.events.notify(job_id)
             return
-        duration = (utcnow() - as_utc(started)).total_seconds() if started else None
+        duration = (self.now() - as_utc(started)).total_seconds() if started else None
         log.log(
             logging.WARNING if state == FAILED else logging.INFO,
             "job %s", state,
@@ -475,7 +477,7 @@ class JobRunner:
 
     def _finished_values(self, state: str, **values) -> dict:
         """A finished job's columns: retention counts from when it finished."""
-        now = utcnow()
+        now = self.now()
         return {"state": state, "finished_at": now, "expires_at": now + self.retention, **values}
 
     def report_progress(self, job_id: str, progress: dict, persist: bool) -> None:
@@ -636,15 +638,34 @@ class JobRunner:
             ]
 
     def expire(self) -> int:
-        """Delete finished jobs past their expiry time. Returns how many."""
-        now = utcnow()
+        """Delete finished jobs past their expiry time with their files (a queued or running
+        job's expiry is set again when it finishes: retention counts from then). Returns how
+        many."""
+        now = self.now()
         with self.db.session() as s:
             ids = list(
                 s.scalars(select(Job.id).where(Job.expires_at < now, Job.state.in_(FINISHED)))
             )
         for job_id in ids:
             self.delete(job_id)
+        self.forget_gone()
+        if ids:
+            self.db.scrub()
         return len(ids)
+
+    def forget_gone(self) -> None:
+        """Drop this process's in-memory previews and progress of jobs that no longer exist
+        (deleted or expired by another process)."""
+        with self._previews_lock:
+            held = set(self._previews) | set(self._live)
+        if not held:
+            return
+        with self.db.session() as s:
+            present = set(s.scalars(select(Job.id).where(Job.id.in_(held))))
+        with self._previews_lock:
+            for job_id in held - present:
+                self._previews.pop(job_id, None)
+                self._live.pop(job_id, None)
 
 
 class _ProgressWriter(Progress):

@@ -114,6 +114,16 @@ class Database:
         head = head_revision()
         return head is not None and self.revision() == {head}
 
+    def scrub(self) -> None:
+        """After deleting user data: SQLite copies the write-ahead log into the database file
+        and truncates it, so old page versions (holding what was deleted) leave the disk too.
+        Best effort: a reader holding an old snapshot makes SQLite leave the log; the next
+        scrub tries again. PostgreSQL keeps dead row versions until (auto)vacuum reuses them."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -173,4 +183,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted rows are overwritten with zeros, not left in free pages: an expired prompt or an
+    # erased account is gone from the file, not only from the table.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
