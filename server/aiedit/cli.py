@@ -1,5 +1,5 @@
-"""Command line: aiedit serve | worker | db | users | keys | credits | models | plugins |
-doctor."""
+"""Command line: aiedit serve | worker | db | users | keys | credits | blocklist | models |
+plugins | doctor."""
 
 from __future__ import annotations
 
@@ -379,6 +379,62 @@ def credits_grant(user, amount, reason, data_dir):
     with db.session() as s:
         balance = ledger.balance(s, account.id)
     click.echo(f"{user}: {amount:+d} credits ({reason}); balance {balance}")
+
+
+@main.group()
+def blocklist():
+    """Words and phrases refused in prompts (422 prompt_refused before a job is queued)."""
+
+
+@blocklist.command("add")
+@click.argument("terms", nargs=-1, required=True)
+@_data_dir_option
+def blocklist_add(terms, data_dir):
+    """Refuse prompts holding TERMS (case, accents, look-alike letters and separators between
+    letters do not matter; a trailing * also refuses longer words that start with the term)."""
+    from aiedit.auth.blocklist import BlocklistError, add_term
+
+    db = _managed_db(data_dir)
+    for term in terms:
+        try:
+            row = add_term(db, term)
+        except BlocklistError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"added {row.term!r} (matched as {row.key})")
+
+
+@blocklist.command("remove")
+@click.argument("terms", nargs=-1, required=True)
+@_data_dir_option
+def blocklist_remove(terms, data_dir):
+    """Stop refusing TERMS."""
+    from aiedit.auth.blocklist import BlocklistError, remove_term
+
+    db = _managed_db(data_dir)
+    for term in terms:
+        try:
+            removed = remove_term(db, term)
+        except BlocklistError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not removed:
+            raise click.ClickException(f"{term!r} is not on the block list")
+        click.echo(f"removed {term!r}")
+
+
+@blocklist.command("list")
+@_data_dir_option
+def blocklist_list(data_dir):
+    """List the terms and how many prompts each account had refused."""
+    from aiedit.auth.blocklist import list_terms, refusals
+
+    db = _managed_db(data_dir)
+    for row in list_terms(db):
+        click.echo(f"{row.key:24} {row.term}")
+    counts = refusals(db)
+    if counts:
+        click.echo("refused prompts per account:", err=True)
+        for owner, row in sorted(counts.items()):
+            click.echo(f"  {owner:24} {row.count:6}  last {row.last_at:%Y-%m-%d %H:%M}", err=True)
 
 
 @main.command()

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import shutil
 import threading
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from aiedit.api.errors import ApiError
 from aiedit.api.models import require_runnable
-from aiedit.auth import limits
+from aiedit.auth import blocklist, limits
 from aiedit.billing import ledger, pricing
 from aiedit.engines import default_model, installed_for
 from aiedit.imaging.codec import (
@@ -48,6 +49,8 @@ from aiedit.ops.base import (
     registry,
 )
 from aiedit.store.models import Job
+
+log = logging.getLogger(__name__)
 
 COORD = validate.Range(-(2**24), 2**24)
 ENCODED_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp",
@@ -175,6 +178,7 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
         apply_style(op, req)
     entry = pick_model(op, req["model"])
     params = load_params(op, req["params"])
+    check_prompt(owner, params)
     entry = fit_model(op, entry, req["model"] is not None, params)
     require_runnable(entry, g.principal, services)
     inputs = read_inputs(op, files, req["raw"])
@@ -235,6 +239,23 @@ def load_params(op, raw_params: dict) -> dict:
             422, "invalid_params", f"invalid params for {op.id}: {details}",
             errors={"params": errors},
         ) from None
+
+
+def check_prompt(owner: str, params: dict) -> None:
+    """422 `prompt_refused` when a prompt holds a term of the block list (after any style
+    expanded it); the refusal is counted for the owner. The answer names the field, never the
+    term or the text, and the log line has neither."""
+    db = _services().db
+    field = blocklist.refused_field(db, params)
+    if field is None:
+        return
+    blocklist.count_refusal(db, owner)
+    log.info("prompt refused by the block list", extra={"owner": owner, "field": field})
+    raise ApiError(
+        422, "prompt_refused",
+        f"params.{field} was refused: it contains words this server does not accept",
+        errors={"params": {field: ["refused by the block list"]}},
+    )
 
 
 def check_operation(op, params: dict, sizes: dict, entry) -> None:

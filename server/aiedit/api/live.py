@@ -17,6 +17,7 @@ from aiedit.api.job_request import (
     RegionSchema,
     check_capacity,
     check_operation,
+    check_prompt,
     fit_model,
     load_params,
     pick_model,
@@ -116,6 +117,7 @@ def open_session(req):
     op = registry()[req["operation"]]
     entry = pick_model(op, req["model"])
     params = load_params(op, req["params"])
+    check_prompt(owner, params)
     entry = fit_model(op, entry, req["model"] is not None, params)
     require_runnable(entry, g.principal, services)  # no downloads behind a non-admin's back
     if entry.engine != "diffusion":
@@ -180,6 +182,7 @@ def send_frame(args, form, files, session_id):
     changes = _frame_request(text) if text else FrameRequestSchema().load({})
     merged = {**session.params, **changes["params"]}
     params = load_params(op, merged)
+    check_prompt(session.owner, params)  # a term added while the session is open counts too
     if params["count"] != 1:
         raise ApiError(422, "invalid_params", "count: a live frame makes one image",
                        errors={"params": {"count": ["must be 1 in a live session"]}})

@@ -225,3 +225,24 @@ class FeatureCount(Base):
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
     feature: Mapped[str] = mapped_column(String(32), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BlockedTerm(Base):
+    """A word or phrase refused in prompts. `key` is its folded form (see auth/blocklist.py),
+    with a trailing `*` when it also refuses longer words that start with it."""
+
+    __tablename__ = "blocked_terms"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    term: Mapped[str] = mapped_column(String(200))  # as the admin wrote it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PromptRefusal(Base):
+    """How many submissions of an owner (user or key) the block list refused."""
+
+    __tablename__ = "prompt_refusals"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,6 +1,7 @@
 """The admin page at /admin: the queue with cancel buttons, workers and the models they hold,
-users and their usage. Server-rendered (Jinja), no build step; its one script is a static file
-(the page CSP allows no inline script). Not part of the JSON API, so not in the OpenAPI document.
+users and their usage, the prompt block list and refused prompts per account. Server-rendered
+(Jinja), no build step; its one script is a static file (the page CSP allows no inline script).
+Not part of the JSON API, so not in the OpenAPI document.
 
 Signing in takes an admin API key (or, on a key-less server, a click from this machine); the
 session lives server-side (auth/sessions.py) behind an HttpOnly, SameSite=Strict cookie that is
@@ -18,6 +19,7 @@ from aiedit import __version__
 from aiedit.accounts import analytics, support
 from aiedit.api.auth import keys_required
 from aiedit.api.metrics import is_loopback
+from aiedit.auth import blocklist
 from aiedit.auth.keys import LOCAL_OWNER, Principal, authenticate
 from aiedit.auth.sessions import (
     Session,
@@ -162,6 +164,31 @@ def cancel(job_id: str):
     return redirect(url_for(".index", notice=done, job=job.id[:8]), 303)
 
 
+@blp.post("/blocklist")
+def blocklist_change():
+    """Add a term to the prompt block list, or remove one (the form's `action`)."""
+    session = _session()
+    if session is None:
+        return _sign_in_page("Sign in first.", 401)
+    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
+        return _refused_form()
+    db = _services().db
+    term = request.form.get("term", "")
+    try:
+        if request.form.get("action") == "remove":
+            notice = "term-removed" if blocklist.remove_term(db, term) else "term-missing"
+        else:
+            blocklist.add_term(db, term)
+            notice = "term-added"
+    except blocklist.BlocklistError as exc:
+        return make_response(
+            render_template("admin_message.html", title="Block list unchanged",
+                            version=__version__, message=str(exc)),
+            422,
+        )
+    return redirect(url_for(".index", notice=notice) + "#blocklist", 303)
+
+
 def _sign_in_page(error: str | None = None, status: int = 200):
     token = request.cookies.get(SIGN_IN_COOKIE)
     if not token or len(token) > 100:
@@ -226,6 +253,12 @@ def _dashboard(session: Session) -> dict:
         # hosted: per-feature counts of accounts that did not opt out; the support messages
         "features": analytics.totals(db) if services.config.hosted else [],
         "support": support.recent(db) if services.config.hosted else [],
+        "blocked_terms": blocklist.list_terms(db),
+        "refusals": sorted(
+            ({"owner": names.get(owner, owner), "count": row.count, "last": _ago(row.last_at)}
+             for owner, row in blocklist.refusals(db).items()),
+            key=lambda r: -r["count"],
+        ),
         "recent": recent,
         "notice": _notice(),
         "refresh_ms": REFRESH_MS,
@@ -238,6 +271,9 @@ NOTICES = {
     "succeeded": "Job {job} had already succeeded.",
     "failed": "Job {job} had already failed.",
     "gone": "That job is gone (it expired or was deleted).",
+    "term-added": "Term added to the block list.",
+    "term-removed": "Term removed from the block list.",
+    "term-missing": "That term was not on the block list.",
 }
 
 
