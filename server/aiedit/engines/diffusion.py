@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiedit import logs
 from aiedit.engines import devices, downloads
 from aiedit.engines.cache import LoadedModel
 from aiedit.engines.catalog import ModelEntry
@@ -314,14 +315,17 @@ def _from_pretrained(entry: ModelEntry, dtype):
     if source.get("variant"):
         kwargs["variant"] = source["variant"]
     if "repo" in source and not source.get("subfolder"):
-        return cls.from_pretrained(
+        pipe = cls.from_pretrained(
             source["repo"],
             revision=entry.revision,
             cache_dir=str(downloads.hub_cache()),
             local_files_only=True,
             **kwargs,
         )
-    return cls.from_pretrained(str(local_folder(entry)), **kwargs)
+    else:
+        pipe = cls.from_pretrained(str(local_folder(entry)), **kwargs)
+    logs.adopt_library_loggers()  # their warnings may quote a prompt: through our filter
+    return pipe
 
 
 # --- running ------------------------------------------------------------------------------------

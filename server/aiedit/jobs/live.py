@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiedit.engines import engine_module
 from aiedit.errors import Canceled, OperationError
+from aiedit.logs import job_texts, private_text
 from aiedit.ops.base import ImageOutput, OpContext, Progress, Region, registry
 
 if TYPE_CHECKING:
@@ -207,7 +208,8 @@ class LiveSessions:
                 return
             session.running = frame
         try:
-            frame.finish(output=self._render(session, frame))
+            with private_text(*job_texts(frame.params)):
+                frame.finish(output=self._render(session, frame))
         except Canceled:
             frame.finish(error=SessionClosed("deleted"))
         except OperationError as exc:
@@ -216,7 +218,8 @@ class LiveSessions:
             frame.finish(error=OperationError(
                 "out_of_memory", "the server ran out of memory; try a smaller region"))
         except Exception:
-            log.exception("live session %s: a frame failed", session.id)
+            with private_text(*job_texts(frame.params)):
+                log.exception("live session %s: a frame failed", session.id)
             frame.finish(error=OperationError(
                 "internal_error",
                 f"the frame failed unexpectedly (live session {session.id}); the server log has "

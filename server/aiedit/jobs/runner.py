@@ -23,7 +23,7 @@ from aiedit.billing import ledger
 from aiedit.engines import engine_module
 from aiedit.jobs import stats
 from aiedit.jobs.queue_base import CPU_DEVICE
-from aiedit.logs import job_context
+from aiedit.logs import job_context, job_texts, private_text
 from aiedit.ops.base import (
     Canceled,
     ImageOutput,
@@ -271,6 +271,10 @@ class JobRunner:
         return None
 
     def _run_started(self, job: Job) -> None:
+        with private_text(*job_texts(job.params)):  # no prompt in any line logged meanwhile
+            self._run_claimed(job)
+
+    def _run_claimed(self, job: Job) -> None:
         job_id = job.id
         log.info("job started", extra={"operation": job.operation, "model": job.model,
                                        "device": job.device, "attempt": job.attempts})
