@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 from aiedit.store.db import Database, utcnow
 from aiedit.store.models import BlockedTerm, PromptRefusal
 
-CHECKED_PARAMS = ("prompt", "text")  # what the model is asked to draw or write
 MAX_KEY_CHARS = 64
 MAX_TERM_CHARS = 200
 
@@ -155,14 +154,19 @@ def matcher(db: Database) -> Matcher:
         return Matcher(s.scalars(select(BlockedTerm.key)))
 
 
+def checked(name: str) -> bool:
+    """Params holding what the model is asked to draw or write: every `*prompt*` but negative
+    ones (they say what to avoid), and an edit's `text`."""
+    return name == "text" or ("prompt" in name and "negative" not in name)
+
+
 def refused_field(db: Database, params: dict) -> str | None:
     """The name of the first checked parameter that holds a blocked term, or None."""
     match = matcher(db)
     if not match:
         return None
-    for name in CHECKED_PARAMS:
-        value = params.get(name)
-        if isinstance(value, str) and value and match.find(value) is not None:
+    for name, value in params.items():
+        if checked(name) and isinstance(value, str) and value and match.find(value) is not None:
             return name
     return None
 
