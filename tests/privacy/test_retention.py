@@ -63,19 +63,6 @@ def test_files_and_rows_are_gone_after_the_retention_period(papp, services, cloc
     assert _traces(services, job_id, prompt, upload, result) == ([], [])
 
 
-def test_a_job_deleted_by_another_process_leaves_this_ones_memory(papp, services, clock):
-    """Studio: an API process may expire a job whose preview a worker holds in memory."""
-    client = papp.test_client()
-    job_id, _ = _inpaint(client, "a lighthouse")
-    wait_finished(client, job_id)
-    services.runner.report_preview(job_id, 1, np.zeros((8, 8, 3), np.uint8))
-    with services.db.session() as s:
-        s.delete(s.get(Job, job_id))
-    assert services.runner.preview(job_id) is not None
-    services.sweep_once()
-    assert services.runner.preview(job_id) is None
-
-
 def test_the_sweep_interval_follows_a_short_retention(make_privacy_app):
     services = make_privacy_app(retention_hours=0.01).extensions["aiedit"]
     assert services.sweep_interval_s == 3.6

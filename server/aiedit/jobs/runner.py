@@ -652,24 +652,9 @@ class JobRunner:
             )
         for job_id in ids:
             self.delete(job_id)
-        self.forget_gone()
         if ids:
             self.db.scrub()
         return len(ids)
-
-    def forget_gone(self) -> None:
-        """Drop this process's in-memory previews and progress of jobs that no longer exist
-        (deleted or expired by another process)."""
-        with self._previews_lock:
-            held = set(self._previews) | set(self._live)
-        if not held:
-            return
-        with self.db.session() as s:
-            present = set(s.scalars(select(Job.id).where(Job.id.in_(held))))
-        with self._previews_lock:
-            for job_id in held - present:
-                self._previews.pop(job_id, None)
-                self._live.pop(job_id, None)
 
 
 class _ProgressWriter(Progress):
