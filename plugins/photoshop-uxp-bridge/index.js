@@ -1,19 +1,28 @@
 "use strict";
 // UXP entry point: registers the "aieditPanel" entrypoint declared in manifest.json.
 
-const { entrypoints } = require("uxp");
+const uxp = require("uxp");
 const photoshop = require("photoshop");
 const { createPanel } = require("./src/panel");
 
 let panel = null;
 
-entrypoints.setup({
+uxp.entrypoints.setup({
+  plugin: {
+    // The plugin is unloaded or reloaded: stop following jobs; the journal keeps them and the
+    // next panel follows them again.
+    destroy() {
+      if (panel) {
+        panel.close();
+      }
+    },
+  },
   panels: {
     aieditPanel: {
       show() {
         if (!panel) {
           panel = createPanel(document.getElementById("aiedit"), {
-            photoshop, storage: window.localStorage,
+            photoshop, storage: window.localStorage, uxp,
           });
         }
       },

@@ -162,6 +162,11 @@ class AieditClient {
     return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}?cancel_only=true`);
   }
 
+  /** Deletes a finished job and its files on the server (DELETE /v1/jobs/{id}). */
+  remove(id) {
+    return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
   /**
    * Downloads a result as raw RGBA: {width, height, offset: {x, y}, depth, data}; `data` is a
    * Uint8Array, or for a 16-bit result (`depth: 16`) a Uint16Array 0..65535 (`?format=rgba16`).

@@ -6,12 +6,14 @@
  */
 
 const geo = require("./geometry");
-const { toRgba, placeInto, hasSelectedPixel, toDepth, maskTo8 } = require("./pixels");
+const { toRgba, placeInto, hasSelectedPixel, toDepth, to8, maskTo8 } = require("./pixels");
 
 /** What the server reads and writes: 8-bit sRGB (docs/http-api.md, "Images"). */
 const SRGB = "sRGB IEC61966-2.1";
 /** Imaging API: masks and selections are one Grayscale component in "Gray Gamma 2.2". */
 const GRAY = "Gray Gamma 2.2";
+const PREVIEW_NAME = "aiedit preview";
+const THUMB_SIDE = 96;
 const MODE_NAMES = {
   BITMAP: "Bitmap", CMYK: "CMYK", DUOTONE: "Duotone", GRAYSCALE: "Grayscale",
   INDEXEDCOLOR: "Indexed Color", LAB: "Lab", MULTICHANNEL: "Multichannel",
@@ -300,6 +302,66 @@ class PhotoshopHost {
   }
 
   /**
+   * Shows `result` on the canvas without committing it: a layer named "aiedit preview" (masked
+   * like the real one would be) made in one history step; the layer that was active stays
+   * active, so painting does not land on the preview. Returns the preview layer's id.
+   */
+  async showPreview(doc, result, mask) {
+    return this.ps.core.executeAsModal(async (context) => {
+      const previous = this.activeLayer(doc);
+      const suspension = await context.hostControl.suspendHistory({
+        documentID: doc.id, name: "aiedit: preview",
+      });
+      const layer = await this.putResult(doc, result, PREVIEW_NAME, mask);
+      if (previous) {
+        await this.ps.action.batchPlay([
+          { _obj: "select", _target: [{ _ref: "layer", _id: previous.id }], makeVisible: false },
+        ], {});
+      }
+      await context.hostControl.resumeHistory(suspension, true);
+      return layer.id;
+    }, { commandName: "aiedit: preview" });
+  }
+
+  /** Removes a preview layer, if its document and the layer are still there. */
+  async clearPreview(docId, layerId) {
+    const doc = this.documentById(docId);
+    const layer = doc ? findLayer(doc.layers, layerId) : null;
+    if (!layer) {
+      return false;
+    }
+    await this.ps.core.executeAsModal(async (context) => {
+      const suspension = await context.hostControl.suspendHistory({
+        documentID: doc.id, name: "aiedit: preview",
+      });
+      await layer.delete();
+      await context.hostControl.resumeHistory(suspension, true);
+    }, { commandName: "aiedit: remove preview" });
+    return true;
+  }
+
+  /**
+   * A small JPEG of a result as a data URL for an <img> (imaging.encodeImageData, RGB only),
+   * or null where this Photoshop has no encoder.
+   */
+  async thumbnail(result) {
+    if (!this.imaging.encodeImageData) {
+      return null;
+    }
+    const small = thumbnailPixels(to8(result.data), result.width, result.height, THUMB_SIDE);
+    const imageData = await this.imaging.createImageDataFromBuffer(small.data, {
+      width: small.width, height: small.height, components: 3, chunky: true,
+      colorSpace: "RGB", colorProfile: SRGB,
+    });
+    try {
+      const jpeg = await this.imaging.encodeImageData({ imageData, base64: true });
+      return `data:image/jpeg;base64,${jpeg}`;
+    } finally {
+      imageData.dispose();
+    }
+  }
+
+  /**
    * Gives `layer` a user mask made from `mask` ({bounds, data}: one byte per pixel): the
    * "Add Layer Mask" action (batchPlay, on the layer selected first), then
    * imaging.putLayerMask with the selection's values.
@@ -329,6 +391,39 @@ class PhotoshopHost {
   }
 }
 
+function findLayer(list, id) {
+  for (const layer of Array.from(list || [])) {
+    if (layer.id === id) {
+      return layer;
+    }
+    const inner = findLayer(layer.layers, id);
+    if (inner) {
+      return inner;
+    }
+  }
+  return null;
+}
+
+/** Nearest-neighbour downscale to at most `side` px, RGB on a grey matte for the alpha. */
+function thumbnailPixels(rgba, width, height, side) {
+  const scale = Math.min(1, side / Math.max(width, height));
+  const w = Math.max(1, Math.round(width * scale));
+  const h = Math.max(1, Math.round(height * scale));
+  const out = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    const sy = Math.min(height - 1, Math.floor(y / scale));
+    for (let x = 0; x < w; x++) {
+      const sx = Math.min(width - 1, Math.floor(x / scale));
+      const i = (sy * width + sx) * 4;
+      const a = rgba[i + 3] / 255;
+      for (let c = 0; c < 3; c++) {
+        out[(y * w + x) * 3 + c] = Math.round(rgba[i + c] * a + 96 * (1 - a));
+      }
+    }
+  }
+  return { data: out, width: w, height: h };
+}
+
 function layerHasPixelsIn(layer, bounds) {
   const content = layer.boundsNoEffects ? geo.normalize(layer.boundsNoEffects) : null;
   return Boolean(content) && !geo.isEmpty(geo.intersect(content, bounds));
@@ -340,4 +435,4 @@ function layerName(base, result, results) {
   return `${base}${frame}${seed}`;
 }
 
-module.exports = { PhotoshopHost, DocumentError, layerName, SRGB };
+module.exports = { PhotoshopHost, DocumentError, layerName, findLayer, SRGB, PREVIEW_NAME };

@@ -92,33 +92,51 @@ class JobSession {
    * `source` is "layer" (the active layer) or "composite"; `margin` grows the selection.
    * Resolves to {state, job, results, region, doc, name}; results are downloaded RGBA.
    */
-  async run({ operation, model = null, params = {}, source = "composite", margin = 0 }) {
+  async run(settings) {
+    const started = await this.start(settings);
+    const job = await this.follow(started.job);
+    return this.finish(started, job);
+  }
+
+  /**
+   * Reads the region and submits the job. Resolves to {doc, region, job, name, operationId,
+   * request}: what the panel's journal keeps while the job runs.
+   */
+  async start({ operation, model = null, params = {}, source = "composite", margin = 0,
+    extra = {}, files: extraFiles = null }) {
     const doc = this.host.activeDocument();
     this.host.checkDocument(doc);
     const region = await this.readInputs(doc, operation, source, margin);
+    const moreFiles = extraFiles ? await extraFiles(doc, region) : {};
     this.onUpdate({ phase: "submitting" });
-    let job = await this.client.submit(this.requestFor(operation, model, params, region),
-      this.filesFor(operation, region));
+    const request = { ...this.requestFor(operation, model, params, region), ...extra };
+    let job = await this.client.submit(request, { ...this.filesFor(operation, region),
+      ...moreFiles });
     this.jobId = job.id;
     if (this.cancelRequested) {
       job = (await this.client.cancel(job.id)) || job;
     }
     this.onUpdate({ phase: "waiting", job });
-    job = await this.follow(job);
-    const name = describe(operation.id, params);
+    return {
+      doc, region, job, request, name: describe(operation.id, params), operationId: operation.id,
+    };
+  }
+
+  /** A finished job's outcome: its results downloaded, or the server's error thrown. */
+  async finish({ doc, region, name, operationId }, job) {
     if (job.state === "failed") {
       const error = job.error || {};
       throw new AieditError(error.message || "the job failed", { code: error.code || "failed" });
     }
-    if (job.state === "canceled") {
-      return { state: "canceled", job, results: [], region, doc, name };
+    if (job.state !== "succeeded") {
+      return { state: job.state, job, results: [], region, doc, name, operationId };
     }
     this.onUpdate({ phase: "downloading", job });
     const results = [];
     for (const result of job.results.filter((r) => r.kind === "image")) {
       results.push(await this.client.resultRgba(result));
     }
-    return { state: "succeeded", job, results, region, doc, name, operationId: operation.id };
+    return { state: "succeeded", job, results, region, doc, name, operationId };
   }
 
   async readInputs(doc, operation, source, margin) {
@@ -174,13 +192,26 @@ class JobSession {
     return files;
   }
 
+  /**
+   * Waits until the job finishes (long-polls), reporting each change. Stops early, returning
+   * the job as last seen, once `stop()` was called (the panel is going away).
+   */
   async follow(job) {
-    while (!isTerminal(job)) {
+    while (!isTerminal(job) && !this.stopped) {
       job = await this.client.job(job.id, this.pollWait);
+      if (this.stopped) {
+        break;
+      }
       this.onUpdate({ phase: job.state === "queued" ? "queued" : "running", job });
     }
-    this.onUpdate({ phase: job.state, job });
+    if (!this.stopped) {
+      this.onUpdate({ phase: job.state, job });
+    }
     return job;
+  }
+
+  stop() {
+    this.stopped = true;
   }
 
   /** Asks the server to cancel; the running `run` then resolves with state "canceled". */
@@ -203,14 +234,18 @@ async function applyOutcome(host, outcome) {
     ...r, offset: { x: r.offset.x + where.shift.x, y: r.offset.y + where.shift.y },
   }));
   const masked = MASKED_OPERATIONS.has(operationId) && region.mask && !where.newDocument;
+  const shiftedBounds = geo.rect(region.bounds.left + where.shift.x,
+    region.bounds.top + where.shift.y, region.bounds.right + where.shift.x,
+    region.bounds.bottom + where.shift.y);
   const newDocument = where.newDocument ? { ...where.newDocument, name } : null;
-  return host.applyResults(doc, shifted, {
+  const applied = await host.applyResults(doc, shifted, {
     name,
-    mask: masked ? { bounds: region.bounds, data: region.mask } : null,
+    mask: masked ? { bounds: shiftedBounds, data: region.mask } : null,
     groupName: results.length > 1 && operationId === "video" ? name : null,
     newDocument,
     growCanvas: where.growCanvas,
   });
+  return { ...applied, grown: where.growCanvas };
 }
 
-module.exports = { JobSession, applyOutcome, describe, placement };
+module.exports = { JobSession, applyOutcome, describe, placement, MASKED_OPERATIONS };

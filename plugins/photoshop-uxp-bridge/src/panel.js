@@ -7,7 +7,9 @@
 
 const { AieditClient } = require("./client");
 const { PhotoshopHost } = require("./host");
-const { JobSession, applyOutcome } = require("./job");
+const { JobSession } = require("./job");
+const { Journal, FolderBlobs, MemoryBlobs } = require("./journal");
+const { ResultsBrowser } = require("./browser");
 const { fieldsFromSchema, paramsFromValues, hasPrompt } = require("./params");
 
 const DEFAULT_SERVER = "http://127.0.0.1:8790";
@@ -79,17 +81,34 @@ function progressText(update) {
 }
 
 class Panel {
-  constructor(root, { photoshop, storage, fetch: fetchImpl = globalThis.fetch }) {
+  /**
+   * `storage` is localStorage; `uxp` the uxp module (its data folder keeps the selection
+   * masks of jobs in flight, its shell opens the account pages). `pollWait` is the long-poll
+   * wait in seconds.
+   */
+  constructor(root, { photoshop, storage, uxp = null, fetch: fetchImpl = globalThis.fetch,
+    pollWait = 10 }) {
     this.root = root;
     this.document = root.ownerDocument;
     this.host = new PhotoshopHost(photoshop);
     this.storage = storage;
+    this.uxp = uxp;
     this.fetch = fetchImpl;
+    this.pollWait = pollWait;
     this.settings = loadSettings(storage);
     this.operations = [];
     this.session = null;
-    this.outcome = null;
+    this.sessions = new Set();
+    this.journal = new Journal(storage, uxp && uxp.storage ? new FolderBlobs(uxp.storage)
+      : new MemoryBlobs());
+    this.browser = new ResultsBrowser({
+      document: this.document, host: this.host, journal: this.journal, storage,
+      clientFor: (entry) => this.client(entry.server),
+      say: (text, isError) => this.say(text, isError),
+      onUseSettings: (entry) => this.useSettings(entry),
+    });
     this.build();
+    this.resumed = this.resume();
   }
 
   build() {
@@ -113,8 +132,8 @@ class Panel {
     this.cancelButton = el(d, "button", { text: "Cancel", disabled: "" });
     this.progressBar = el(d, "div", { class: "bar" });
     this.statusLine = el(d, "div", { class: "status" });
-    this.applyButton = el(d, "button", { text: "Apply", disabled: "" });
-    this.discardButton = el(d, "button", { text: "Discard", disabled: "" });
+    this.applyButton = el(d, "button", { text: "Apply selected", disabled: "" });
+    this.discardButton = el(d, "button", { text: "Discard selected", disabled: "" });
     this.resultLine = el(d, "div", { class: "results" });
     setChildren(this.root, [
       labelled(d, "Server", this.serverInput), labelled(d, "Key", this.keyInput),
@@ -123,8 +142,9 @@ class Panel {
       labelled(d, "Context margin (px)", this.marginInput), this.promptInput, this.paramsBox,
       el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
       el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.copyButton,
-      this.resultLine,
+      this.resultLine, this.browser.choiceBox,
       el(d, "div", { class: "buttons" }, [this.applyButton, this.discardButton]),
+      this.browser.box,
     ]);
     this.connectButton.addEventListener("click", () => this.connect());
     this.operationSelect.addEventListener("change", () => this.showOperation());
@@ -143,10 +163,54 @@ class Panel {
     this.storage.setItem(SETTINGS_KEY, JSON.stringify(this.settings));
   }
 
-  client() {
-    return new AieditClient({
-      baseUrl: this.settings.server, apiKey: this.settings.key, fetch: this.fetch,
+  client(server = this.settings.server) {
+    return new AieditClient({ baseUrl: server, apiKey: this.settings.key, fetch: this.fetch });
+  }
+
+  newSession(client) {
+    const session = new JobSession({
+      client, host: this.host, onUpdate: (u) => this.onUpdate(u), pollWait: this.pollWait,
     });
+    this.sessions.add(session);
+    return session;
+  }
+
+  /** Follows the jobs a previous panel left running (a reload, or Photoshop restarted). */
+  async resume() {
+    const waiting = this.journal.inFlight();
+    if (waiting.length) {
+      this.say(`Following ${waiting.length} job(s) sent before the panel reloaded…`);
+    }
+    this.setBusy(waiting.length > 0);
+    await this.browser.clearPreview().catch(() => {});
+    if (!waiting.length) {
+      return;
+    }
+    try {
+      await Promise.all(waiting.map(async (entry) => {
+        const session = this.newSession(this.client(entry.server));
+        session.jobId = entry.id;
+        this.session = session;
+        try {
+          const job = await this.browser.follow(entry, session);
+          this.reportFinished(entry, job);
+        } finally {
+          this.sessions.delete(session);
+        }
+      }));
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.session = null;
+      this.setBusy(false);
+    }
+  }
+
+  /** Stops following jobs (the panel is going away); the journal keeps them. */
+  close() {
+    for (const session of this.sessions) {
+      session.stop();
+    }
   }
 
   say(text, isError = false) {
@@ -242,10 +306,16 @@ class Panel {
   }
 
   setBusy(busy) {
+    this.busy = busy;
     this.runButton.disabled = busy;
     this.cancelButton.disabled = !busy;
-    this.applyButton.disabled = busy || !this.outcome;
-    this.discardButton.disabled = busy || !this.outcome;
+    this.refreshButtons();
+  }
+
+  refreshButtons() {
+    const open = this.browser.entriesWithOpenResults().length > 0;
+    this.applyButton.disabled = !open;
+    this.discardButton.disabled = !open;
   }
 
   onUpdate(update) {
@@ -267,27 +337,62 @@ class Panel {
       return;
     }
     this.saveSettings();
-    this.outcome = null;
     this.resultLine.textContent = "";
-    this.session = new JobSession({
-      client: this.client(), host: this.host, onUpdate: (u) => this.onUpdate(u),
-    });
+    const settings = {
+      operation: op.id, model: this.modelSelect.value || null, params,
+      source: this.settings.source, margin: this.settings.margin,
+    };
+    const session = this.newSession(this.client());
+    this.session = session;
     this.setBusy(true);
     try {
-      const outcome = await this.session.run({
-        operation: op, model: this.modelSelect.value || null, params,
-        source: this.settings.source, margin: this.settings.margin,
-      });
-      if (outcome.state === "succeeded") {
-        this.outcome = outcome;
-        this.resultLine.textContent = `${outcome.results.length} result(s) ready: ${outcome.name}`;
-      }
+      const started = await session.start({ ...settings, operation: op });
+      const entry = await this.browser.added(started, settings, this.settings.server);
+      const job = await this.browser.follow(entry, session, started.job);
+      this.reportFinished(entry, job);
     } catch (err) {
       this.fail(err);
     } finally {
+      this.sessions.delete(session);
       this.session = null;
       this.setBusy(false);
     }
+  }
+
+  reportFinished(entry, job) {
+    if (job.state === "succeeded") {
+      const count = this.journal.get(entry.id).results.length;
+      this.resultLine.textContent = `${count} result(s) ready: ${entry.name}`;
+    } else if (job.state === "failed") {
+      this.say((job.error && job.error.message) || "The job failed.", true);
+    }
+  }
+
+  /** Puts a past job's operation, model, prompt and parameters back into the form. */
+  useSettings(entry) {
+    const { settings } = entry;
+    if (!this.operations.some((op) => op.id === settings.operation)) {
+      this.say(`Connect to a server that offers ${settings.operation} first.`, true);
+      return;
+    }
+    this.operationSelect.value = settings.operation;
+    this.showOperation();
+    if (settings.model) {
+      this.modelSelect.value = settings.model;
+    }
+    const params = settings.params || {};
+    this.promptInput.value = params.prompt || "";
+    for (const [name, input] of Object.entries(this.fieldInputs || {})) {
+      const value = params[name];
+      if (input.type === "checkbox") {
+        input.checked = value === true;
+      } else {
+        input.value = value === undefined || value === null ? "" : String(value);
+      }
+    }
+    this.sourceSelect.value = settings.source || "composite";
+    this.marginInput.value = String(settings.margin ?? this.settings.margin);
+    this.say(`Settings of "${entry.name}" are back in the form.`);
   }
 
   async cancel() {
@@ -303,26 +408,26 @@ class Panel {
   }
 
   async apply() {
-    if (!this.outcome) {
-      return;
-    }
     try {
-      await applyOutcome(this.host, this.outcome);
-      this.say("Applied as new layer(s).");
-      this.discard();
+      await this.browser.apply();
     } catch (err) {
-      this.say(err.message, true);
+      this.fail(err);
     }
+    this.refreshButtons();
   }
 
-  discard() {
-    this.outcome = null;
-    this.resultLine.textContent = "";
-    this.setBusy(false);
+  async discard() {
+    try {
+      const n = await this.browser.discard();
+      this.say(n ? `Discarded ${n} result(s).` : "Check the results to discard first.", !n);
+    } catch (err) {
+      this.fail(err);
+    }
+    this.refreshButtons();
   }
 }
 
-/** Builds the panel into `root`. `storage` is localStorage in UXP. */
+/** Builds the panel into `root`; options as for Panel (localStorage, the uxp module). */
 function createPanel(root, options) {
   return new Panel(root, options);
 }

@@ -1234,6 +1234,20 @@ class Standin {
   }
 
   /**
+   * Imaging API, encodeImageData({imageData, base64}): JPEG data for an <img>; RGB only.
+   * The stand-in's "JPEG" is a marker plus the size, base64-encoded.
+   */
+  async encodeImageData({ imageData, base64 = false } = {}) {
+    this.log("encodeImageData");
+    if (!(imageData instanceof PhotoshopImageData) || imageData.colorSpace !== "RGB") {
+      throw new PhotoshopError("encodeImageData: imageData must be RGB image data");
+    }
+    imageData.checkAlive();
+    const bytes = Array.from(Buffer.from(`JPEG ${imageData.width}x${imageData.height}`));
+    return base64 ? Buffer.from(bytes).toString("base64") : bytes;
+  }
+
+  /**
    * action.batchPlay. Modelled descriptors: `get` of a document's `selection`; `select` of a
    * layer by id; `make` of a user mask on the target layer (the "Add Layer Mask" action:
    * new channel at the mask, using revealAll or hideAll). Anything else throws.
@@ -1374,6 +1388,7 @@ function createPhotoshop({ version = 25 } = {}) {
       createImageDataFromBuffer: (b, o) => standin.createImageDataFromBuffer(b, o),
       putPixels: (o) => standin.putPixels(o),
       putLayerMask: (o) => standin.putLayerMask(o),
+      encodeImageData: (o) => standin.encodeImageData(o),
     },
     action: {
       batchPlay: (commands, options) => standin.batchPlay(commands, options),
