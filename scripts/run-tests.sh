@@ -17,9 +17,9 @@ echo "== python tests (one worker per core; a test file stays on one worker)"
 workers="${AIEDIT_TEST_WORKERS:-$(nproc)}"
 $BIN/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
 
-echo "== API and proof tests again on PostgreSQL (a cluster the session starts on loopback)"
+echo "== API, billing and proof tests again on PostgreSQL (a cluster the session starts on loopback)"
 $BIN/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --db postgresql \
-  tests/api tests/proof \
+  tests/api tests/proof tests/billing \
   tests/studio/test_db_and_queue.py
 
 echo "== photoshop plugin (node)"

@@ -116,6 +116,16 @@ def redis_server(tmp_path_factory):
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def local_stripe(tmp_path_factory):
+    """localstripe (plus Checkout Sessions, tests/fixtures/stripe_server.py) on 127.0.0.1."""
+    from tests.fixtures.local_stripe import LocalStripe
+
+    server = LocalStripe(tmp_path_factory.mktemp("stripe")).start()
+    yield server
+    server.stop()
+
+
 # --- real server processes --------------------------------------------------------------------
 
 

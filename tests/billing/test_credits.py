@@ -171,3 +171,36 @@ def test_a_grant_below_zero_is_refused_and_needs_a_reason(hosted):
         raise AssertionError("a grant without a reason was accepted")
     ledger.grant(hosted.db, account, -2, "correction")
     assert hosted.balance("jo") == 0
+
+
+def _make_running(hosted, job_id: str, attempts: int) -> None:
+    from datetime import timedelta
+
+    from aiedit.store.db import utcnow
+    from aiedit.store.models import Job
+
+    with hosted.db.session() as s:
+        job = s.get(Job, job_id)
+        job.state, job.attempts, job.worker = "running", attempts, "gone-worker"
+        job.started_at = utcnow() - timedelta(minutes=5)
+
+
+def test_jobs_given_up_by_the_reaper_or_after_a_crash_get_their_credits_back(hosted_factory):
+    from aiedit.jobs.runner import MAX_ATTEMPTS
+
+    hosted = hosted_factory(start=False)
+    headers = hosted.user("kim", credits=5)
+    lost, crashed, retried = (hosted.submit(headers, scale=2).get_json()["id"] for _ in range(3))
+    assert hosted.balance("kim") == 2
+    _make_running(hosted, lost, MAX_ATTEMPTS)
+    _make_running(hosted, retried, 1)
+    requeued, failed = hosted.services.runner.requeue_lost(dead_after_s=1)
+    assert failed == [lost] and requeued == [retried]
+    assert hosted.balance("kim") == 3  # the lost job's credit is back; the re-queued one held
+    _make_running(hosted, crashed, MAX_ATTEMPTS)
+    hosted.services.runner.recover()  # a restart finds it cut off once too often: failed
+    assert hosted.balance("kim") == 4
+    hosted.services.runner.delete(retried)  # deleting an unfinished job (erasure) releases it
+    assert hosted.balance("kim") == 5
+    kinds = sorted((r.kind, r.job_id) for r in hosted.rows("kim") if r.kind == "release")
+    assert [job for _, job in kinds] == sorted([lost, crashed, retried])

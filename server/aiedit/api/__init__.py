@@ -8,6 +8,7 @@ from flask import Blueprint, send_from_directory
 from aiedit.api import (
     account,
     auth,
+    billing,
     health,
     job_events,
     jobs,
@@ -22,7 +23,8 @@ from aiedit.auth.keys import KeyPolicy
 
 
 def register(api) -> None:
-    for module in (health, operations, models, styles, jobs, job_events, live, account):
+    for module in (health, operations, models, styles, jobs, job_events, live, account,
+                   billing):
         api.register_blueprint(module.blp)
     app = api._app
     app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI

@@ -11,7 +11,7 @@ from aiedit.api.errors import ApiError
 from aiedit.api.security import RateLimits
 from aiedit.auth.keys import LOCAL_OWNER, KeyPolicy, Principal, authenticate, keys_exist
 
-OPEN_PATHS = ("/v1/health",)
+OPEN_PATHS = ("/v1/health", "/v1/billing/webhook")  # the webhook is signed instead
 CREATE_HINT = "create one with `aiedit keys create --name NAME` (same --data-dir as the server)"
 
 

@@ -12,6 +12,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from aiedit.api.models import ModelSchema, describe
+from aiedit.billing import pricing
+from aiedit.billing.settings import Rates
 from aiedit.engines import installed_for
 from aiedit.ops.base import INPUT_NAMES, registry
 
@@ -47,6 +49,12 @@ class OperationSchema(Schema):
     models = fields.List(fields.Nested(ModelSchema), required=True)
     default_model = fields.String(required=True, allow_none=True)
     limits = fields.Nested(LimitsSchema, required=True)
+    pricing = fields.Dict(
+        required=True,
+        metadata={"description": "How a job's price in credits is computed (hosted mode "
+                  "charges it; POST /v1/quotes prices a job): rule, units, minimum, "
+                  "reference_steps, rates (credits per unit, per model)"},
+    )
 
 
 class OperationListSchema(Schema):
@@ -64,7 +72,7 @@ def params_json_schema(op_id: str) -> dict:
     return schema
 
 
-def describe_operation(op, catalog, config) -> dict:
+def describe_operation(op, catalog, config, rates=None) -> dict:
     installed = installed_for(catalog, op.id)
     default = installed[0].id if installed else None
     models = []
@@ -89,6 +97,7 @@ def describe_operation(op, catalog, config) -> dict:
             "max_output_pixels": config.max_output_pixels,
             "max_upload_bytes": config.max_upload_bytes,
         },
+        "pricing": pricing.describe(op, catalog, rates or Rates()),
     }
 
 
@@ -99,6 +108,7 @@ def list_operations():
     services = current_app.extensions["aiedit"]
     return {
         "operations": [
-            describe_operation(op, services.catalog, services.config) for op in registry().values()
+            describe_operation(op, services.catalog, services.config, services.billing.rates)
+            for op in registry().values()
         ]
     }

@@ -531,10 +531,13 @@ class JobRunner:
         return state
 
     def delete(self, job_id: str) -> None:
-        """Delete a finished job with its files."""
+        """Delete a finished job with its files (one that has not finished, as an account's
+        erasure may delete, gives back the credits it held)."""
         with self.db.session() as s:
             job = s.get(Job, job_id)
             if job is not None:
+                if job.state not in FINISHED:
+                    ledger.settle(s, job_id, CANCELED)
                 s.delete(job)
         self.blobs.delete_job(job_id)
         self.events.drop_preview(job_id)

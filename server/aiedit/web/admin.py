@@ -189,6 +189,58 @@ def blocklist_change():
     return redirect(url_for(".index", notice=notice) + "#blocklist", 303)
 
 
+@blp.post("/users/<name>/suspend")
+def suspend_user(name: str):
+    return _suspension(name, True)
+
+
+@blp.post("/users/<name>/unsuspend")
+def unsuspend_user(name: str):
+    return _suspension(name, False)
+
+
+def _suspension(name: str, suspend: bool):
+    """Hosted mode: suspend an account (keys answer 403, unfinished jobs canceled, credits
+    back) or lift the suspension."""
+    from aiedit.auth.users import get_user
+    from aiedit.billing import suspension
+
+    session = _session()
+    if session is None:
+        return _sign_in_page("Sign in first.", 401)
+    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
+        return _refused_form()
+    services = _services()
+    if not services.config.hosted or len(name) > 64 or get_user(services.db, name) is None:
+        return redirect(url_for(".index", notice="no_user"), 303)
+    if suspend:
+        canceled = suspension.suspend(services.runner, name,
+                                      request.form.get("reason", "")[:500])
+        notice = "suspended" if canceled is not None else "already_suspended"
+    else:
+        notice = "unsuspended" if suspension.unsuspend(services.runner, name) else "not_suspended"
+    return redirect(url_for(".index", notice=notice), 303)
+
+
+def _accounts(db) -> dict[str, dict]:
+    """Hosted mode: each user's balance and account state, for the Users table."""
+    from sqlalchemy import select
+
+    from aiedit.billing import ledger
+    from aiedit.store.models import Account, User
+
+    with db.session() as s:
+        accounts = {a.user: a for a in s.scalars(select(Account).where(Account.user.is_not(None)))}
+        return {
+            name: {"balance": ledger.balance(s, a.id) if a else 0,
+                   "suspended": bool(a and a.suspended_at is not None),
+                   "flagged": bool(a and a.flagged_at is not None),
+                   "flag_reason": a.flag_reason if a else ""}
+            for name in s.scalars(select(User.name))
+            for a in [accounts.get(name)]
+        }
+
+
 def _sign_in_page(error: str | None = None, status: int = 200):
     token = request.cookies.get(SIGN_IN_COOKIE)
     if not token or len(token) > 100:
@@ -259,6 +311,7 @@ def _dashboard(session: Session) -> dict:
              for owner, row in blocklist.refusals(db).items()),
             key=lambda r: -r["count"],
         ),
+        "accounts": _accounts(db) if services.config.hosted else {},
         "recent": recent,
         "notice": _notice(),
         "refresh_ms": REFRESH_MS,
@@ -274,6 +327,11 @@ NOTICES = {
     "term-added": "Term added to the block list.",
     "term-removed": "Term removed from the block list.",
     "term-missing": "That term was not on the block list.",
+    "suspended": "Account suspended: its keys are refused, its unfinished jobs canceled.",
+    "already_suspended": "That account was already suspended.",
+    "unsuspended": "Suspension lifted.",
+    "not_suspended": "That account was not suspended.",
+    "no_user": "There is no such user.",
 }
 
 
