@@ -98,6 +98,37 @@ def test_upscale_keeps_more_levels_than_8_bits_hold(client):
     assert np.array_equal(eight.reshape(2048, 32, 4), ((out.astype(np.uint32) + 128) // 257))
 
 
+def test_16_bit_lanczos_agrees_with_the_8_bit_one(client):
+    """The same picture sent at 8 and at 16 bits (x257) and enlarged x2: the 16-bit result,
+    rounded to 8 bits, is the 8-bit result within one code value where it is opaque; with
+    alpha both resample colour premultiplied, and the 8-bit path's premultiplied rounding
+    allows a little more."""
+    from tests.helpers import noise_image
+
+    # smooth (blurred noise): on raw noise Lanczos rings past 0..255, which the 8-bit path
+    # clips between its two passes and the float path does not
+    image = cv2.GaussianBlur(noise_image(40, 30, seed=9), (0, 0), 2.0)
+
+    def both(picture):
+        deep = finished(client, submit_raw16(client, "upscale", picture.astype(np.uint16) * 257,
+                                             model="classic-lanczos", params={"scale": 2}))
+        flat = finished(client, submit(client, "upscale", {"image": png_bytes(picture)},
+                                       model="classic-lanczos", params={"scale": 2}))
+        return [np.frombuffer(client.get(job["results"][0]["url"] + "?format=rgba").data,
+                              np.uint8).reshape(60, 80, 4).astype(int) for job in (deep, flat)]
+
+    out16, out8 = both(image)
+    assert np.abs(out16 - out8).max() <= 1
+    image[..., 3] = np.linspace(0, 255, 40).round().astype(np.uint8)[None, :]
+    out16, out8 = both(image)
+    assert np.abs(out16[..., 3] - out8[..., 3]).max() <= 1
+    solid = out8[..., 3] >= 128
+    error = np.abs(out16 - out8)[solid]
+    assert error.max() <= 3 and error.mean() < 1
+    clear = out8[..., 3] == 0  # premultiplied: no colour where there is no alpha, in both
+    assert clear.any() and (out16[clear][:, :3] == 0).all() and (out8[clear][:, :3] == 0).all()
+
+
 def test_8_bit_input_to_a_deep_operation_stays_8_bit(client):
     image = np.dstack([np.full((20, 30, 3), 77, np.uint8), np.full((20, 30), 255, np.uint8)])
     job = finished(client, submit(client, "upscale", {"image": png_bytes(image)},

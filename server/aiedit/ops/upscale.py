@@ -145,35 +145,56 @@ def run(ctx: OpContext):
 
 def _lanczos(image, out_w: int, out_h: int, ctx):
     """Lanczos resampling in horizontal strips (same pixels as one call; progress per strip).
-    8-bit images are resampled as they are; 16-bit ones channel by channel in float32 (the
-    imaging library has no 16-bit RGBA mode), rounded back to 16 bits."""
+    8-bit images are resampled as they are (the imaging library premultiplies alpha); 16-bit
+    ones one channel at a time in float32 (it has no 16-bit RGBA mode), alpha first, colour
+    premultiplied by it as the 8-bit path does, rounded back to 16 bits: one float copy of a
+    channel (and of alpha) is held at a time."""
     import numpy as np
     from PIL import Image
 
-    height, width = image.shape[:2]
-    if image.dtype == np.uint8:
-        sources = [Image.fromarray(np.ascontiguousarray(image))]
-    else:
-        planes = image[..., None] if image.ndim == 2 else image
-        sources = [Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32), "F")
-                   for c in range(planes.shape[2])]
     out = np.empty((out_h, out_w, *image.shape[2:]), image.dtype)
     strips = list(range(0, out_h, STRIP_ROWS))
-    for i, top in enumerate(strips):
-        ctx.progress(i, len(strips), "resampling")
-        bottom = min(out_h, top + STRIP_ROWS)
-        box = (0, top * height / out_h, width, bottom * height / out_h)
-        size = (out_w, bottom - top)
-        if image.dtype == np.uint8:
-            out[top:bottom] = np.asarray(sources[0].resize(size, Image.Resampling.LANCZOS,
-                                                           box=box))
-            continue
-        target = out[top:bottom].reshape(bottom - top, out_w, -1)
-        for c, source in enumerate(sources):
-            plane = np.asarray(source.resize(size, Image.Resampling.LANCZOS, box=box))
-            target[..., c] = np.clip(np.rint(plane), 0, 65535)
-    ctx.progress(len(strips), len(strips), "resampling")
+    if image.dtype == np.uint8:
+        source = Image.fromarray(np.ascontiguousarray(image))
+        for i, top in enumerate(strips):
+            ctx.progress(i, len(strips), "resampling")
+            bottom = min(out_h, top + STRIP_ROWS)
+            out[top:bottom] = np.asarray(_resize_strip(source, image, out_w, out_h, top, bottom))
+        ctx.progress(len(strips), len(strips), "resampling")
+        return out
+    planes = image[..., None] if image.ndim == 2 else image
+    target = out.reshape(out_h, out_w, -1)
+    channels = planes.shape[2]
+    weight = None
+    if channels == 4 and planes[..., 3].min() < 65535:
+        weight = planes[..., 3].astype(np.float32) / np.float32(65535)
+    order = [3, 0, 1, 2] if weight is not None else list(range(channels))
+    total = len(strips) * channels
+    for index, c in enumerate(order):
+        plane = planes[..., c].astype(np.float32)
+        if weight is not None and c != 3:
+            plane *= weight
+        source = Image.fromarray(plane, "F")
+        del plane
+        for i, top in enumerate(strips):
+            ctx.progress(index * len(strips) + i, total, "resampling")
+            bottom = min(out_h, top + STRIP_ROWS)
+            strip = np.asarray(_resize_strip(source, image, out_w, out_h, top, bottom))
+            if weight is not None and c != 3:  # un-premultiply by the resampled alpha
+                alpha = target[top:bottom, :, 3].astype(np.float32) / np.float32(65535)
+                strip = np.divide(strip, alpha, out=np.zeros_like(strip), where=alpha > 0)
+            target[top:bottom, :, c] = np.clip(np.rint(strip), 0, 65535)
+        del source
+    ctx.progress(total, total, "resampling")
     return out
+
+
+def _resize_strip(source, image, out_w: int, out_h: int, top: int, bottom: int):
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    box = (0, top * height / out_h, width, bottom * height / out_h)
+    return source.resize((out_w, bottom - top), Image.Resampling.LANCZOS, box=box)
 
 
 def _model_upscale(image, out_w: int, out_h: int, ctx):
