@@ -358,20 +358,17 @@ def credits():
     """Credits (hosted mode): every change is a row in the ledger."""
 
 
-@credits.command("grant")
+@credits.command("grant", context_settings={"ignore_unknown_options": True})  # N may be -5
 @click.argument("user")
 @click.argument("amount", type=int)
 @click.option("--reason", required=True, help="Why (kept in the ledger)")
 @_data_dir_option
 def credits_grant(user, amount, reason, data_dir):
     """Give USER AMOUNT credits (a negative AMOUNT takes them away, never below 0)."""
-    from aiedit.auth.users import get_user
     from aiedit.billing import ledger
 
     db = _managed_db(data_dir)
-    if get_user(db, user) is None:
-        raise click.ClickException(f"no user {user!r} (`aiedit users list` shows them)")
-    account = ledger.ensure_account(db, user)
+    account = _credit_account(db, user)
     try:
         ledger.grant(db, account.id, amount, reason)
     except ledger.CreditError as exc:
@@ -379,6 +376,60 @@ def credits_grant(user, amount, reason, data_dir):
     with db.session() as s:
         balance = ledger.balance(s, account.id)
     click.echo(f"{user}: {amount:+d} credits ({reason}); balance {balance}")
+
+
+@credits.command("show")
+@click.argument("user")
+@click.option("--last", type=int, default=10, show_default=True, help="Ledger rows to list")
+@_data_dir_option
+def credits_show(user, last, data_dir):
+    """A user's balance, daily ceiling and latest ledger rows."""
+    from aiedit.billing import ledger
+
+    db = _managed_db(data_dir)
+    account = _credit_account(db, user)
+    with db.session() as s:
+        balance, held = ledger.balance(s, account.id), ledger.held(s, account.id)
+        rows = ledger.entries(s, account.id, limit=last)
+    ceiling = account.daily_credit_limit
+    click.echo(f"{user}: balance {balance}, held {held}, daily ceiling "
+               f"{'server default' if ceiling is None else ceiling}"
+               + (", SUSPENDED" if account.suspended_at else "")
+               + (f", FLAGGED: {account.flag_reason}" if account.flagged_at else ""))
+    for row in rows:
+        job = f"job {row.job_id} " if row.job_id else ""
+        click.echo(f"  {row.created_at:%Y-%m-%d %H:%M}  {row.kind:12} {row.amount:+7d}  "
+                   f"{job}{row.reason}".rstrip())
+
+
+@credits.command("ceiling", context_settings={"ignore_unknown_options": True})
+@click.argument("user")
+@click.argument("credits_per_day", type=int)
+@_data_dir_option
+def credits_ceiling(user, credits_per_day, data_dir):
+    """Set USER's daily spend ceiling (0: none for this account; -1: the server default,
+    AIEDIT_DAILY_CREDIT_LIMIT)."""
+    from sqlalchemy import update
+
+    from aiedit.store.models import Account
+
+    db = _managed_db(data_dir)
+    account = _credit_account(db, user)
+    value = None if credits_per_day < 0 else credits_per_day
+    with db.session() as s:
+        s.execute(update(Account).where(Account.id == account.id)
+                  .values(daily_credit_limit=value))
+    shown = "the server default" if value is None else ("none" if value == 0 else value)
+    click.echo(f"{user}: daily ceiling {shown}")
+
+
+def _credit_account(db, user):
+    from aiedit.auth.users import get_user
+    from aiedit.billing import ledger
+
+    if get_user(db, user) is None:
+        raise click.ClickException(f"no user {user!r} (`aiedit users list` shows them)")
+    return ledger.ensure_account(db, user)
 
 
 @main.group()

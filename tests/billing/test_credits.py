@@ -204,3 +204,20 @@ def test_jobs_given_up_by_the_reaper_or_after_a_crash_get_their_credits_back(hos
     assert hosted.balance("kim") == 5
     kinds = sorted((r.kind, r.job_id) for r in hosted.rows("kim") if r.kind == "release")
     assert [job for _, job in kinds] == sorted([lost, crashed, retried])
+
+
+def test_an_accounts_own_ceiling_overrides_the_servers(hosted_factory):
+    from sqlalchemy import update
+
+    from aiedit.store.models import Account
+
+    hosted = hosted_factory(start=False, daily_credit_limit=1)
+    headers = hosted.user("lou", credits=10)
+    with hosted.db.session() as s:
+        s.execute(update(Account).where(Account.id == hosted.account_id("lou"))
+                  .values(daily_credit_limit=0))  # 0: no ceiling for this account
+    assert [hosted.submit(headers, scale=2).status_code for _ in range(3)] == [202] * 3
+    with hosted.db.session() as s:
+        s.execute(update(Account).where(Account.id == hosted.account_id("lou"))
+                  .values(daily_credit_limit=4))
+    assert [hosted.submit(headers, scale=2).status_code for _ in range(2)] == [202, 429]

@@ -205,3 +205,17 @@ def test_quotes_price_a_job_as_it_is_charged_and_operations_show_the_rule(shop):
     bad = shop.client.post("/v1/quotes", headers=headers, json={
         "operation": "upscale", "sizes": {"image": [0, 5]}})
     assert bad.status_code == 422 and "sizes" in bad.get_json()["message"]
+
+
+def test_create_checkout_takes_the_account_pages_own_return_addresses(shop):
+    from aiedit.billing.stripe_billing import create_checkout
+
+    shop.user("hana")
+    account = ledger.ensure_account(shop.db, "hana")
+    made = create_checkout(shop.services, account, shop.services.billing.packs["starter"],
+                           success_url="https://aiedit.example/account/credits?paid=1",
+                           cancel_url="https://aiedit.example/account/credits?canceled=1")
+    session = shop.stripe.api("GET", f"/v1/checkout/sessions/{made['id']}")
+    assert session["success_url"] == "https://aiedit.example/account/credits?paid=1"
+    assert session["cancel_url"] == "https://aiedit.example/account/credits?canceled=1"
+    assert session["client_reference_id"] == account.id

@@ -62,19 +62,21 @@ def stripe_client(config):
 
 
 def create_checkout(services: Services, account: Account, item: Item,
-                    return_url: str | None = None) -> dict:
+                    return_url: str | None = None, *, success_url: str | None = None,
+                    cancel_url: str | None = None) -> dict:
     """A Checkout Session for `item` (a pack or a plan) paid by `account`: {"id", "url"}.
     People come back to `return_url` (default: the `billing_return_url` setting) with
-    `?checkout=success` or `?checkout=canceled`."""
+    `?checkout=success` or `?checkout=canceled`, or to `success_url` / `cancel_url` when given
+    (the account pages use their own)."""
     import stripe
 
     config = services.config
     return_url = return_url or config.billing_return_url
-    if not return_url:
+    if not return_url and not (success_url and cancel_url):
         raise BillingError(503, "billing_not_configured",
                            "the server has no billing_return_url to send buyers back to")
     client = stripe_client(config)
-    separator = "&" if "?" in return_url else "?"
+    separator = "&" if "?" in (return_url or "") else "?"
     metadata = {"account_id": account.id, "credits": str(item.credits), "item": item.id,
                 "kind": item.kind}
     params = {
@@ -82,8 +84,8 @@ def create_checkout(services: Services, account: Account, item: Item,
         "line_items": [{"price": item.price, "quantity": 1}],
         "client_reference_id": account.id,
         "metadata": metadata,
-        "success_url": f"{return_url}{separator}checkout=success",
-        "cancel_url": f"{return_url}{separator}checkout=canceled",
+        "success_url": success_url or f"{return_url}{separator}checkout=success",
+        "cancel_url": cancel_url or f"{return_url}{separator}checkout=canceled",
     }
     if item.kind == "plan":
         params["subscription_data"] = {"metadata": metadata}
