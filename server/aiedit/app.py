@@ -109,9 +109,10 @@ def create_app(
 
     register(api)
     errors.init_app(app)
-    from aiedit.web import admin
+    from aiedit.web import admin, privacy
 
     app.register_blueprint(admin.blp)  # HTML pages: not in the OpenAPI document
+    app.register_blueprint(privacy.blp)  # /privacy, from the real settings
     if config.hosted:
         from aiedit.web import account
 

@@ -353,6 +353,29 @@ def users_unsuspend(name, data_dir):
     click.echo(f"{name} is no longer suspended" if changed else f"{name} was not suspended")
 
 
+@users.command("erase")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@_data_dir_option
+def users_erase(name, yes, data_dir):
+    """Erase a user and everything of theirs: jobs and their files, keys, sessions, support
+    messages; credit ledger rows stay only as anonymous amounts (tax records)."""
+    from aiedit.privacy import UnknownUser
+    from aiedit.privacy.erase import erase_user
+
+    if not yes:
+        click.confirm(f"Erase user {name} and all their data? This cannot be undone", abort=True)
+    services = _services(_config(data_dir))
+    try:
+        erased = erase_user(services, name)
+    except UnknownUser:
+        raise click.ClickException(f"no user {name!r} (`aiedit users list` shows them)") from None
+    finally:
+        services.stop()
+    click.echo(f"erased {name}: {erased.jobs} job(s), {erased.keys} key(s); "
+               f"{erased.ledger_rows_anonymised} ledger row(s) kept as anonymous amounts")
+
+
 @main.group()
 def credits():
     """Credits (hosted mode): every change is a row in the ledger."""

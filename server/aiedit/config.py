@@ -35,7 +35,8 @@ class Config:
     max_pixels: int = 8192 * 8192
     max_side: int = 16384
     max_output_pixels: int = 16384 * 16384
-    retention_hours: float = 24.0
+    retention_hours: float = 24.0  # uploads, results and jobs are deleted this long after the end
+    privacy_contact: str = ""  # who to ask about personal data (an email address), on /privacy
     model_cache_bytes: int = 0
     catalog_file: str = ""
     lora_dir: str = ""  # a folder of LoRA safetensors files, each offered as `lora:<stem>`

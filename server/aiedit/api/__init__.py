@@ -16,6 +16,7 @@ from aiedit.api import (
     metrics,
     models,
     operations,
+    privacy,
     security,
     styles,
 )
@@ -24,7 +25,7 @@ from aiedit.auth.keys import KeyPolicy
 
 def register(api) -> None:
     for module in (health, operations, models, styles, jobs, job_events, live, account,
-                   billing):
+                   billing, privacy):
         api.register_blueprint(module.blp)
     app = api._app
     app.register_blueprint(metrics.blp)  # Prometheus text, not JSON: kept out of OpenAPI

@@ -142,6 +142,11 @@ class LiveSessions:
         with self._lock:
             return self._sessions.get(session_id)
 
+    def owned_by(self, owners) -> list[str]:
+        """Ids of the open sessions of these owners."""
+        with self._lock:
+            return [sid for sid, s in self._sessions.items() if s.owner in set(owners)]
+
     def close(self, session_id: str, why: str = "deleted") -> bool:
         """End a session: its waiting frame is answered at once, its running frame stops at
         its next step."""

@@ -1,0 +1,55 @@
+"""The privacy page says what the server's settings make true: the retention period, whether
+prompts reach the log, what hosted accounts keep, how to export and erase, the contact."""
+
+from __future__ import annotations
+
+import re
+
+from aiedit.app import create_app, services_of
+from aiedit.config import Config
+
+
+def _page(tmp_path, **settings) -> str:
+    app = create_app(Config(data_dir=tmp_path / f"d{len(settings)}", testing=True, **settings),
+                     start=False)
+    try:
+        resp = app.test_client().get("/privacy")
+    finally:
+        services_of(app).stop()
+    assert resp.status_code == 200 and resp.mimetype == "text/html"
+    return re.sub(r"\s+", " ", resp.text)
+
+
+def test_the_page_follows_the_settings(tmp_path):
+    page = _page(tmp_path)
+    assert "deleted 24 hours after the job finishes" in page
+    assert "never holds your prompts or images" in page
+    assert "set a contact address" in page
+    assert "account.json" not in page, "a personal server has no accounts to export"
+
+    page = _page(tmp_path, retention_hours=72.0, privacy_contact="privacy@studio.example",
+                 log_prompts=True)
+    assert "deleted 3 days after the job finishes" in page
+    assert "writes job parameters, prompts included, to its log" in page
+    assert 'href="mailto:privacy@studio.example"' in page
+
+
+def test_a_hosted_server_names_what_accounts_keep_and_the_anonymised_ledger(
+        tmp_path, postgres, redis_server):
+    page = _page(tmp_path, mode="hosted", database_url=_migrated(postgres),
+                 broker_url=redis_server.url, retention_hours=0.5, min_age=16)
+    assert "deleted 30 minutes after the job finishes" in page
+    assert "at least 16" in page
+    assert "GET /v1/account/export" in page and "account.json" in page
+    assert "aiedit users erase NAME" in page
+    assert "Credit ledger rows needed for the tax records are kept, anonymised" in page
+
+
+def _migrated(postgres) -> str:
+    from aiedit.store.db import Database
+
+    url = postgres.database()
+    db = Database(url)
+    db.migrate()
+    db.dispose()
+    return url
