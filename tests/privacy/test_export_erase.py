@@ -60,7 +60,9 @@ class Person:
         self.payment_ref = f"cs_test_{uuid.uuid4().hex}"
         with db.session() as s:
             ledger.credit(s, account.id, 50, ledger.PURCHASE, reason=f"pack for {tag}",
-                          ref=self.payment_ref, meta={"client_reference_id": account.id})
+                          ref=self.payment_ref,
+                          meta={"session": f"cs_{self.payment_ref}", "amount": 1299,
+                                "currency": "eur", "client_reference_id": account.id})
         self.prompts = [f"prompt-{tag}-{uuid.uuid4().hex}", f"prompt-{tag}-{uuid.uuid4().hex}"]
         self.upload = png_bytes(noise_image(40, 32, seed=len(tag)))
         mask = box_mask(40, 32, (4 + len(tag), 8, 24, 24))  # unlike anyone else's
@@ -170,7 +172,8 @@ def test_erasure_leaves_no_trace_in_the_database_or_the_data_folder(people_app, 
         kept = s.query(LedgerEntry).filter(LedgerEntry.account_id.is_(None)).all()
         assert s.query(LedgerEntry).count() == rows_before
     assert sorted((r.kind, r.amount) for r in kept) == [("grant", 100), ("purchase", 50)]
-    assert all(r.ref is None and r.meta is None and r.reason == "" for r in kept)
+    assert all(r.ref is None and r.reason == "" and r.job_id is None for r in kept)
+    assert sorted(str(r.meta) for r in kept) == ["None", "{'amount': 1299, 'currency': 'eur'}"]
 
     client = people_app.test_client()
     assert client.get("/v1/jobs", headers=alice.headers).status_code == 401

@@ -1,7 +1,8 @@
 """Erasing a user: their jobs (rows, uploads, results, previews), keys and the admin sessions
 opened with them, account-page sessions, support messages, refused-prompt counts, live
 sessions, and the user row itself. Credit ledger rows needed for the tax records stay, but only
-as anonymous amounts (kind, amount, time: no account, job, reason or payment reference).
+as anonymous amounts (kind, credits, time, and the money paid or refunded with its currency: no
+account, job, reason or payment reference).
 
 Unfinished jobs are canceled first (their held credits return through the ledger, as for any
 cancel) and given a moment to stop; their rows and files go either way."""
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 STOP_WAIT_S = 10.0  # how long a running job has to stop at its next step
+# What an anonymised ledger row keeps of its details: the money paid or refunded and what was
+# sold (payment, session, charge and invoice ids lead back to the person: they go).
+TAX_DETAILS = ("amount", "amount_paid", "amount_refunded", "currency", "item", "price")
 
 
 @dataclass
@@ -102,6 +106,8 @@ def _forget_credits(session, user_id: str) -> int:
     account = ledger.account_of(session, user_id)
     if account is None:
         return 0
-    session.execute(update(LedgerEntry).where(LedgerEntry.account_id == account.id)
-                    .values(ref=None, meta=None).execution_options(synchronize_session=False))
+    for row in session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == account.id)):
+        kept = {k: v for k, v in (row.meta or {}).items() if k in TAX_DETAILS}
+        row.ref, row.meta = None, kept or None
+    session.flush()
     return ledger.forget_account(session, account.id)
