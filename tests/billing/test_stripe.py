@@ -219,3 +219,17 @@ def test_create_checkout_takes_the_account_pages_own_return_addresses(shop):
     assert session["success_url"] == "https://aiedit.example/account/credits?paid=1"
     assert session["cancel_url"] == "https://aiedit.example/account/credits?canceled=1"
     assert session["client_reference_id"] == account.id
+
+
+def test_a_refined_upscale_pays_the_diffusion_rate(shop):
+    headers = shop.user("ida")
+    request = {"operation": "upscale", "model": "classic-lanczos",
+               "params": {"scale": 2, "refine_model": "sdxl-turbo", "refine_strength": 0.3},
+               "sizes": {"image": [512, 512]}}
+    quote = shop.client.post("/v1/quotes", headers=headers, json=request)
+    assert quote.status_code == 200, quote.get_json()
+    body = quote.get_json()
+    assert body["rate"] == 4.0  # the diffusion pass's rate, not Lanczos' 1
+    assert body["credits"] == body["units"] * 4 and body["units"] >= 2  # blocks + tiles
+    request["params"]["refine_strength"] = 0.0  # no refine pass: Lanczos' rate
+    assert shop.client.post("/v1/quotes", headers=headers, json=request).get_json()["rate"] == 1.0

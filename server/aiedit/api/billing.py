@@ -107,7 +107,8 @@ class Quotes(MethodView):
         if "image" not in sizes:
             sizes["image"] = (params.get("width") or 1024, params.get("height") or 1024)
         check_operation(op, params, sizes, entry)
-        quote = pricing.quote(op, entry, params, sizes, services.billing.rates)
+        quote = pricing.quote(op, entry, params, sizes, services.billing.rates,
+                              services.catalog)
         return {
             **quote.as_json(), "operation": op.id, "model": entry.id,
             "rule": pricing.describe(op, services.catalog, services.billing.rates)["rule"],

@@ -200,7 +200,8 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
         cost=op.cost(params, sizes),
         idempotency_key=key,
     )
-    price = pricing.quote(op, entry, params, sizes, services.billing.rates).credits
+    price = pricing.quote(op, entry, params, sizes, services.billing.rates,
+                          services.catalog).credits
     submission = Submission(new, request_hash(raw_request, inputs), price)
     new.request_hash = submission.request_hash
     return submission

@@ -4,8 +4,9 @@ the denoising steps.
 
     credits = max(minimum, ceil(units x rate x steps / reference_steps))
 
-`steps` counts only for operations with a `steps` parameter (the model's default when the
-request leaves it empty); for the others the factor is 1."""
+`rate` is the highest of the models the job runs (its model, and a `refine_model`). `steps`
+counts only for operations with a `steps` parameter (the model's default when the request
+leaves it empty); for the others the factor is 1."""
 
 from __future__ import annotations
 
@@ -33,14 +34,23 @@ class Quote:
         }
 
 
-def quote(op, entry, params: dict, sizes: dict[str, tuple[int, int]], rates: Rates) -> Quote:
+def quote(op, entry, params: dict, sizes: dict[str, tuple[int, int]], rates: Rates,
+          catalog=None) -> Quote:
     """The price of running `op` with the model `entry` on these loaded params and input sizes
-    (width, height)."""
+    (width, height). A job that also runs another model named in its params (`refine_model`:
+    a diffusion pass over an upscale) pays the highest rate of the models it runs."""
     units = float(op.cost(params, sizes))
-    rate = rates.rate(entry.id, entry.engine)
+    rate = max(rates.rate(m.id, m.engine) for m in [entry, *_extra_models(op, params, catalog)])
     factor = steps_factor(op, entry, params, rates)
     credits = max(rates.minimum, math.ceil(round(units * rate * factor, 6)))
     return Quote(credits=credits, units=units, rate=rate, steps_factor=factor)
+
+
+def _extra_models(op, params: dict, catalog) -> list:
+    """The other catalog models the job runs (`op.extra_models`, e.g. an upscale's refine)."""
+    if catalog is None or op.extra_models is None:
+        return []
+    return [e for e in map(catalog.get, op.extra_models(params)) if e is not None]
 
 
 def steps_factor(op, entry, params: dict, rates: Rates) -> float:
