@@ -221,3 +221,11 @@ def test_an_accounts_own_ceiling_overrides_the_servers(hosted_factory):
         s.execute(update(Account).where(Account.id == hosted.account_id("lou"))
                   .values(daily_credit_limit=4))
     assert [hosted.submit(headers, scale=2).status_code for _ in range(2)] == [202, 429]
+
+
+def test_live_sessions_which_are_not_priced_are_refused_on_a_hosted_server(hosted):
+    headers = hosted.user("max", credits=100)
+    resp = hosted.client.post("/v1/live", headers=headers, json={"operation": "generate"})
+    assert resp.status_code == 501 and resp.get_json()["code"] == "live_unavailable"
+    assert "hosted" in resp.get_json()["message"]
+    assert hosted.balance("max") == 100

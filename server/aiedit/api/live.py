@@ -82,6 +82,12 @@ def _services():
 def _live():
     services = _services()
     live = services.live
+    if services.config.hosted:  # frames are not priced: a hosted server sells jobs only
+        raise ApiError(
+            501, "live_unavailable",
+            "live sessions are not offered on a hosted server (they are not priced in "
+            "credits); submit jobs instead",
+        )
     if live is None or not live.available:
         raise ApiError(
             501,
