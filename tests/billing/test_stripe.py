@@ -99,6 +99,9 @@ def test_a_paid_session_credits_the_account_once_and_a_replay_adds_nothing(shop)
     again = deliver(shop, "checkout.session.completed", session, event_id="evt_paid_1")
     assert again.status_code == 200 and again.get_json()["result"] == "duplicate"
     assert shop.balance("cat") == 500
+    other = deliver(shop, "checkout.session.async_payment_succeeded", session)
+    assert other.get_json()["result"] == "session already credited"
+    assert shop.balance("cat") == 500
     rows = shop.rows("cat")
     assert [(r.kind, r.amount, r.reason) for r in rows] == [("purchase", 500, "bought 500 credits")]
     assert rows[0].ref == session["payment_intent"]

@@ -210,10 +210,15 @@ def _checkout_completed(services, event_id, event_type, data) -> str:
                           f"metadata.credits is {metadata.get('credits')!r}")
     title = _item_title(services, metadata.get("item"), credits)
 
+    ref = data.get("payment_intent") or data.get("id")
+
     def add(s: Session) -> str:
+        if s.scalar(select(LedgerEntry.id).where(
+            LedgerEntry.ref == ref, LedgerEntry.kind == ledger.PURCHASE
+        )):  # .completed and .async_payment_succeeded both name a paid session
+            return "session already credited"
         ledger.credit(
-            s, account.id, credits, ledger.PURCHASE, reason=f"bought {title}",
-            ref=data.get("payment_intent") or data.get("id"),
+            s, account.id, credits, ledger.PURCHASE, reason=f"bought {title}", ref=ref,
             meta={"session": data.get("id"), "amount": data.get("amount_total"),
                   "currency": data.get("currency"), "item": metadata.get("item")},
         )
