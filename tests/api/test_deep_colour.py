@@ -55,9 +55,9 @@ def finished(client, resp) -> dict:
 
 def test_operations_declare_their_input_formats(client):
     ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
-    for deep in ("upscale", "inpaint", "outpaint"):
+    for deep in ("upscale", "inpaint", "outpaint", "restore"):
         assert ops[deep]["input_formats"] == ["rgba8", "rgba16"], deep
-    for shallow in ("generate", "edit", "restore"):
+    for shallow in ("generate", "edit", "preprocess", "video"):
         assert ops[shallow]["input_formats"] == ["rgba8"], shallow
 
 
@@ -167,16 +167,41 @@ def test_outpaint_keeps_the_16_bit_original_and_fills_at_16_bits(client):
     assert (out[:30, :8, :3] % 257 != 0).any()
 
 
+def test_classic_denoise_on_16_bits_replaces_only_the_pixels_it_changed(client):
+    """The classic denoiser works at 8 bits: where its 8-bit result equals the 8-bit input the
+    16-bit input is kept; elsewhere its result, widened."""
+    from aiedit.imaging.codec import to_8bit
+
+    image = np.empty((40, 48, 4), np.uint16)
+    # a flat dark grey (8-bit 60) the denoiser leaves alone away from the noise (it rounds
+    # most flat colours through Lab by one code), with low bits 8 bits do not hold
+    image[...] = (60 * 257 + 100, 60 * 257 - 90, 60 * 257 + 7, 65535)
+    rng = np.random.default_rng(4)
+    image[12:28, 12:36, :3] = rng.integers(0, 65536, (16, 24, 3), dtype=np.uint16)
+    job = finished(client, submit_raw16(client, "restore", image, model="classic-denoise",
+                                        params={"strength": 1.0}))
+    result = job["results"][0]
+    assert result["depth"] == 16
+    out = read_png16(client.get(result["url"]).data)
+    same = (to_8bit(out[..., :3]) == to_8bit(image[..., :3])).all(axis=2)
+    kept = (out[..., :3] == image[..., :3]).all(axis=2)
+    assert (~same).any() and kept.any()
+    assert (kept | ~same).all() and np.array_equal(kept, same)
+    assert (out[~kept][:, :3] % 257 == 0).all()
+    assert np.array_equal(out[..., 3], image[..., 3])
+
+
 # --- bad 16-bit input: clear 4xx naming the problem --------------------------------------------
 
 
 def test_rgba16_to_an_8_bit_operation_is_refused_naming_the_formats(client):
     image = gradient16(16, 16)
-    resp = submit_raw16(client, "restore", image, model="classic-denoise")
+    resp = submit_raw16(client, "preprocess", image, model="classic-canny",
+                        params={"kind": "canny"})
     assert resp.status_code == 422
     body = resp.get_json()
     assert body["code"] == "format_not_accepted"
-    assert "restore takes rgba8" in body["message"] and "input_formats" in body["message"]
+    assert "preprocess takes rgba8" in body["message"] and "input_formats" in body["message"]
 
 
 def test_rgba16_of_the_wrong_length_names_both_sizes(client):

@@ -61,12 +61,16 @@ def alignment(face: Face) -> np.ndarray:
 
 def restore_faces(rgb: np.ndarray, restore: Callable[[np.ndarray], np.ndarray], blend: float,
                   on_face: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
-    """Restore every detected face of `rgb` (H x W x 3 uint8) with `restore` (512 x 512 x 3
+    """Restore every detected face of `rgb` (H x W x 3 uint8, or uint16: faces are found on
+    its 8-bit version, cropped, restored and pasted at 16 bits) with `restore` (512 x 512 x 3
     float [0, 1] -> same) and blend it back at opacity `blend`. Returns the image and the
     number of faces restored."""
     import cv2
 
-    faces = detect_faces(rgb)
+    from aiedit.imaging.codec import to_8bit
+
+    peak = float(np.iinfo(rgb.dtype).max)
+    faces = detect_faces(to_8bit(rgb))
     out = rgb.copy()
     for index, face in enumerate(faces):
         if on_face:
@@ -74,7 +78,7 @@ def restore_faces(rgb: np.ndarray, restore: Callable[[np.ndarray], np.ndarray], 
         matrix = alignment(face)
         crop = cv2.warpAffine(rgb, matrix, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
-        restored = restore(crop.astype(np.float32) / 255.0)
+        restored = restore(crop.astype(np.float32) / peak)
         paste_face(out, restored, matrix, blend)
     if on_face:
         on_face(len(faces), len(faces))
@@ -82,8 +86,8 @@ def restore_faces(rgb: np.ndarray, restore: Callable[[np.ndarray], np.ndarray], 
 
 
 def paste_face(out: np.ndarray, face: np.ndarray, matrix: np.ndarray, blend: float) -> None:
-    """Warp the aligned `face` (512 x 512 x 3 float [0, 1]) back into `out` (uint8, in place)
-    through a feathered mask, touching only the face's bounding box."""
+    """Warp the aligned `face` (512 x 512 x 3 float [0, 1]) back into `out` (uint8 or uint16,
+    in place) through a feathered mask, touching only the face's bounding box."""
     import cv2
 
     inverse = cv2.invertAffineTransform(matrix)
@@ -96,12 +100,13 @@ def paste_face(out: np.ndarray, face: np.ndarray, matrix: np.ndarray, blend: flo
         return
     inverse[:, 2] -= (x0, y0)
     size = (int(x1 - x0), int(y1 - y0))
-    warped = cv2.warpAffine(face * 255.0, inverse, size, flags=cv2.INTER_LINEAR)
+    peak = float(np.iinfo(out.dtype).max)
+    warped = cv2.warpAffine(face * peak, inverse, size, flags=cv2.INTER_LINEAR)
     mask = cv2.warpAffine(_feather_mask(), inverse, size, flags=cv2.INTER_LINEAR)[..., None]
     mask *= blend
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region * (1 - mask) + warped * mask + 0.5, 0, 255).astype(
-        np.uint8)
+    out[y0:y1, x0:x1] = np.clip(region * (1 - mask) + warped * mask + 0.5, 0, peak).astype(
+        out.dtype)
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, validate
 
 from aiedit.ops.base import (
+    DEEP,
     REQUIRED,
     Float,
     ImageOutput,
@@ -30,9 +31,12 @@ class RestoreParams(Schema):
     params=RestoreParams,
     inputs={"image": REQUIRED},
     region="layer",
+    input_formats=DEEP,
 )
 def run(ctx: OpContext):
-    """Clean up the layer: noise and grain, damaged faces, old photos (depending on the model)."""
+    """Clean up the layer: noise and grain, damaged faces, old photos (depending on the model).
+    A 16-bit layer stays 16-bit: nets (denoisers, face restorers) compute at 16 bits; the
+    classic denoiser works at 8 bits and its result replaces only the pixels it changed."""
     import numpy as np
 
     image = np.asarray(ctx.inputs["image"])
@@ -54,8 +58,14 @@ def _denoise(image, strength: float):
     import cv2
     import numpy as np
 
+    from aiedit.imaging.codec import to_8bit, to_16bit
+
     h = 3.0 + 15.0 * strength
-    rgb = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(image[..., :3]), None, h, h, 7, 21)
+    rgb8 = np.ascontiguousarray(to_8bit(image[..., :3]))
+    rgb = cv2.fastNlMeansDenoisingColored(rgb8, None, h, h, 7, 21)
+    if image.dtype == np.uint16:  # 8-bit by nature: only the pixels it changed take its values
+        changed = (rgb != rgb8).any(axis=2, keepdims=True)
+        rgb = np.where(changed, to_16bit(rgb), image[..., :3])
     return np.dstack([rgb, image[..., 3]])
 
 

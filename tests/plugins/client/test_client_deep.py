@@ -306,7 +306,7 @@ def test_cancel_while_following_the_stream_is_prompt(scripted):
 @pytest.mark.e2e
 def test_identity_round_trip_at_16_bits_is_bit_exact(live_server):
     client = Client(live_server.url)
-    assert client.takes_16bit("upscale") and not client.takes_16bit("restore")
+    assert client.takes_16bit("upscale") and not client.takes_16bit("preprocess")
     pixels = gradient16(129, 257)
     job = client.submit("upscale", image=pixels, region=Region(3, 4, 129, 257),
                         model="classic-lanczos", params={"scale": 1})
@@ -332,8 +332,8 @@ def test_upscale_of_a_16_bit_gradient_keeps_its_levels(live_server):
 def test_16_bit_pixels_for_an_8_bit_operation_are_sent_rounded(live_server):
     client = Client(live_server.url)
     pixels = gradient16(24, 24)
-    job = client.wait(client.submit("restore", image=pixels, model="classic-denoise",
-                                    params={"strength": 0.0})["id"])
+    job = client.wait(client.submit("preprocess", image=pixels, model="classic-canny",
+                                    params={"kind": "canny"})["id"])
     (result,) = client.results(job)
     assert result.depth == 8
     assert client.fetch_pixels(result).depth == 8
