@@ -271,3 +271,21 @@ def test_frames_take_long_poll_slots_and_a_frame_stuck_behind_jobs_is_withdrawn(
     assert dservices.live.running() == 0  # withdrawn, not left waiting
     dclient.delete(f"/v1/jobs/{blocker}")
     assert dclient.delete(f"/v1/live/{session['id']}").status_code == 204
+
+
+def test_the_block_list_refuses_a_session_and_a_frame(dclient, dservices):
+    from aiedit.auth import blocklist
+
+    blocklist.add_term(dservices.db, "zebra")
+    try:
+        refused = dclient.post("/v1/live", json={"operation": "generate", "model": "tiny-sdxl",
+                                                 "params": {"prompt": "a Z.E.B.R.A at noon"}})
+        assert refused.status_code == 422 and refused.get_json()["code"] == "prompt_refused"
+        session = open_session(dclient, params={"prompt": "a horse", "steps": 2})
+        image = noise_image(SIZE, SIZE, seed=3)
+        frame = send_frame(dclient, session["id"], image, params={"prompt": "a zébra"})
+        assert frame.status_code == 422 and frame.get_json()["code"] == "prompt_refused"
+        assert send_frame(dclient, session["id"], image).status_code == 200, "the change is gone"
+        dclient.delete(f"/v1/live/{session['id']}")
+    finally:
+        blocklist.remove_term(dservices.db, "zebra")
