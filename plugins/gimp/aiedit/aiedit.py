@@ -28,6 +28,7 @@ OPERATIONS = {
     "video": ("Image to _video…", "Animate the layer into frames"),
 }
 SELECTION_OPERATIONS = ("edit", "inpaint")
+CREATIVE_OPERATIONS = ("generate", "inpaint")  # control layers, LoRAs, styles
 RW = GObject.ParamFlags.READWRITE
 
 
@@ -69,6 +70,15 @@ class AieditPlugIn(Gimp.PlugIn):
             procedure.add_int_argument("context-margin", "Context _margin",
                                        "Pixels of surroundings sent around the selection",
                                        0, 2048, host.DEFAULT_MARGIN, RW)
+        if op_id in CREATIVE_OPERATIONS:
+            procedure.add_string_argument("style", "St_yle",
+                                          "A style preset id from the server; empty: none", "",
+                                          RW)
+            procedure.add_string_argument(
+                "controls", "Control _layers (JSON)",
+                'Control layers: [{"layer": "Sketch", "kind": "scribble", "strength": 0.8, '
+                '"preprocess": false}], layer by name or id; kind scribble, lineart, canny, '
+                'depth, pose or reference', "[]", RW)
         procedure.add_choice_argument("if-image-changed", "If the image _changed",
                                       "What to do with results when the image was closed, "
                                       "cropped or resized while the job ran",
@@ -176,12 +186,14 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
         if interactive:
             import aiedit_dialog
 
-            if not aiedit_dialog.ask(procedure, config, operation):
+            if not aiedit_dialog.ask(procedure, config, operation, image, client):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         plan = host.plan_job(operation, image, anchor, argument(config, "prompt", ""),
                              argument(config, "model", ""), parse_params(config),
                              argument(config, "source", "layer"),
-                             argument(config, "context-margin", host.DEFAULT_MARGIN))
+                             argument(config, "context-margin", host.DEFAULT_MARGIN),
+                             host.parse_controls(image, argument(config, "controls", "")),
+                             argument(config, "style", ""))
         plan.options = plan_options(config, operation)
         outcome = host.execute(client, plan, host.GimpProgress(f"aiedit: {op_id}"))
         host.record_history(plan, outcome.job)

@@ -8,7 +8,7 @@ import gi
 
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import GimpUi, Gtk  # noqa: E402
+from gi.repository import Gimp, GimpUi, Gtk  # noqa: E402
 
 RESPONSE_INSERT, RESPONSE_DISCARD, RESPONSE_LATER = 1, 2, 3
 PLACEMENT_ANSWERS = {RESPONSE_INSERT: "old-position", RESPONSE_DISCARD: "discard"}
@@ -28,7 +28,7 @@ def ask_placement(message: str, closed: bool) -> str:
     return PLACEMENT_ANSWERS.get(response, "stop")
 
 
-def ask(procedure, config, operation: dict) -> bool:
+def ask(procedure, config, operation: dict, image=None, client=None) -> bool:
     """The operation's dialog: procedure arguments plus fields built from the server's
     parameter schema and model list (spin buttons within the schema's bounds, combo boxes for
     choices), filled with the last values used for this operation, and a list of earlier jobs
@@ -56,7 +56,12 @@ def ask(procedure, config, operation: dict) -> bool:
         history.show_all()
     dialog.get_content_area().pack_start(form.grid, False, False, 6)
     form.grid.show_all()
-    OPEN.update(dialog=dialog, form=form, history=history)  # for scripted tests
+    creative = None
+    if config.find_property("controls") is not None and client is not None:
+        creative = Creative(operation, image, client, last, previous)
+        dialog.get_content_area().pack_start(creative.box, False, False, 6)
+        creative.box.show_all()
+    OPEN.update(dialog=dialog, form=form, history=history, creative=creative)  # for tests
     while True:
         if not dialog.run():
             dialog.destroy()
@@ -66,11 +71,18 @@ def ask(procedure, config, operation: dict) -> bool:
         except ac.AieditError as error:
             _message(dialog, str(error))
             continue
+        last_values = {"model": form.model(), "params": params}
+        if creative is not None:
+            params.update(creative.params())
+            config.set_property("style", creative.style())
+            config.set_property("controls", json.dumps(creative.controls()))
+            last_values.update(params=params, style=creative.style(),
+                               controls=creative.controls(by_name=True))
         config.set_property("params", json.dumps(params))
         config.set_property("model", form.model())
-        prompt = config.get_property("prompt") if config.find_property("prompt") else ""
-        host.save_last_values(op_id, {"model": form.model(), "params": params,
-                                      "prompt": prompt})
+        last_values["prompt"] = (config.get_property("prompt")
+                                 if config.find_property("prompt") else "")
+        host.save_last_values(op_id, last_values)
         dialog.destroy()
         return True
 
@@ -146,6 +158,118 @@ class Form:
     def set_model(self, model: str) -> None:
         if not self.model_combo.set_active_id(model or ""):
             self.model_combo.set_active_id("")
+
+
+class Creative:
+    """Style, LoRAs with weights and control layers (kind, layer, strength, picture or map),
+    for the operations whose schema takes them."""
+
+    LORA_ROWS = 2
+    CONTROL_ROWS = 3
+
+    def __init__(self, operation: dict, image, client: ac.Client, last: dict, previous: dict):
+        self.image = image
+        props = host._schema_properties(operation)
+        self.box = Gtk.Grid(row_spacing=6, column_spacing=8, margin=6)
+        self.box.attach(Gtk.Label(label="<b>Creative control</b>", use_markup=True,
+                                  xalign=0.0), 0, 0, 4, 1)
+        self.style_combo = Gtk.ComboBoxText()
+        self.style_combo.append("", "No style")
+        for style in host.fetch_styles(client, operation["id"]):
+            self.style_combo.append(style["id"], style.get("name") or style["id"])
+        if not self.style_combo.set_active_id(last.get("style") or ""):
+            self.style_combo.set_active_id("")
+        self.style_combo.set_tooltip_text("A style preset of the server: prompt template, "
+                                          "negative prompt, LoRAs and defaults")
+        self.box.attach(Gtk.Label(label="Style", xalign=0.0), 0, 1, 1, 1)
+        self.box.attach(self.style_combo, 1, 1, 3, 1)
+        row = 2
+        self.loras = []
+        if "loras" in props:
+            choices = host.fetch_loras(client)
+            given = list(previous.get("loras") or [])
+            for number in range(self.LORA_ROWS):
+                combo = Gtk.ComboBoxText()
+                combo.append("", "No LoRA")
+                for lora in choices:
+                    base = f" ({lora['base']})" if lora.get("base") else ""
+                    combo.append(lora["id"], (lora.get("name") or lora["id"]) + base)
+                weight = _spin(-2.0, 2.0, 1.0, 0.05, 2)
+                if number < len(given):
+                    combo.set_active_id(given[number].get("id", ""))
+                    weight.set_value(float(given[number].get("weight", 1.0)))
+                else:
+                    combo.set_active_id("")
+                combo.set_tooltip_text("A LoRA for the model's base (SDXL, FLUX, ...)")
+                weight.set_tooltip_text("LoRA weight: 0 = off, 1 = full, negative = opposite")
+                self.box.attach(Gtk.Label(label=f"LoRA {number + 1}", xalign=0.0), 0, row, 1, 1)
+                self.box.attach(combo, 1, row, 2, 1)
+                self.box.attach(weight, 3, row, 1, 1)
+                self.loras.append((combo, weight))
+                row += 1
+        self.controls_rows = []
+        if "control" in props and image is not None:
+            layers = host.all_layers(image)
+            wanted = list(last.get("controls") or [])
+            for number in range(self.CONTROL_ROWS):
+                kind = Gtk.ComboBoxText()
+                kind.append("", "No control")
+                for name in host.CONTROL_KINDS:
+                    kind.append(name, name.capitalize())
+                layer = Gtk.ComboBoxText()
+                for item in layers:
+                    layer.append(str(item.get_id()), item.get_name())
+                strength = _spin(0.0, 2.0, 1.0, 0.05, 2)
+                picture = Gtk.CheckButton(label="Picture")
+                picture.set_tooltip_text("The layer is a picture to turn into the control map "
+                                         "(else it is the map itself)")
+                kind.set_active_id("")
+                if layers:
+                    layer.set_active(0)
+                if number < len(wanted):
+                    saved = wanted[number]
+                    kind.set_active_id(saved.get("kind", ""))
+                    match = [i for i in layers if i.get_name() == saved.get("layer")]
+                    if match:
+                        layer.set_active_id(str(match[0].get_id()))
+                    strength.set_value(float(saved.get("strength", 1.0)))
+                    picture.set_active(bool(saved.get("preprocess")))
+                kind.set_tooltip_text("What the layer steers: edges, depth, pose, a scribble, or "
+                                      "a reference picture")
+                self.box.attach(kind, 0, row, 1, 1)
+                self.box.attach(layer, 1, row, 1, 1)
+                self.box.attach(strength, 2, row, 1, 1)
+                self.box.attach(picture, 3, row, 1, 1)
+                self.controls_rows.append((kind, layer, strength, picture))
+                row += 1
+
+    def style(self) -> str:
+        return self.style_combo.get_active_id() or ""
+
+    def params(self) -> dict:
+        if not self.loras:
+            return {}
+        return {"loras": [{"id": combo.get_active_id(), "weight": round(weight.get_value(), 2)}
+                          for combo, weight in self.loras if combo.get_active_id()]}
+
+    def controls(self, by_name: bool = False) -> list:
+        out = []
+        for kind, layer, strength, picture in self.controls_rows:
+            if not kind.get_active_id() or not layer.get_active_id():
+                continue
+            ref = int(layer.get_active_id())
+            if by_name:
+                ref = Gimp.Item.get_by_id(ref).get_name()
+            out.append({"layer": ref, "kind": kind.get_active_id(),
+                        "strength": round(strength.get_value(), 2),
+                        "preprocess": picture.get_active()})
+        return out
+
+
+def _spin(low, high, value, step, digits):
+    adjustment = Gtk.Adjustment(value=value, lower=low, upper=high, step_increment=step,
+                                page_increment=step * 10)
+    return Gtk.SpinButton(adjustment=adjustment, digits=digits, numeric=True)
 
 
 def _row(grid, row, label, widget, tooltip):

@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import aiedit_client as ac
@@ -133,9 +134,10 @@ def history() -> list:
 def record_history(plan: "Plan", job: dict, state: str = "") -> None:
     entries = [e for e in history() if e.get("job_id") != job.get("id")]
     seeds = [r.get("seed") for r in job.get("results") or []]
+    params = {k: v for k, v in plan.params.items() if k != "control"}
     entries.append({"job_id": job.get("id"), "operation": plan.operation, "prompt": plan.prompt,
-                    "model": plan.model or job.get("model") or "", "params": plan.params,
-                    "seeds": seeds, "state": state, "time": time.time()})
+                    "model": plan.model or job.get("model") or "", "params": params,
+                    "seeds": seeds, "style": plan.style, "state": state, "time": time.time()})
     _write_json("history.json", entries[-HISTORY_SIZE:])
 
 
@@ -189,6 +191,8 @@ class Plan:
     prompt: str = ""
     options: dict = field(default_factory=dict)
     geometry: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # control0... -> Pixels (control layers)
+    style: str = ""
 
     def submit_args(self) -> dict:
         return {"operation": self.operation, "image": self.image, "mask": self.mask,
@@ -235,7 +239,8 @@ def pixels_depth(pixels) -> int:
 def is_deep(image) -> bool:
     """More than 8 bits a channel (16/32-bit integer, half, float, double)."""
     precision = image.get_precision()
-    return "U8_" not in (getattr(precision, "value_name", None) or str(precision))
+    name = getattr(precision, "value_name", None) or getattr(precision, "name", None)
+    return "U8_" not in (name or str(precision))
 
 
 def transport_depth(operation: dict, image) -> int:
@@ -288,7 +293,8 @@ def sends_image(operation: dict) -> bool:
 
 
 def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: dict,
-             source: str = "layer", margin: int = DEFAULT_MARGIN) -> Plan:
+             source: str = "layer", margin: int = DEFAULT_MARGIN, controls: list = (),
+             style: str = "") -> Plan:
     """Decide region, image and mask for ``operation`` (a ``/v1/operations`` entry).
 
     ``drawable`` is the active layer (a layer group reads as what it shows) or None when no
@@ -330,7 +336,127 @@ def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: 
         plan.mask = read_selection_mask(image, region)
     if op_id == "generate":
         _default_generate_size(plan, operation)
+    plan.style = style or ""
+    add_controls(plan, operation, controls)
     return plan
+
+
+CONTROL_KINDS = ("scribble", "lineart", "canny", "depth", "pose", "reference")
+
+
+def add_controls(plan: Plan, operation: dict, controls: list) -> None:
+    """Control layers: each ``{layer, kind, strength?, preprocess?, start?, end?}`` becomes a
+    file part ``control<n>`` holding that layer's pixels over the job's region (same size and
+    offsets as the image) and an item of ``params.control``."""
+    if not controls:
+        return
+    if "control" not in _schema_properties(operation):
+        raise ac.AieditError(f"{TITLES.get(plan.operation, plan.operation)} takes no control "
+                             "layers", "control_unsupported")
+    items = []
+    for number, control in enumerate(controls):
+        kind = control.get("kind")
+        if kind not in CONTROL_KINDS:
+            raise ac.AieditError(f"control layer {number + 1}: kind must be one of "
+                                 f"{', '.join(CONTROL_KINDS)}", "bad_control")
+        layer = control["layer"]
+        name = f"control{number}"
+        plan.parts[name] = read_rgba(layer, plan.region, 8)
+        item = {"kind": kind, "input": name}
+        for key in ("strength", "start", "end", "preprocess"):
+            if control.get(key) is not None:
+                item[key] = control[key]
+        items.append(item)
+    plan.params["control"] = items
+
+
+def all_layers(image) -> list:
+    """The image's layers, groups' children after their group, top first."""
+    out = []
+
+    def walk(layers):
+        for layer in layers:
+            out.append(layer)
+            if layer.is_group():
+                walk(layer.get_children())
+
+    walk(image.get_layers())
+    return out
+
+
+def fetch_styles(client: ac.Client, op_id: str) -> list:
+    """``GET /v1/styles`` entries that apply to ``op_id`` (none from older servers)."""
+    try:
+        answer = client._json("GET", "/v1/styles")
+    except ac.AieditError as error:
+        if error.status == 404:
+            return []
+        raise
+    styles = answer.get("styles", []) if isinstance(answer, dict) else []
+    return [s for s in styles if not s.get("operations") or op_id in s["operations"]]
+
+
+def fetch_loras(client: ac.Client) -> list:
+    """LoRAs of ``/v1/models`` (engine ``lora``) that can run now."""
+    return [m for m in client.models()
+            if m.get("engine") == "lora" and m.get("available", True)]
+
+
+def find_layer(image, ref):
+    """A layer of ``image`` by id (int) or name (str), in groups too."""
+    if isinstance(ref, int):
+        item = Gimp.Item.get_by_id(ref)
+        if item is not None and item.is_valid() and isinstance(item, Gimp.Layer):
+            return item
+    else:
+        layer = image.get_layer_by_name(str(ref))
+        if layer is not None:
+            return layer
+    raise ac.AieditError(f"control layer '{ref}': the image has no such layer", "no_layer")
+
+
+def parse_controls(image, text: str) -> list:
+    """The ``controls`` argument: a JSON list of ``{layer (name or id), kind, strength,
+    preprocess, start, end}``."""
+    text = (text or "").strip() or "[]"
+    try:
+        items = json.loads(text)
+    except ValueError as error:
+        raise ac.AieditError(f"controls: not valid JSON ({error})", "bad_params") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "layer" in i
+                                              for i in items):
+        raise ac.AieditError('controls: must be a JSON list like [{"layer": "Sketch", '
+                             '"kind": "scribble", "strength": 0.8}]', "bad_params")
+    return [dict(item, layer=find_layer(image, item["layer"])) for item in items]
+
+
+def submit_plan(client: ac.Client, plan: Plan) -> dict:
+    """``POST /v1/jobs`` for the plan. The shared client's ``submit`` sends image, mask and
+    reference; jobs with control parts or a style go through its plumbing here."""
+    if not plan.parts and not plan.style:
+        return client.submit(**plan.submit_args())
+    request = {"operation": plan.operation, "params": dict(plan.params),
+               "region": plan.region.as_json()}
+    if plan.model:
+        request["model"] = plan.model
+    if plan.style:
+        request["style"] = plan.style
+    image = plan.image
+    if image is not None and pixels_depth(image) == 16 and not client.takes_16bit(
+            plan.operation):
+        image = image.to_8bit()
+    files, raw = [], {}
+    for name, value in (("image", image), ("mask", plan.mask), *plan.parts.items()):
+        if value is None:
+            continue
+        files.append((name, value.data))
+        raw[name] = {"width": value.width, "height": value.height}
+        if isinstance(value, ac.Pixels) and pixels_depth(value) == 16:
+            raw[name]["format"] = "rgba16"
+    request["raw"] = raw
+    body, content_type = ac._multipart([("request", json.dumps(request).encode())], files)
+    headers = {"Content-Type": content_type, "Idempotency-Key": uuid.uuid4().hex}
+    return client._retrying(lambda: client._json("POST", "/v1/jobs", body, headers))
 
 
 def _default_generate_size(plan: Plan, operation: dict) -> None:
@@ -508,12 +634,14 @@ def _work(client: ac.Client, plan: Plan, events: queue.Queue,
     """The worker thread: network and files only, never a Gimp call."""
     guard = None
     try:
-        job = client.submit(**plan.submit_args())
+        job = submit_plan(client, plan)
         events.put(("progress", job))
         if pending is not None:
             pending.add(job["id"], server_url=client.url, operation=plan.operation,
                         prompt=plan.prompt, region=plan.region.as_json(), options=plan.options,
-                        geometry=plan.geometry, model=plan.model, params=plan.params)
+                        geometry=plan.geometry, model=plan.model,
+                        params={k: v for k, v in plan.params.items() if k != "control"},
+                        style=plan.style)
         if watchdog:
             guard = ac.CancelWatchdog(client, job["id"])
         job = client.wait(job["id"], on_progress=lambda j: events.put(("progress", j)))

@@ -609,3 +609,135 @@ def test_results_browser_previews_and_applies_some_in_real_gimp(gimp, xvfb):
     assert report["journal"] == []
     assert report["history"] == ["discarded"]
     assert report["top"] == [4, 3, 0, 0, 200, 255], "the result is not where it was made"
+
+
+def received_job(server) -> dict:
+    """The newest job as the server stored it: params, region and the input files' bytes."""
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "aiedit.sqlite3") as db:
+        row = db.execute("SELECT id, params, region, inputs FROM jobs ORDER BY created_at DESC "
+                         "LIMIT 1").fetchone()
+    job_id, params, region, inputs = row[0], json.loads(row[1]), json.loads(row[2]), \
+        json.loads(row[3])
+    files = {name: (server.data_dir / "blobs" / job_id / ref["blob"]).read_bytes()
+             for name, ref in inputs.items()}
+    return {"params": params, "region": region, "inputs": inputs, "files": files}
+
+
+@pytest.mark.ml
+def test_control_and_reference_layers_reach_the_server_in_real_gimp(gimp, tiny_server):
+    """A generate job with a control layer (canny map), a reference layer, a style, a LoRA and
+    two variations: the server receives the control layers' pixels over the job's region."""
+    report = run_batch(gimp, '''
+        import hashlib
+        image = Gimp.Image.new(96, 80, Gimp.ImageBaseType.RGB)
+        base = new_layer(image, "Background", 96, 80, bytes((40, 60, 80, 255)) * 7680)
+        edges = new_layer(image, "Edges", 96, 80, bytes(
+            v for y in range(80) for x in range(96)
+            for v in ((255, 255, 255, 255) if x % 12 == 0 or y % 10 == 0 else (0, 0, 0, 255))))
+        ref = new_layer(image, "Ref", 80, 72, bytes(
+            v for y in range(72) for x in range(80) for v in (x * 3, y * 3, 200, 255)))
+        ref.set_offsets(8, 4)
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 8, 64, 64)
+        call("plug-in-aiedit-generate", image, [base], prompt="a red fox", model="tiny-sdxl",
+             style="cinematic",
+             params=json.dumps({"seed": 7, "steps": 2, "count": 2,
+                                "loras": [{"id": "tiny-lora-sdxl", "weight": 0.5}]}),
+             controls=json.dumps([{"layer": "Edges", "kind": "canny", "strength": 0.7},
+                                  {"layer": "Ref", "kind": "reference", "strength": 0.5}]),
+             **{"server-url": "{URL}"})
+        def region_of(layer):
+            _ok, ox, oy = layer.get_offsets()
+            return bytes(layer.get_buffer().get(Gegl.Rectangle.new(16 - ox, 8 - oy, 64, 64),
+                                                1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+        report(layers=layers(image),
+               edges=hashlib.sha256(region_of(edges)).hexdigest(),
+               ref=hashlib.sha256(region_of(ref)).hexdigest(),
+               ref_corner=list(region_of(ref)[:4]))
+    ''', URL=tiny_server.url)
+    import hashlib
+
+    job = received_job(tiny_server)
+    params = job["params"]
+    assert job["region"] == {"x": 16, "y": 8, "width": 64, "height": 64}
+    assert [(c["kind"], c["input"], c["strength"]) for c in params["control"]] == [
+        ("canny", "control0", 0.7), ("reference", "control1", 0.5)]
+    assert params["loras"] == [{"id": "tiny-lora-sdxl", "weight": 0.5}]
+    assert params["count"] == 2
+    assert params["prompt"].startswith("cinematic film still of a red fox"), params["prompt"]
+    assert hashlib.sha256(job["files"]["control0"]).hexdigest() == report["edges"]
+    assert hashlib.sha256(job["files"]["control1"]).hexdigest() == report["ref"]
+    # the region's corner (16, 8) is the reference layer's pixel (8, 4): its offsets count
+    assert report["ref_corner"] == [24, 12, 200, 255]
+    new = [lay for lay in report["layers"] if lay["name"].startswith("Generate")]
+    assert sorted(lay["name"] for lay in new) == ["Generate: a red fox (seed 7)",
+                                                  "Generate: a red fox (seed 8)"]
+    assert all((lay["x"], lay["y"]) == (16, 8) for lay in new)
+
+
+def test_dialog_style_lora_and_control_layer_widgets_in_real_gimp(gimp, xvfb, live_server):
+    """The generate dialog offers the server's styles, its LoRAs with weights and control
+    layers chosen from the image's layers; the choices reach the procedure's arguments and
+    come back the next time."""
+    code = HOST + textwrap.dedent('''
+        import gi
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+        import aiedit_dialog
+        client = ac.Client("{URL}")
+        operation = client.operation("generate")
+        procedure = Gimp.get_pdb().lookup_procedure("plug-in-aiedit-generate")
+        image = Gimp.Image.new(32, 32, Gimp.ImageBaseType.RGB)
+        base = new_layer(image, "Background", 32, 32, bytes((1, 2, 3, 255)) * 1024)
+        sketch = new_layer(image, "Sketch", 32, 32, bytes((9, 9, 9, 255)) * 1024)
+        seen = {}
+
+        def first():
+            creative = aiedit_dialog.OPEN["creative"]
+            seen["styles"] = [row[0] for row in creative.style_combo.get_model()]
+            seen["loras"] = [row[0] for row in creative.loras[0][0].get_model()]
+            seen["layers"] = [row[0] for row in creative.controls_rows[0][1].get_model()]
+            creative.style_combo.set_active_id("cinematic")
+            combo, weight = creative.loras[0]
+            combo.set_active_id("lora-pixel-art-xl")
+            weight.set_value(0.8)
+            kind, layer, strength, picture = creative.controls_rows[0]
+            kind.set_active_id("scribble")
+            layer.set_active_id(str(sketch.get_id()))
+            strength.set_value(0.6)
+            picture.set_active(True)
+            aiedit_dialog.OPEN["dialog"].response(Gtk.ResponseType.OK)
+            return False
+
+        def second():
+            creative = aiedit_dialog.OPEN["creative"]
+            seen["again"] = [creative.style(), creative.params(), creative.controls()]
+            aiedit_dialog.OPEN["dialog"].response(Gtk.ResponseType.CANCEL)
+            return False
+
+        config = procedure.create_config()
+        config.set_property("prompt", "a fox")
+        GLib.timeout_add(1500, first)
+        answered = aiedit_dialog.ask(procedure, config, operation, image, client)
+        result = dict(style=config.get_property("style"),
+                      controls=json.loads(config.get_property("controls")),
+                      params=json.loads(config.get_property("params")))
+        GLib.timeout_add(1500, second)
+        aiedit_dialog.ask(procedure, procedure.create_config(), operation, image, client)
+        report(answered=answered, seen=seen, sketch=sketch.get_id(), **result)
+    ''').replace("{URL}", live_server.url)
+    report = gimp.batch(code, display=xvfb)
+    seen = report["seen"]
+    assert "Cinematic" in seen["styles"] and seen["styles"][0] == "No style"
+    assert any(name.startswith("lora-pixel-art-xl") or "Pixel" in name
+               for name in seen["loras"]), seen["loras"]
+    assert seen["layers"] == ["Sketch", "Background"]
+    assert report["answered"] is True and report["style"] == "cinematic"
+    assert report["controls"] == [{"layer": report["sketch"], "kind": "scribble",
+                                   "strength": 0.6, "preprocess": True}]
+    assert report["params"]["loras"] == [{"id": "lora-pixel-art-xl", "weight": 0.8}]
+    assert seen["again"] == ["cinematic", {"loras": [{"id": "lora-pixel-art-xl",
+                                                      "weight": 0.8}]},
+                             [{"layer": report["sketch"], "kind": "scribble", "strength": 0.6,
+                               "preprocess": True}]]
