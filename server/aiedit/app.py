@@ -83,6 +83,11 @@ def create_app(
     config = config or Config.load()
     app = Flask("aiedit")
     app.request_class = AieditRequest
+    if config.proxy_hops > 0:  # the client's address as the trusted proxies saw it
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops,
+                                x_proto=config.proxy_hops)
     app.config.update(
         API_TITLE="aiedit",
         API_VERSION=__version__,

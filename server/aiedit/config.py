@@ -72,6 +72,10 @@ class Config:
     sign_in_failures_per_address_per_hour: int = 30  # wrong passwords from one address
     sign_in_failures_per_account_per_hour: int = 10  # wrong passwords for one account
     support_messages_per_day: int = 20  # support-form messages one account may send
+    # Reverse proxies in front of the server whose X-Forwarded-For/-Proto are believed (a TLS
+    # proxy: 1). 0: the client address is the connection's, so per-address limits need this
+    # behind a proxy (otherwise every client shares the proxy's address).
+    proxy_hops: int = 0
     allowed_hosts: list[str] = field(default_factory=list)  # Host names a key-less server answers
     # Jobs for a model that is not downloaded yet download it first, if an admin submitted them.
     # None: on for a personal server that never had an API key, off once a key was created.

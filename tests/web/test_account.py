@@ -5,16 +5,20 @@ test is test_account_browser.py."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from aiedit.app import services_of
 from aiedit.auth.keys import create_key
 from aiedit.auth.users import create_user
 from aiedit.billing import ledger
-from aiedit.store.models import AccountSession, ApiKey, SupportMessage, User
+from aiedit.store.models import AccountSession, ApiKey, Job, LedgerEntry, SupportMessage, User
 from tests.fixtures.hosted import (
     PASSWORD,
     HostedApps,
@@ -152,6 +156,13 @@ def test_pages_send_signed_out_visitors_to_sign_in_and_back_but_never_elsewhere(
     resp = client.post("/account/signin", data={"email": "ada@example.com", "password": PASSWORD,
                                                 "csrf_token": token, "next": "/account/keys"})
     assert resp.headers["Location"] == "/account/keys"
+    newcomer = app.test_client()
+    form = newcomer.get("/account/signup?next=/account/credits")
+    assert 'name="next" value="/account/credits"' in form.text
+    resp = newcomer.post("/account/signup", data={
+        "email": "new@example.com", "name": "New", "password": PASSWORD, "age": "on",
+        "next": "/account/credits", "csrf_token": form_token(form)})
+    assert resp.headers["Location"] == "/account/credits"
     for target in ("https://evil.example/account", "//evil.example/account", "/admin",
                    "/\\evil.example"):
         other = app.test_client()
@@ -299,6 +310,46 @@ def test_the_overview_and_credits_pages_show_the_balance_and_the_packs(hosted, t
     assert "500 credits" in page.text and "Starter pack" in page.text
 
 
+def test_buy_opens_a_stripe_checkout_for_the_persons_account(hosted, tmp_path, local_stripe):
+    price = local_stripe.price(900)
+    billing = tmp_path / "billing.toml"
+    billing.write_text(f'[packs.starter]\nprice = "{price}"\ncredits = 500\n')
+    app = hosted(billing_file=str(billing), stripe_secret_key=local_stripe.secret_key,
+                 stripe_api_base=local_stripe.url)
+    client = app.test_client()
+    sign_up(client)
+    page = client.get("/account/credits")
+    assert f"form-action 'self' {local_stripe.url}" in page.headers["Content-Security-Policy"]
+    token = form_token(page)
+    assert client.post("/account/credits/checkout", data={"pack": "starter"}).status_code == 403
+    resp = client.post("/account/credits/checkout", data={"pack": "gold", "csrf_token": token})
+    assert resp.status_code == 400 and "not on sale" in resp.text
+    resp = client.post("/account/credits/checkout", data={"pack": "starter",
+                                                          "csrf_token": token})
+    assert resp.status_code == 303
+    url = resp.headers["Location"]
+    assert url.startswith(local_stripe.url + "/_config/checkout/cs_")
+    session = local_stripe.api("GET", "/v1/checkout/sessions/" + url.rsplit("/", 1)[1])
+    db = services_of(app).db
+    account = ledger.ensure_account(db, user_row(app).name)
+    assert session["client_reference_id"] == account.id
+    assert session["metadata"]["credits"] == "500"
+    assert session["success_url"] == "http://localhost/account/credits?checkout=success"
+    paid = client.get("/account/credits?checkout=success")
+    assert "Your credits are added as soon as Stripe confirms" in paid.text
+
+
+def test_buying_without_stripe_configured_says_so(hosted, tmp_path):
+    billing = tmp_path / "billing.toml"
+    billing.write_text('[packs.starter]\nprice = "price_x"\ncredits = 500\n')
+    app = hosted(billing_file=str(billing))
+    client = app.test_client()
+    sign_up(client)
+    resp = client.post("/account/credits/checkout",
+                       data={"pack": "starter", "csrf_token": page_token(client)})
+    assert resp.status_code == 503 and "AIEDIT_STRIPE_SECRET_KEY" in resp.text
+
+
 def test_usage_lists_the_persons_own_jobs(app):
     ada, bob = app.test_client(), app.test_client()
     sign_up(ada)
@@ -404,9 +455,88 @@ def test_support_messages_per_account_are_limited(hosted):
         assert len(s.scalars(select(SupportMessage)).all()) == 2
 
 
+def test_export_downloads_the_persons_data_and_nobody_elses(app):
+    client, other = app.test_client(), app.test_client()
+    sign_up(client)
+    sign_up(other, email="bob@example.com", name="Bob")
+    mine, theirs = upscale(client, new_key(client, credits=10)), upscale(other, new_key(
+        other, credits=10))
+    assert client.post("/account/export").status_code == 403  # no CSRF token
+    resp = client.post("/account/export", data={"csrf_token": page_token(client)})
+    assert resp.status_code == 200 and resp.mimetype == "application/zip"
+    assert "attachment" in resp.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(resp.data))
+    person = json.loads(archive.read("account.json"))["user"]
+    assert (person["display_name"], person["email"]) == ("Ada Lovelace", "ada@example.com")
+    jobs = json.loads(archive.read("jobs.json"))
+    assert [j["id"] for j in jobs] == [mine] and jobs[0]["state"] == "queued"
+    kinds = sorted(e["kind"] for e in json.loads(archive.read("ledger.json")))
+    assert kinds == ["grant", "hold"]
+    upload = jobs[0]["inputs"]["image"]
+    assert Image.open(io.BytesIO(archive.read(upload))).size == (16, 16)
+    assert not [n for n in archive.namelist() if theirs in n]
+
+
+def test_deleting_the_account_needs_the_password_and_erases_it(app):
+    client = app.test_client()
+    sign_up(client)
+    key = new_key(client, credits=10)
+    job_id = upscale(client, key)
+    user = user_row(app).name
+    services = services_of(app)
+    assert services.blobs.job_dir(job_id).is_dir()
+    assert client.post("/account/delete", data={"password": PASSWORD}).status_code == 403
+    token = page_token(client, "/account/delete")
+    wrong = client.post("/account/delete", data={"password": "not my password",
+                                                  "csrf_token": token})
+    assert wrong.status_code == 401 and "not deleted" in wrong.text and user_row(app) is not None
+    resp = client.post("/account/delete", data={"password": PASSWORD, "csrf_token": token})
+    assert resp.status_code == 200 and "Account deleted" in resp.text
+    assert "aiedit_session=;" in set_cookies(resp)["aiedit_session"]
+    assert user_row(app) is None and not services.blobs.job_dir(job_id).exists()
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 401
+    assert client.get("/account").status_code == 303
+    assert sign_in(app.test_client()).status_code == 401
+    with services.db.session() as s:
+        assert s.scalars(select(ApiKey)).all() == [] and s.get(Job, job_id) is None
+        rows = s.scalars(select(LedgerEntry)).all()
+    # the grant, the job's hold and its release (canceled first) stay as amounts only
+    assert sorted(r.amount for r in rows) == [-1, 1, 10]
+    assert all(r.account_id is None and r.job_id is None for r in rows)
+    assert user not in json.dumps([(r.reason, r.ref) for r in rows])
+
+
+def test_delete_through_the_api_needs_the_password(hosted):
+    app = hosted(sign_in_failures_per_account_per_hour=2)
+    client = app.test_client()
+    sign_up(client)
+    key = new_key(client)
+    for body, status, code in (({}, 422, "invalid_params"),
+                               ({"password": "wrong one"}, 403, "wrong_password"),
+                               ({"password": "wrong two"}, 403, "wrong_password"),
+                               ({"password": PASSWORD}, 429, "rate_limited")):
+        resp = client.delete("/v1/account", json=body, headers=bearer(key))
+        assert (resp.status_code, resp.get_json()["code"]) == (status, code), resp.get_json()
+    assert user_row(app) is not None
+    app2 = hosted()  # fresh limits
+    client = app2.test_client()
+    sign_up(client)
+    key = new_key(client)
+    assert client.delete("/v1/account", json={"password": PASSWORD},
+                         headers=bearer(key)).status_code == 204
+    assert user_row(app2) is None
+    assert client.get("/v1/account", headers=bearer(key)).status_code == 401
+    db = services_of(app2).db
+    create_user(db, "studio-made")
+    _, made = create_key(db, "k", user="studio-made")
+    resp = client.delete("/v1/account", json={"password": "x"}, headers=bearer(made))
+    assert resp.status_code == 409 and "aiedit users erase" in resp.get_json()["message"]
+
+
 def test_account_pages_exist_in_hosted_mode_only(make_app):
-    for mode in ("personal",):
-        assert make_app(mode=mode).test_client().get("/account/signup").status_code == 404
+    client = make_app().test_client()
+    assert client.get("/account/signup").status_code == 404
+    assert client.delete("/v1/account", json={"password": "x"}).status_code == 404
 
 
 # --- abuse limits -----------------------------------------------------------------------------
@@ -422,6 +552,20 @@ def test_sign_ups_per_address_are_limited(hosted):
     elsewhere = sign_up(app.test_client(), email="p3@example.com",
                         environ_base={"REMOTE_ADDR": "10.9.9.9"})
     assert elsewhere.status_code == 303
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_limited_and_only_then(hosted):
+    behind_proxy = hosted(sign_ups_per_address_per_hour=1, proxy_hops=1)
+    for address, status in (("203.0.113.5", 303), ("203.0.113.5", 429), ("198.51.100.7", 303)):
+        resp = sign_up(behind_proxy.test_client(), email=f"{address}-{status}@example.com",
+                       headers={"X-Forwarded-For": address})
+        assert resp.status_code == status, address
+    direct = hosted(sign_ups_per_address_per_hour=1)  # the header is anyone's to send
+    assert sign_up(direct.test_client(), email="a@example.com",
+                   headers={"X-Forwarded-For": "192.0.2.1"}).status_code == 303
+    resp = sign_up(direct.test_client(), email="b@example.com",
+                   headers={"X-Forwarded-For": "192.0.2.2"})
+    assert resp.status_code == 429
 
 
 def test_failed_sign_ins_are_limited_per_address_and_per_account(hosted):

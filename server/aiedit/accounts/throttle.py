@@ -4,6 +4,8 @@ in-process api.security.RateLimiter, which personal mode keeps using."""
 
 from __future__ import annotations
 
+import math
+
 # KEYS[1] bucket; ARGV capacity, tokens per second, cost, spend (1/0). Redis' own clock, so
 # processes on several machines agree. Returns the seconds to wait (0: allowed) as a string.
 _SCRIPT = """
@@ -87,3 +89,44 @@ def redis_for(app):
                                       socket_timeout=5, socket_connect_timeout=2)
         app.extensions["aiedit.redis"] = client
     return client
+
+
+class Throttled(Exception):
+    """Over a limit: `message` says which and how long to wait (`wait_s`)."""
+
+    def __init__(self, message: str, wait_s: float):
+        super().__init__(message)
+        self.message, self.wait_s = message, wait_s
+
+
+def check_password_attempt(throttles: AccountThrottles, config, address: str,
+                           email: str) -> None:
+    """Raise Throttled when this address or this account had too many wrong passwords."""
+    checks = (
+        (throttles.address_failures, f"addr:{address}",
+         f"Too many failed sign-ins from this address (at most "
+         f"{config.sign_in_failures_per_address_per_hour} an hour)"),
+        (throttles.account_failures, _account_key(email),
+         f"Too many failed sign-ins for this account (at most "
+         f"{config.sign_in_failures_per_account_per_hour} an hour)"),
+    )
+    for limiter, who, text in checks:
+        wait = limiter.wait(who) if limiter else 0.0
+        if wait:
+            raise Throttled(f"{text}: try again in {minutes(wait)}.", wait)
+
+
+def charge_wrong_password(throttles: AccountThrottles, address: str, email: str) -> None:
+    if throttles.address_failures:
+        throttles.address_failures.take(f"addr:{address}")
+    if throttles.account_failures:
+        throttles.account_failures.take(_account_key(email))
+
+
+def _account_key(email: str) -> str:
+    return f"email:{(email or '').strip().lower()[:254]}"
+
+
+def minutes(seconds: float) -> str:
+    count = math.ceil(seconds / 60)
+    return "1 minute" if count <= 1 else f"{count} minutes"

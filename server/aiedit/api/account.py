@@ -1,12 +1,15 @@
-"""The caller's account: balance, plan and limits (`GET /v1/account`), and its credit history
-(`GET /v1/account/ledger`). An account belongs to a user; it is made on first use."""
+"""The caller's account: balance, plan and limits (`GET /v1/account`), its credit history
+(`GET /v1/account/ledger`), and deleting it (`DELETE /v1/account`, hosted mode, with the
+password). An account belongs to a user; it is made on first use."""
 
 from __future__ import annotations
 
-from flask import current_app, g
+import math
+
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from aiedit.api.errors import ApiError
 from aiedit.billing import ledger
@@ -50,6 +53,13 @@ class LedgerEntrySchema(Schema):
     job_id = fields.String(allow_none=True, required=True)
     reason = fields.String(required=True)
     created_at = fields.String(required=True)
+
+
+class AccountDeletionSchema(Schema):
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=1024),
+        metadata={"description": "The account's password (the one used on the account pages)"},
+    )
 
 
 class LedgerArgs(Schema):
@@ -104,6 +114,51 @@ class AccountView(MethodView):
         services = current_app.extensions["aiedit"]
         account, user = caller_account()
         return account_json(services.db, account, user, services.config.daily_credit_limit)
+
+    @blp.arguments(AccountDeletionSchema)
+    @blp.response(204)
+    @blp.alt_response(403, description="Wrong password (`wrong_password`)")
+    @blp.alt_response(404, description="Not a hosted server, or the key belongs to no user")
+    @blp.alt_response(409, description="An account made by an admin, without a password")
+    @blp.alt_response(429, description="Too many wrong passwords (`rate_limited`)")
+    def delete(self, body):
+        """Delete your account: its keys, jobs, images and data, now (needs your password)
+
+        Ledger rows needed for tax records stay only as anonymous amounts."""
+        from aiedit.accounts import people
+        from aiedit.accounts.throttle import (
+            Throttled,
+            charge_wrong_password,
+            check_password_attempt,
+        )
+        from aiedit.privacy.erase import erase_user
+
+        services = current_app.extensions["aiedit"]
+        if not services.config.hosted:
+            raise ApiError(404, "not_available",
+                           "accounts are deleted here only on hosted servers; ask an admin "
+                           "(`aiedit users erase NAME`)")
+        name = g.principal.user
+        person = people.get_person(services.db, name) if name else None
+        if name is None:
+            caller_account()  # 404 no_account
+        if person is None:
+            raise ApiError(409, "no_password",
+                           f"user {name} was made by an admin and has no password to confirm "
+                           "with: ask an admin to erase it (`aiedit users erase NAME`)")
+        throttles = current_app.extensions["aiedit.account_throttles"]
+        address = request.remote_addr or "?"
+        try:
+            check_password_attempt(throttles, services.config, address, person.email)
+        except Throttled as exc:
+            retry = max(1, math.ceil(exc.wait_s))
+            raise ApiError(429, "rate_limited", exc.message,
+                           headers={"Retry-After": str(retry)}) from None
+        if not people.verify_password(services.db, name, body["password"]):
+            charge_wrong_password(throttles, address, person.email)
+            raise ApiError(403, "wrong_password",
+                           "that is not the account's password: nothing was deleted")
+        erase_user(services, name)
 
 
 @blp.route("/account/ledger")

@@ -14,7 +14,7 @@ one is refused with 403, as is a cross-site request (api/security.py checks Orig
 
 from __future__ import annotations
 
-import math
+import functools
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -36,7 +36,14 @@ from aiedit.accounts import people, support
 from aiedit.accounts.people import AccountError, Person
 from aiedit.accounts.sessions import PageSession, close_session, find_session
 from aiedit.accounts.sessions import open_session as open_page_session
-from aiedit.accounts.throttle import AccountThrottles, redis_for
+from aiedit.accounts.throttle import (
+    AccountThrottles,
+    Throttled,
+    charge_wrong_password,
+    check_password_attempt,
+    minutes,
+    redis_for,
+)
 from aiedit.auth.keys import create_key, revoke_key
 from aiedit.auth.sessions import new_token, tokens_match
 from aiedit.billing import ledger
@@ -49,6 +56,7 @@ COOKIE_PATH = "/account"
 MAX_KEYS = 20  # active keys per account
 MAX_KEY_NAME = 100
 HISTORY = 100  # jobs on the usage page
+STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
 
 
 def init_app(app) -> None:
@@ -104,6 +112,7 @@ def _signed_in(view):
     """Run `view(session, person)` for a signed-in person; others go to the sign-in page (and
     come back here). A POST must carry the session's CSRF token."""
 
+    @functools.wraps(view)
     def wrapper(**kwargs):
         session = _session()
         if session is None:
@@ -115,8 +124,6 @@ def _signed_in(view):
             return _refused_form()
         return view(session, _person(session), **kwargs)
 
-    wrapper.__name__ = view.__name__
-    wrapper.__doc__ = view.__doc__
     return wrapper
 
 
@@ -140,9 +147,49 @@ def home(session, person):
 @blp.get("/credits")
 @_signed_in
 def credits(session, person):
-    return _page("account_credits.html", session, person, balance=_balance(person.id),
-                 packs=_packs(), paid=request.args.get("paid") == "1",
-                 canceled=request.args.get("canceled") == "1")
+    return _credits_page(session, person)
+
+
+@blp.post("/credits/checkout")
+@_signed_in
+def checkout(session, person):
+    """Open a Stripe Checkout Session for a pack or plan and send the person to it."""
+    from aiedit.billing.stripe_billing import BillingError, create_checkout
+
+    services = _services()
+    kind = "plan" if request.form.get("plan") else "pack"
+    item = services.billing.item(kind, request.form.get(kind, "")) if services.billing else None
+    if item is None:
+        return _credits_page(session, person, 400,
+                             error=f"That {kind} is not on sale (any more): choose one below.")
+    account = ledger.ensure_account(services.db, person.id)
+    return_url = services.config.billing_return_url or request.url_root + "account/credits"
+    try:
+        opened = create_checkout(services, account, item, return_url)
+    except BillingError as exc:
+        return _credits_page(session, person, exc.status, error=exc.message)
+    return redirect(opened["url"], 303)
+
+
+def _credits_page(session, person, status: int = 200, **context):
+    # The Buy forms are answered with a redirect to the payment page: the page's CSP must let
+    # a form lead there.
+    g.form_action_origins = [_checkout_origin()]
+    billing = _services().billing
+    plans = sorted(billing.plans.values(), key=lambda p: p.credits) if billing else []
+    return _page("account_credits.html", session, person, status, balance=_balance(person.id),
+                 packs=_packs(), plans=plans, checkout=request.args.get("checkout", ""),
+                 **context)
+
+
+def _checkout_origin() -> str:
+    """Where Stripe's payment pages are: its Checkout origin, or the Stripe-compatible server
+    the settings name (tests: the local one)."""
+    base = _services().config.stripe_api_base
+    if not base:
+        return STRIPE_CHECKOUT_ORIGIN
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @blp.get("/keys")
@@ -193,6 +240,45 @@ def usage(session, person):
                  retention_hours=_services().config.retention_hours)
 
 
+@blp.get("/export")
+@_signed_in
+def export_page(session, person):
+    return _page("account_export.html", session, person)
+
+
+@blp.post("/export")
+@_signed_in
+def export(session, person):
+    """The account's data as one zip (the same as GET /v1/account/export)."""
+    response = make_response(_export_zip(person.id))
+    response.mimetype = "application/zip"
+    response.headers["Content-Disposition"] = 'attachment; filename="aiedit-account.zip"'
+    return response
+
+
+@blp.get("/delete")
+@_signed_in
+def delete_page(session, person):
+    return _page("account_delete.html", session, person)
+
+
+@blp.post("/delete")
+@_signed_in
+def delete(session, person):
+    """Erase the account (as DELETE /v1/account) once the password is confirmed."""
+    try:
+        if not _password_ok(person):
+            return _page("account_delete.html", session, person, 401,
+                         error="That is not your password: the account was not deleted.")
+    except Throttled as exc:
+        return _page("account_delete.html", session, person, 429, error=str(exc))
+    _erase(person.id)
+    response = _message("Account deleted", "Your account, its keys, jobs and images are "
+                        "deleted. Thank you for using aiedit.")
+    response.delete_cookie(SESSION_COOKIE, **_cookie_flags("Lax"))
+    return response
+
+
 @blp.get("/settings")
 @_signed_in
 def settings(session, person):
@@ -205,10 +291,10 @@ def update_settings(session, person):
     db = _services().db
     name, email = request.form.get("name", ""), request.form.get("email", "")
     try:
-        if people.clean_email(email) != person.email and not _password_ok(person, "settings"):
+        if people.clean_email(email) != person.email and not _password_ok(person):
             raise AccountError("password", "enter your current password to change your email")
         person = people.update_profile(db, person.id, name, email)
-    except _Throttled as exc:
+    except Throttled as exc:
         return _page("account_settings.html", session, person, 429, error=str(exc))
     except AccountError as exc:
         return _page("account_settings.html", session, person, 400, error=exc.message,
@@ -243,7 +329,7 @@ def send_support(session, person):
             per_day = _services().config.support_messages_per_day
             return _page("account_support.html", session, person, 429, message=message,
                          job_id=job_id[:32], error=f"You have sent {per_day} messages today, "
-                         f"the most this server takes a day: try again in {_minutes(wait)}.")
+                         f"the most this server takes a day: try again in {minutes(wait)}.")
         support.send(_services().db, person.id, message, job_id)
     except AccountError as exc:
         return _page("account_support.html", session, person, 400, error=exc.message,
@@ -252,11 +338,7 @@ def send_support(session, person):
                  notice="Thank you: your message was sent to the people who run this server.")
 
 
-class _Throttled(Exception):
-    pass
-
-
-def _password_ok(person: Person, purpose: str) -> bool:
+def _password_ok(person: Person) -> bool:
     """Check the form's password (limited like sign-in failures: per account and address)."""
     _check_failures(person.email)
     if people.verify_password(_services().db, person.id, request.form.get("password", "")):
@@ -271,8 +353,8 @@ def _password_ok(person: Person, purpose: str) -> bool:
 @blp.get("/signup")
 def signup_page():
     if _session() is not None:
-        return redirect(url_for(".home"), 303)
-    return _form("account_signup.html")
+        return redirect(_next_url(), 303)
+    return _form("account_signup.html", next=_next_url())
 
 
 @blp.post("/signup")
@@ -287,16 +369,17 @@ def signup():
         limiter = _throttles().sign_ups
         wait = limiter.take(f"addr:{_address()}") if limiter else 0.0
         if wait:
-            return _form("account_signup.html", 429,
+            return _form("account_signup.html", 429, next=_next_url(),
                          error=f"Too many sign-ups from this address (at most "
                          f"{config.sign_ups_per_address_per_hour} an hour): try again in "
-                         f"{_minutes(wait)}.")
+                         f"{minutes(wait)}.")
         person = people.sign_up(_services().db, *form)
     except AccountError as exc:
         return _form("account_signup.html", 400, error=exc.message, field=exc.field,
+                     next=_next_url(),
                      email=request.form.get("email", "")[:254],
                      name=request.form.get("name", "")[:100])
-    return _start_session(person.id, url_for(".home", welcome=1))
+    return _start_session(person.id, _next_url())
 
 
 @blp.get("/signin")
@@ -313,7 +396,7 @@ def signin():
     email = request.form.get("email", "")
     try:
         _check_failures(email)
-    except _Throttled as exc:
+    except Throttled as exc:
         return _form("account_signin.html", 429, error=str(exc), email=email[:254],
                      next=_next_url())
     person = people.sign_in(_services().db, email, request.form.get("password", ""))
@@ -350,33 +433,11 @@ def _start_session(user: str, target: str):
 
 
 def _check_failures(email: str) -> None:
-    config = _services().config
-    throttles = _throttles()
-    checks = (
-        (throttles.address_failures, f"addr:{_address()}",
-         f"Too many failed sign-ins from this address (at most "
-         f"{config.sign_in_failures_per_address_per_hour} an hour)"),
-        (throttles.account_failures, f"email:{email.strip().lower()[:254]}",
-         f"Too many failed sign-ins for this account (at most "
-         f"{config.sign_in_failures_per_account_per_hour} an hour)"),
-    )
-    for limiter, who, text in checks:
-        wait = limiter.wait(who) if limiter else 0.0
-        if wait:
-            raise _Throttled(f"{text}: try again in {_minutes(wait)}.")
+    check_password_attempt(_throttles(), _services().config, _address(), email)
 
 
 def _charge_failure(email: str) -> None:
-    throttles = _throttles()
-    if throttles.address_failures:
-        throttles.address_failures.take(f"addr:{_address()}")
-    if throttles.account_failures:
-        throttles.account_failures.take(f"email:{email.strip().lower()[:254]}")
-
-
-def _minutes(seconds: float) -> str:
-    minutes = math.ceil(seconds / 60)
-    return "1 minute" if minutes <= 1 else f"{minutes} minutes"
+    charge_wrong_password(_throttles(), _address(), email)
 
 
 def _next_url() -> str:
@@ -436,6 +497,18 @@ def _keys(user: str) -> list[ApiKey]:
 
 def _active_keys(user: str) -> list[ApiKey]:
     return [k for k in _keys(user) if k.revoked_at is None]
+
+
+def _export_zip(user: str) -> bytes:
+    from aiedit.privacy.export import build_export
+
+    return build_export(_services(), user)
+
+
+def _erase(user: str) -> None:
+    from aiedit.privacy.erase import erase_user
+
+    erase_user(_services(), user)
 
 
 def _balance(user: str) -> int:
