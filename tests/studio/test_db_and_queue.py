@@ -94,10 +94,29 @@ def test_a_cpu_worker_leaves_model_jobs_to_a_live_gpu_worker_and_takes_classic_o
     def classic(model):
         return model.startswith("classic-")
 
-    assert for_device(order, queued, "cpu", ["cuda:0", "cpu"], classic) == ["c1", "c2"]
-    assert for_device(order, queued, "cpu", ["cpu"], classic) == order  # no GPU alive: all
-    assert for_device(order, queued, "cpu", [], classic) == order
-    assert for_device(order, queued, "cuda:0", ["cpu"], classic) == order
+    assert for_device(order, queued, "cpu", lambda: ["cuda:0", "cpu"], classic) == ["c1", "c2"]
+    assert for_device(order, queued, "cpu", lambda: ["cpu"], classic) == order  # no GPU: all
+    assert for_device(order, queued, "cpu", lambda: [], classic) == order
+
+
+def test_a_worker_asks_which_workers_are_alive_only_when_the_answer_matters():
+    """Who else is alive is a database query on the path from ticket to start: a GPU worker,
+    or a CPU worker with only classic jobs waiting, takes the fair order without it."""
+    queued = [("d1", "a", None, "sdxl-turbo", None), ("c1", "b", None, "classic-telea", None)]
+    asked = []
+
+    def live():
+        asked.append(1)
+        return ["cuda:0"]
+
+    def classic(model):
+        return model.startswith("classic-")
+
+    assert for_device(["d1", "c1"], queued, "cuda:0", live, classic) == ["d1", "c1"]
+    assert for_device(["c1"], queued[1:], "cpu", live, classic) == ["c1"]
+    assert asked == []
+    assert for_device(["d1", "c1"], queued, "cpu", live, classic) == ["c1"]
+    assert asked == [1]
 
 
 def test_live_servers_use_the_database_the_db_option_names(request, tmp_path):

@@ -548,7 +548,7 @@ def check_capacity(owner: str) -> None:
                 "space there (or delete finished jobs) and retry",
             )
     if config.max_queued_per_owner or config.max_queued:
-        with services.db.session() as s:
+        with services.db.statements() as s:
             _check_queue(s, config, owner)
 
 
@@ -616,10 +616,11 @@ def require_account(principal) -> None:
 
 
 def _check_queue(s: Session, config, owner: str) -> None:
-    total = s.scalar(select(func.count()).select_from(Job).where(Job.state == QUEUED))
-    mine = s.scalar(
-        select(func.count()).select_from(Job).where(Job.state == QUEUED, Job.owner == owner)
-    )
+    total, mine = s.execute(  # one round trip for both counts
+        select(func.count(), func.count().filter(Job.owner == owner))
+        .select_from(Job)
+        .where(Job.state == QUEUED)
+    ).one()
     retry = {"Retry-After": str(QUEUE_FULL_RETRY_S)}
     if config.max_queued_per_owner and mine >= config.max_queued_per_owner:
         raise ApiError(

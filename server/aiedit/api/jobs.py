@@ -205,7 +205,7 @@ def job_json(job: Job) -> dict:
 
 def _own_job(job_id: str) -> Job:
     principal = g.principal
-    with _services().db.session() as s:
+    with _services().db.statements() as s:  # one read: no transaction around it
         job = s.get(Job, job_id) if job_id.isalnum() and len(job_id) <= 32 else None
     if job is None or (job.owner != principal.owner and not principal.is_admin):
         raise ApiError(

@@ -125,9 +125,7 @@ def authenticate(db: Database, token: str) -> Principal | None:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX or not parts[1].isalnum():
         return None
-    with db.session() as s:
-        row = s.get(ApiKey, parts[1])
-        user = s.get(User, row.user) if row is not None and row.user else None
+    row, user = _key_and_user(db, parts[1])
     if row is None or row.revoked_at is not None:
         hmac.compare_digest(_hash(parts[2]), _hash("x"))  # same work either way
         return None
@@ -136,11 +134,19 @@ def authenticate(db: Database, token: str) -> Principal | None:
     return _principal(row, user)
 
 
+def _key_and_user(db: Database, key_id: str) -> tuple[ApiKey | None, User | None]:
+    """The key's row and its user's, in one statement (every request checks a key)."""
+    with db.statements() as s:
+        found = s.execute(
+            select(ApiKey, User).outerjoin(User, User.name == ApiKey.user)
+            .where(ApiKey.id == key_id)
+        ).first()
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
 def principal_for_key(db: Database, key_id: str) -> Principal | None:
     """Who an active key acts as now (its user's current role), or None if it is revoked."""
-    with db.session() as s:
-        row = s.get(ApiKey, key_id)
-        user = s.get(User, row.user) if row is not None and row.user else None
+    row, user = _key_and_user(db, key_id)
     if row is None or row.revoked_at is not None:
         return None
     return _principal(row, user)

@@ -40,10 +40,14 @@ def for_device(order: list[str], queued, device: str, live_devices, cpu_only) ->
     """What a worker on `device` may take from `order`. A CPU worker leaves jobs that need a
     model to workers with an accelerator while one is alive (it would run them tens of times
     slower) and takes the classic jobs (`cpu_only(model)`); with no accelerator alive, or on an
-    accelerator, everything is fair game."""
-    if device != "cpu" or all(d == "cpu" for d in live_devices):
+    accelerator, everything is fair game. `live_devices()` (the other live workers' devices, a
+    database query) is called only when the answer depends on it: on a CPU worker with jobs
+    that need a model waiting."""
+    if device != "cpu":
         return order
     classic = {job_id for job_id, _, _, model, *_ in queued if cpu_only(model)}
+    if len(classic) == len(queued) or all(d == "cpu" for d in live_devices()):
+        return order
     return [job_id for job_id in order if job_id in classic]
 
 

@@ -82,6 +82,7 @@ class CeleryQueue(JobQueue):
         self._cancel_checked: dict[str, float] = {}
         self._canceled: set[str] = set()
         self._estimate_at: tuple[float, tuple] | None = None
+        self._routes: dict[str, str] = {}  # job id -> ticket queue, chosen as it was stored
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         runner.queue = self
@@ -117,7 +118,7 @@ class CeleryQueue(JobQueue):
 
     def enqueue(self, job_id: str, device: str) -> None:
         """Send a ticket; the job itself is already in the database."""
-        self.send_ticket(self._route(job_id))
+        self.send_ticket(self._routes.pop(job_id, None) or self._route(job_id))
 
     def send_ticket(self, queue: str) -> bool:
         try:
@@ -128,19 +129,29 @@ class CeleryQueue(JobQueue):
                         "when the broker is back", queue, exc)
             return False
 
+    def prepare(self, session, job_id: str, model: str) -> None:
+        """Route the job in the transaction that stores it (one statement there instead of a
+        transaction of its own after the commit); `enqueue` sends the ticket there."""
+        if len(self._routes) > 1000:  # left by transactions that failed after this
+            self._routes.clear()
+        self._routes[job_id] = self._route_in(session, model)
+
     def _route(self, job_id: str) -> str:
+        with self._runner.db.statements() as s:
+            model = s.scalar(select(Job.model).where(Job.id == job_id))
+            return self._route_in(s, model)
+
+    def _route_in(self, s, model: str | None) -> str:
         """An idle, live worker that holds the job's model gets it; else any worker."""
         alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
-        model = select(Job.model).where(Job.id == job_id).scalar_subquery()
         running = select(Job.id).where(Job.state == RUNNING)
-        with self._runner.db.session() as s:
-            idle = s.execute(
-                select(Worker.id, Worker.models, model)
-                .where(Worker.heartbeat_at >= alive,
-                       or_(Worker.job.is_(None), Worker.job.not_in(running)))
-                .order_by(Worker.heartbeat_at.desc())
-            ).all()
-        for worker_id, models, model in idle:
+        idle = s.execute(
+            select(Worker.id, Worker.models)
+            .where(Worker.heartbeat_at >= alive,
+                   or_(Worker.job.is_(None), Worker.job.not_in(running)))
+            .order_by(Worker.heartbeat_at.desc())
+        ).all()
+        for worker_id, models in idle:
             if model in (models or []):
                 return worker_queue(worker_id)
         return SHARED_QUEUE
@@ -192,11 +203,13 @@ class CeleryQueue(JobQueue):
         if self._estimate_at and now - self._estimate_at[0] < ESTIMATE_TTL_S:
             return self._estimate_at[1]
         alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
-        with self._runner.db.session() as s:
-            running = s.scalar(select(func.count()).where(Job.state == RUNNING)) or 0
-            workers = s.scalar(
+        with self._runner.db.statements() as s:  # two reads, no transaction around them
+            running, workers = s.execute(select(
+                select(func.count()).where(Job.state == RUNNING).scalar_subquery(),
                 select(func.count()).select_from(Worker).where(Worker.heartbeat_at >= alive)
-            ) or 0
+                .scalar_subquery(),
+            )).one()
+            running, workers = running or 0, workers or 0
             recent = s.execute(
                 select(Job.started_at, Job.finished_at)
                 .where(Job.state == SUCCEEDED, Job.started_at.is_not(None))
@@ -218,7 +231,7 @@ class CeleryQueue(JobQueue):
     def workers(self) -> list[WorkerInfo]:
         """The live workers (heartbeat within worker_dead_after_s) as they last reported."""
         alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
-        with self._runner.db.session() as s:
+        with self._runner.db.statements() as s:
             rows = s.scalars(
                 select(Worker).where(Worker.heartbeat_at >= alive).order_by(Worker.id)
             ).all()

@@ -213,6 +213,7 @@ class JobRunner:
                 if admit is not None:
                     admit(s)
                 s.add(job)
+                self.queue.prepare(s, job_id, new.model)
         except BaseException:
             self.blobs.delete_job(job_id)
             raise
@@ -325,24 +326,29 @@ class JobRunner:
         claim = {"worker": self.worker_id}
         if self.device:
             claim["device"] = self.device
-        with self.db.session() as s:
-            started = _transition(
-                s,
-                job_id,
-                QUEUED,
-                state=RUNNING,
-                started_at=self.now(),
-                attempts=Job.attempts + 1,
-                progress={"step": 0, "total": 0, "stage": "starting"},
-                extra=~Job.cancel_requested,
-                **claim,
-            )
-            if not started:  # gone, canceled, or started elsewhere; a cancel may be pending
-                if _transition(s, job_id, QUEUED, extra=Job.cancel_requested,
-                               **self._finished_values(CANCELED)):
-                    self.events.notify(job_id)
-                return None
-            job = s.get(Job, job_id)
+        # One statement, one round trip: the conditional update that claims the job hands the
+        # row back (RETURNING), and is atomic without a transaction around it.
+        with self.db.statements() as s:
+            job = s.scalars(
+                update(Job)
+                .where(Job.id == job_id, Job.state == QUEUED, ~Job.cancel_requested)
+                .values(
+                    state=RUNNING,
+                    started_at=self.now(),
+                    attempts=Job.attempts + 1,
+                    progress={"step": 0, "total": 0, "stage": "starting"},
+                    **claim,
+                )
+                .returning(Job)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+        if job is None:  # gone, canceled, or started elsewhere; a cancel may be pending
+            with self.db.session() as s:
+                canceled = _transition(s, job_id, QUEUED, extra=Job.cancel_requested,
+                                       **self._finished_values(CANCELED))
+            if canceled:
+                self.events.notify(job_id)
+            return None
         self.events.notify(job_id)
         return job
 
@@ -634,7 +640,7 @@ class JobRunner:
             .correlate(Job)
             .scalar_subquery()
         )
-        with self.db.session() as s:
+        with self.db.statements() as s:
             return [
                 tuple(row)
                 for row in s.execute(

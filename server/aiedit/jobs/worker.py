@@ -152,7 +152,9 @@ class StudioWorker:
         runner = self.services.runner
         queued = runner.queued_jobs()
         order = fair_order(queued, {owner: served for _, owner, _, _, served in queued})
-        live = [w.device for w in self.queue.workers() if w.name != self.id]
+        def live() -> list[str]:
+            return [w.device for w in self.queue.workers() if w.name != self.id]
+
         return for_device(order, queued, self.device, live, runner.cpu_only)
 
     def _started(self, job_id: str) -> None:

@@ -38,11 +38,33 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL: a transaction costs two round trips of its own (BEGIN, COMMIT; psycopg
+        # sends BEGIN before the first statement). Single statements need none: each is atomic.
+        self._statements = (
+            sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                         expire_on_commit=False)
+            if self.engine.dialect.name == "postgresql" else self._sessions
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""
         with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def statements(self) -> Iterator[Session]:
+        """A session whose statements each commit on their own (PostgreSQL autocommit: no BEGIN
+        and COMMIT round trips), for hot paths that read with one statement or change a row
+        with one conditional update, which are atomic by themselves. Work that must see or
+        change several rows as one step uses `session()`. On SQLite (a local file: no round
+        trips) it is `session()`."""
+        with self._statements() as session:
             try:
                 yield session
                 session.commit()
@@ -64,8 +86,12 @@ class Database:
         if dialect == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif dialect == "postgresql":
-            for key in sorted({_lock_key(name) for name in names}):
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            # One round trip for all of them: the keys are our own integers, sent as literals
+            # in one simple-protocol string, so the server takes them in this order.
+            keys = sorted({_lock_key(name) for name in names})
+            connection.exec_driver_sql(
+                "; ".join(f"SELECT pg_advisory_xact_lock({int(key)})" for key in keys)
+            )
         else:
             raise RuntimeError(f"no way to serialize transactions on {dialect}")
 
