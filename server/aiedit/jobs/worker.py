@@ -152,6 +152,7 @@ class StudioWorker:
         runner = self.services.runner
         queued = runner.queued_jobs()
         order = fair_order(queued, {owner: served for _, owner, _, _, served in queued})
+
         def live() -> list[str]:
             return [w.device for w in self.queue.workers() if w.name != self.id]
 
