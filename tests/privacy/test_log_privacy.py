@@ -111,3 +111,32 @@ def test_an_exception_that_quotes_the_prompt_is_logged_without_it(tmp_path, mode
     failed = [line for line in lines if line["message"].endswith("failed")]
     assert failed and "ValueError: cannot draw '[user text]'" in failed[0]["exception"]
     assert canary not in stream.getvalue()
+
+
+def test_an_unexpected_error_in_a_request_is_logged_without_its_prompt(tmp_path, models_dir,
+                                                                        monkeypatch):
+    from aiedit.api import job_request
+    from aiedit.app import create_app, services_of
+
+    canary = f"canary{uuid.uuid4().hex[:12]}"
+    stream = io.StringIO()
+    config = Config(data_dir=tmp_path / "d", testing=True, models_dir=str(models_dir))
+    logs.configure(config, stream)
+
+    def broken(owner, params):
+        raise RuntimeError(f"could not check {params['prompt']!r}")
+
+    monkeypatch.setattr(job_request, "check_prompt", broken)
+    app = create_app(config)
+    try:
+        files = {"image": png_bytes(noise_image(16, 16)),
+                 "mask": png_bytes(box_mask(16, 16, (2, 2, 8, 8)))}
+        resp = submit(app.test_client(), "inpaint", files, model="classic-telea",
+                      params={"prompt": f"a {canary} at dusk"})
+        assert resp.status_code == 500 and canary not in resp.get_data(as_text=True)
+    finally:
+        services_of(app).stop()
+        logs.configure(Config(data_dir=tmp_path / "d"), io.StringIO())
+    log = stream.getvalue()
+    assert "unhandled error" in log and "RuntimeError: could not check '[user text]'" in log
+    assert canary not in log

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 
+import redis
 import requests
 
 from tests.helpers import box_mask, noise_image, png_bytes
@@ -46,7 +47,7 @@ def test_studio_sweepers_delete_expired_jobs_and_their_files(studio_factory):
 
 
 def test_hosted_erasure_leaves_no_trace_and_keeps_anonymous_amounts(studio_factory):
-    studio = studio_factory("erase", AIEDIT_MODE="hosted")
+    studio = studio_factory("erase", AIEDIT_MODE="hosted", AIEDIT_RATE_LIMIT_PER_MINUTE="600")
     url = studio.start_api(workers=1)
     studio.start_worker("w1")
     alice, bob = studio.user("alice"), studio.user("bob")
@@ -70,6 +71,9 @@ def test_hosted_erasure_leaves_no_trace_and_keeps_anonymous_amounts(studio_facto
     ledger_before = _ledger(studio)
     assert {"hold", "charge"} <= {kind for kind, _, who in ledger_before if who == account_id}
 
+    broker = redis.Redis.from_url(studio.env["AIEDIT_BROKER_URL"])
+    assert _redis_keys_naming(broker, [b"alice", alice_key.encode()]), "her request buckets"
+
     erased = studio.cli("users", "erase", "alice", "--yes")
     assert "erased alice: 1 job(s), 1 key(s)" in erased.stdout
 
@@ -81,6 +85,12 @@ def test_hosted_erasure_leaves_no_trace_and_keeps_anonymous_amounts(studio_facto
     assert anonymous == sorted((k, a) for k, a, who in ledger_before if who == account_id)
     assert requests.get(url + "/v1/jobs", headers=alice, timeout=30).status_code == 401
     assert get_job(url, bob, bob_job)["state"] == "succeeded"
+    assert _redis_keys_naming(broker, [b"alice", alice_key.encode()]) == []
+    assert _redis_keys_naming(broker, [b"owner:bob"]), "bob's bucket stays"
+
+
+def _redis_keys_naming(client, needles: list[bytes]) -> list[bytes]:
+    return [key for key in client.scan_iter() if any(n in key for n in needles)]
 
 
 def _ledger(studio) -> list[tuple[str, int, str | None]]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask import jsonify
+from flask import jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
+
+from aiedit.logs import job_texts, private_text
 
 _DEFAULT_CODES = {
     400: "bad_request",
@@ -126,9 +128,32 @@ def init_app(app) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc):  # noqa: ARG001  (logged by Flask)
-        app.logger.exception("unhandled error")
+        with private_text(*_request_texts()):  # an exception may quote the request's prompt
+            app.logger.exception("unhandled error")
         return error_response(
             ApiError(
                 500, "internal_error", "the server failed unexpectedly; the error has been logged"
             )
         )
+
+
+def _request_texts() -> tuple[str, ...]:
+    """The prompts of the request being answered (a job's `request` part, or a JSON body's
+    `params`), as far as they were already read: nothing is parsed for this."""
+    import json
+
+    texts: list[str] = []
+    form = request.__dict__.get("form")  # parsed already (werkzeug caches it there)
+    raw = form.get("request") if form is not None else None
+    bodies = [request.get_json(silent=True)] if request.is_json else []
+    if raw:
+        try:
+            bodies.append(json.loads(raw))
+        except ValueError:
+            texts.append(raw)  # not JSON: blank it whole
+    for body in bodies:
+        params = body.get("params") if isinstance(body, dict) else None
+        if isinstance(params, dict):
+            texts.extend(job_texts(params))
+    return tuple(texts)
+

@@ -52,8 +52,10 @@ def erase_user(services: Services, user_id: str, stop_wait_s: float = STOP_WAIT_
     """Erase user `user_id` (the user's name, `users.name`) and what belongs to them."""
     db, runner = services.db, services.runner
     with db.session() as s:
-        if s.get(User, user_id) is None:
+        user = s.get(User, user_id)
+        if user is None:
             raise UnknownUser(f"no user {user_id!r}")
+        email = user.email
         key_ids = list(s.scalars(select(ApiKey.id).where(ApiKey.user == user_id)))
     owners = [user_id, *key_ids]
     with db.session() as s:  # no new job: the keys stop working now
@@ -77,6 +79,7 @@ def erase_user(services: Services, user_id: str, stop_wait_s: float = STOP_WAIT_
         s.execute(delete(ApiKey).where(ApiKey.user == user_id))
         s.execute(delete(User).where(User.name == user_id))
     db.scrub()
+    _forget_throttles(services, owners, email)
     log.info("user erased", extra={"jobs": len(job_ids), "keys": len(key_ids),
                                    "ledger_rows": anonymised})
     return Erased(jobs=len(job_ids), keys=len(key_ids), ledger_rows_anonymised=anonymised)
@@ -111,3 +114,31 @@ def _forget_credits(session, user_id: str) -> int:
         row.ref, row.meta = None, kept or None
     session.flush()
     return ledger.forget_account(session, account.id)
+
+
+def _forget_throttles(services: Services, owners: list[str], email: str | None) -> None:
+    """Studio and hosted: the request and sign-in limiters' Redis buckets named after the
+    user, their keys or their email (they would expire on their own within the hour)."""
+    config = services.config
+    if not config.studio or not config.broker_url:
+        return
+    from aiedit.jobs.queue_celery import redis_client
+
+    names = [f"{kind}:{who}" for who in owners for kind in ("owner", "user")]
+    if email:
+        names.append(f"email:{email.lower()}")
+    client = redis_client(config.broker_url)
+    try:
+        for name in names:
+            for key in client.scan_iter(match=f"aiedit:throttle:*:{_glob_escape(name)}"):
+                client.delete(key)
+    except Exception as exc:  # noqa: BLE001 - Redis down: the buckets expire by themselves
+        log.warning("erasure: could not remove rate-limit buckets from Redis (%s); they "
+                    "expire on their own", type(exc).__name__)
+    finally:
+        client.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
