@@ -32,6 +32,8 @@ from tests.privacy.conftest import user_with_key
     "a nudе figure",                       # Cyrillic е
     "a ｎ ｕ ｄ ｅ figure",
     "A Nude",
+    "a nud3 figure",                       # digits for letters
+    "a N-U-D-3 figure",
 ])
 def test_disguised_terms_are_found(prompt):
     assert Matcher([term_key("nude")]).find(prompt) == "nude"
@@ -42,6 +44,14 @@ def test_disguised_terms_are_found(prompt):
 ])
 def test_words_that_only_contain_a_term_are_not_refused(prompt):
     assert Matcher([term_key("nude")]).find(prompt) is None
+
+
+def test_signs_for_letters_are_read_as_letters_but_numbers_stay_numbers():
+    match = Matcher([term_key("ass"), term_key("sex")])
+    assert match.find("an @ss") == "ass"
+    assert match.find("a$$") == "ass"
+    assert match.find("s3x, 5ex") == "sex"
+    assert match.find("class of 1955, 4k, 3d render") is None
 
 
 def test_prefix_terms_and_phrases():

@@ -3,13 +3,14 @@ is queued (or a live session renders), and the refused attempts counted per acco
 
 Matching works on folded text, so simple disguises do not get through: Unicode compatibility
 forms (NFKC: full-width letters, ligatures, circled and styled letters), case (casefold),
-accents and other combining marks, common Cyrillic and Greek look-alikes of Latin letters, and
+accents and other combining marks, common Cyrillic and Greek look-alikes of Latin letters,
 anything that is not a letter or digit between the letters (spaces, dots, dashes, zero-width
-characters: "N.u-d E" is "nude"). A term matches whole words of the prompt, or letters that
-only separators split; a term ending in `*` also matches longer words that start with it
-("nude*" matches "nudes"). Scripts written without spaces (Chinese, Japanese, Thai, ...) match
-anywhere. No regular expressions: terms are plain text, so a term cannot make matching slow;
-the work is bounded by the prompt's length times the longest term."""
+characters: "N.u-d E" is "nude"), and digits or signs written for letters ("nud3", "@ss").
+A term matches whole words of the prompt, or letters that only separators split; a term ending
+in `*` also matches longer words that start with it ("nude*" matches "nudes"). Scripts written
+without spaces (Chinese, Japanese, Thai, ...) match anywhere. No regular expressions: terms are
+plain text, so a term cannot make matching slow; the work is bounded by the prompt's length
+times the longest term."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ _CONFUSABLES = str.maketrans({
     "ɡ": "g", "ӏ": "l", "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v",
     "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w",
 })
+
+
+# Digits and signs written for letters ("nud3", "@ss"): a prompt holding any is also checked
+# with them read as letters.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
+                       "$": "s", "!": "i"})
 
 
 class BlocklistError(ValueError):
@@ -101,7 +108,13 @@ class Matcher:
         after it while the joined letters are no longer than the longest term."""
         if not self:
             return None
-        found = words(text)
+        found = self._find(words(text))
+        leet = text.translate(_LEET)
+        if found is None and leet != text:
+            found = self._find(words(leet))
+        return found
+
+    def _find(self, found: list[str]) -> str | None:
         for start in range(len(found)):
             joined = ""
             for word in found[start:]:
