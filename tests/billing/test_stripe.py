@@ -236,3 +236,29 @@ def test_a_refined_upscale_pays_the_diffusion_rate(shop):
     assert body["credits"] == body["units"] * 4 and body["units"] >= 2  # blocks + tiles
     request["params"]["refine_strength"] = 0.0  # no refine pass: Lanczos' rate
     assert shop.client.post("/v1/quotes", headers=headers, json=request).get_json()["rate"] == 1.0
+
+
+def test_forgetting_an_account_leaves_only_anonymous_amounts(shop):
+    from sqlalchemy import select
+
+    from aiedit.store.models import Account, LedgerEntry
+
+    headers = shop.user("jan")
+    session = buy(shop, headers)
+    deliver(shop, "checkout.session.completed", session)
+    job_id = shop.submit(headers, scale=2).get_json()["id"]
+    shop.client.delete(f"/v1/jobs/{job_id}", headers=headers)
+    account_id = shop.account_id("jan")
+    with shop.db.session() as s:
+        customer = s.get(Account, account_id).stripe_customer
+        assert ledger.forget_account(s, account_id) == 3
+    with shop.db.session() as s:
+        assert s.get(Account, account_id) is None
+        rows = list(s.scalars(select(LedgerEntry)))
+    text = repr([(r.account_id, r.job_id, r.ref, r.reason, r.meta) for r in rows])
+    for secret in (account_id, job_id, customer, session["id"], session["payment_intent"]):
+        assert secret not in text
+    assert sorted((r.kind, r.amount) for r in rows) == [
+        ("hold", -1), ("purchase", 500), ("release", 1)]
+    assert next(r.meta for r in rows if r.kind == "purchase") == {"amount": 999,
+                                                                  "currency": "usd"}

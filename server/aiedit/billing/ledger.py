@@ -346,16 +346,18 @@ def flag(session: Session, account_id: str, reason: str) -> None:
 
 
 def forget_account(session: Session, account_id: str) -> int:
-    """Erasure: detach the account's ledger rows (kept as anonymous amounts for the tax
-    records: no account, job or reason left) and delete the account row. Returns how many
-    rows were detached."""
-    result = session.execute(
-        update(LedgerEntry)
-        .where(LedgerEntry.account_id == account_id)
-        .values(account_id=None, job_id=None, reason="")
-    )
+    """Erasure: detach the account's ledger rows and delete the account row (with its Stripe
+    customer id). The rows stay for the tax records as anonymous amounts: kind, credits, time,
+    and for payments the sum paid and its currency; no account, job, reason or payment
+    reference is left. Cancel the user's jobs first. Returns how many rows were detached."""
+    rows = list(session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == account_id)))
+    for row in rows:
+        money = {k: v for k, v in (row.meta or {}).items() if k in ("amount", "currency")}
+        row.account_id, row.job_id, row.reason, row.ref = None, None, "", None
+        row.meta = money or None
+    session.flush()
     session.execute(Account.__table__.delete().where(Account.id == account_id))
-    return result.rowcount
+    return len(rows)
 
 
 def _append(
