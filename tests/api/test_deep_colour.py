@@ -83,6 +83,34 @@ def test_identity_upscale_returns_16_bit_input_bit_exact(client, encoding):
     assert np.array_equal(read_png16(png.data), image)
 
 
+@pytest.mark.parametrize("colour_type", [0, 2, 4])  # gray, RGB, gray+alpha
+def test_16_bit_png_of_every_colour_type_is_read_at_16_bits(client, colour_type):
+    import struct
+    import zlib
+
+    channels = {0: 1, 2: 3, 4: 2}[colour_type]
+    rng = np.random.default_rng(colour_type)
+    samples = rng.integers(0, 65536, (6, 7, channels), dtype=np.uint16)
+    rows = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(6))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 7, 6, 16, colour_type,
+                                                              0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    job = finished(client, submit(client, "upscale", {"image": png}, model="classic-lanczos",
+                                  params={"scale": 1}))
+    out = np.frombuffer(client.get(job["results"][0]["url"] + "?format=rgba16").data, "<u2")
+    out = out.reshape(6, 7, 4)
+    gray = channels in (1, 2)
+    expected_rgb = np.repeat(samples[..., :1], 3, axis=2) if gray else samples
+    assert np.array_equal(out[..., :3], expected_rgb)
+    assert np.array_equal(out[..., 3], samples[..., 1] if channels == 2 else
+                          np.full((6, 7), 65535, np.uint16))
+
+
 def test_upscale_keeps_more_levels_than_8_bits_hold(client):
     image = gradient16(16, 1024)
     job = finished(client, submit_raw16(client, "upscale", image, model="classic-lanczos",
@@ -127,6 +155,21 @@ def test_16_bit_lanczos_agrees_with_the_8_bit_one(client):
     assert error.max() <= 3 and error.mean() < 1
     clear = out8[..., 3] == 0  # premultiplied: no colour where there is no alpha, in both
     assert clear.any() and (out16[clear][:, :3] == 0).all() and (out8[clear][:, :3] == 0).all()
+
+
+def test_jpeg_and_webp_of_a_16_bit_result_are_its_8_bit_rounding(client):
+    image = gradient16(20, 16)
+    image[..., 3] = 65535
+    job = finished(client, submit_raw16(client, "upscale", image, model="classic-lanczos",
+                                        params={"scale": 1}))
+    url = job["results"][0]["url"]
+    webp = client.get(url + "?format=webp")
+    assert webp.mimetype == "image/webp" and webp.headers["X-Image-Depth"] == "8"
+    decoded = np.asarray(Image.open(io.BytesIO(webp.data)).convert("RGBA"))
+    assert np.array_equal(decoded, ((image.astype(np.uint32) + 128) // 257).astype(np.uint8))
+    jpeg = client.get(url + "?format=jpeg")
+    assert jpeg.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.data)).size == (20, 16)
 
 
 def test_8_bit_input_to_a_deep_operation_stays_8_bit(client):

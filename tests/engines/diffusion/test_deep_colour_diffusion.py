@@ -59,3 +59,24 @@ def test_diffusion_outpaint_keeps_the_16_bit_original_beyond_the_blend(dclient):
     inner = out[4:36, 8:48]
     assert np.array_equal(inner[4:-4, 4:-4], image[4:-4, 4:-4])
     assert (out[:4, :, :3] % 257 == 0).all()  # the new border is the model's, widened
+
+
+def test_live_frames_are_8_bit_and_refuse_rgba16(dclient):
+    import io
+    import json
+
+    resp = dclient.post("/v1/live", json={"operation": "inpaint", "model": "tiny-sdxl-inpaint",
+                                          "params": {"prompt": "a cat", "steps": 2}})
+    assert resp.status_code == 201, resp.get_json()
+    session = resp.get_json()["id"]
+    try:
+        image = noise16(32, 32, seed=1)
+        resp = dclient.post(f"/v1/live/{session}/frames", content_type="multipart/form-data",
+                            data={"image": (io.BytesIO(image.astype("<u2").tobytes()), "image"),
+                                  "request": json.dumps({"raw": {"image": {
+                                      "width": 32, "height": 32, "format": "rgba16"}}})})
+        assert resp.status_code == 422
+        body = resp.get_json()
+        assert body["code"] == "format_not_accepted" and "rgba8" in body["message"]
+    finally:
+        dclient.delete(f"/v1/live/{session}")
