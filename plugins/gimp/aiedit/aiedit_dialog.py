@@ -357,17 +357,55 @@ def _message(parent, text):
     box.destroy()
 
 
+ACCOUNT_PAGES = (("keys", "_Get a key…", "Open the server's page for API keys in your browser"),
+                 ("credits", "_Buy credits…", "Open the server's page for credits in your "
+                                              "browser"))
+
+
 def ask_settings(procedure, config, url: str, key: str):
-    """Server URL and API key; returns (url, key) or None on cancel."""
+    """Server URL and API key, with "Get a key" and "Buy credits" opening the server's
+    account pages; returns (url, key) or None on cancel."""
     GimpUi.init("aiedit")
     config.set_property("server-url", url)
     config.set_property("api-key", key)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "aiedit settings")
     dialog.fill(["server-url", "api-key"])
+    buttons = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6, margin=6)
+    for page, label, tip in ACCOUNT_PAGES:
+        button = Gtk.Button.new_with_mnemonic(label)
+        button.set_tooltip_text(tip)
+        button.connect("clicked", lambda _b, page=page: open_account_page(
+            dialog, config.get_property("server-url").strip() or url, page))
+        buttons.pack_start(button, False, False, 0)
+    dialog.get_content_area().pack_start(buttons, False, False, 0)
+    buttons.show_all()
+    OPEN.update(dialog=dialog, account_buttons=buttons)
     ok = dialog.run()
     answer = (config.get_property("server-url").strip(), config.get_property("api-key").strip())
     dialog.destroy()
     return answer if ok else None
+
+
+def open_account_page(parent, server_url: str, page: str) -> str:
+    """Open ``/account/<page>`` of the server in the browser; returns the address."""
+    try:
+        address = host.account_url(server_url, page)
+    except ac.AieditError as error:
+        _message(parent, str(error))
+        return ""
+    open_uri(address)
+    return address
+
+
+def open_uri(address: str) -> None:
+    from gi.repository import Gio
+
+    try:
+        Gio.AppInfo.launch_default_for_uri(address, None)
+    except Exception:  # noqa: BLE001 - no desktop handler: the standard library's guess
+        import webbrowser
+
+        webbrowser.open(address)
 
 
 def offer_recovered(client: ac.Client, image, anchor, kept: bool = False) -> None:

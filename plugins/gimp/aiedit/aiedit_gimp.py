@@ -87,6 +87,11 @@ def make_client(server_url: str = "", api_key: str = "") -> ac.Client:
     return ac.Client(url, key)
 
 
+def account_url(server_url: str, page: str) -> str:
+    """The server's account page ``/account/<page>`` (keys, credits) for the browser."""
+    return ac.Client(server_url).url + "/account/" + page
+
+
 def journal() -> ac.JobJournal:
     return ac.JobJournal(os.path.join(settings_dir(), "pending.json"))
 

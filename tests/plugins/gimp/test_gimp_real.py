@@ -741,3 +741,33 @@ def test_dialog_style_lora_and_control_layer_widgets_in_real_gimp(gimp, xvfb, li
                                                       "weight": 0.8}]},
                              [{"layer": report["sketch"], "kind": "scribble", "strength": 0.6,
                                "preprocess": True}]]
+
+
+def test_settings_offer_get_a_key_and_buy_credits_in_real_gimp(gimp, xvfb):
+    code = HOST + textwrap.dedent('''
+        import gi
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+        import aiedit_dialog
+        opened = []
+        aiedit_dialog.open_uri = opened.append
+        procedure = Gimp.get_pdb().lookup_procedure("plug-in-aiedit-settings")
+        config = procedure.create_config()
+        labels = []
+
+        def press():
+            for button in aiedit_dialog.OPEN["account_buttons"].get_children():
+                labels.append(button.get_label())
+                button.clicked()
+            aiedit_dialog.OPEN["dialog"].response(Gtk.ResponseType.OK)
+            return False
+
+        GLib.timeout_add(1500, press)
+        answer = aiedit_dialog.ask_settings(procedure, config, "https://ai.example.org/", "k1")
+        report(answer=answer, opened=opened, labels=labels)
+    ''')
+    report = gimp.batch(code, display=xvfb)
+    assert report["labels"] == ["_Get a key…", "_Buy credits…"]
+    assert report["opened"] == ["https://ai.example.org/account/keys",
+                                "https://ai.example.org/account/credits"]
+    assert report["answer"] == ["https://ai.example.org/", "k1"]
