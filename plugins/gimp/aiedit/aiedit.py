@@ -195,7 +195,18 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
                              host.parse_controls(image, argument(config, "controls", "")),
                              argument(config, "style", ""))
         plan.options = plan_options(config, operation)
-        outcome = host.execute(client, plan, host.GimpProgress(f"aiedit: {op_id}"))
+        progress = host.GimpProgress(f"aiedit: {op_id}")
+        window = None
+        if interactive:
+            import aiedit_dialog
+
+            window = aiedit_dialog.PreviewWindow(f"aiedit: {op_id}")
+            progress.on_preview, progress.pump = window.show_preview, window.pump
+        try:
+            outcome = host.execute(client, plan, progress)
+        finally:
+            if window is not None:
+                window.close()
         host.record_history(plan, outcome.job)
         if interactive and len(outcome.images) > 1 and op_id != "video" and fits(image, plan):
             import aiedit_browser

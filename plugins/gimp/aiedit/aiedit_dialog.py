@@ -349,6 +349,53 @@ class FieldWidget:
         return self.input.get_text()
 
 
+class PreviewWindow:
+    """Step previews of a running diffusion job, in a small window opened with the first one
+    (GIMP's own progress bar has no room for a picture)."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.window = None
+        self.image = None
+        self.caption = None
+        self.shown = []  # steps shown, for scripted tests
+
+    def show_preview(self, preview) -> None:
+        from gi.repository import GdkPixbuf
+
+        loader = GdkPixbuf.PixbufLoader.new_with_type("png")
+        loader.write(preview.png)
+        loader.close()
+        pixbuf = loader.get_pixbuf()
+        if self.window is None:
+            GimpUi.init("aiedit")
+            self.window = Gtk.Window(title=f"{self.title} — preview")
+            box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6, margin=6)
+            self.image = Gtk.Image()
+            self.caption = Gtk.Label(xalign=0.0)
+            box.pack_start(self.image, True, True, 0)
+            box.pack_start(self.caption, False, False, 0)
+            self.window.add(box)
+            self.window.show_all()
+            OPEN.update(preview=self)
+        self.image.set_from_pixbuf(pixbuf)
+        self.caption.set_text(f"Step {preview.step}")
+        self.shown.append((preview.step, pixbuf.get_width(), pixbuf.get_height()))
+        self.pump()
+
+    def pump(self) -> None:
+        if self.window is not None:
+            while Gtk.events_pending():
+                Gtk.main_iteration_do(False)
+
+    def close(self) -> None:
+        window, self.window = self.window, None
+        if window is not None:
+            window.destroy()
+            while Gtk.events_pending():
+                Gtk.main_iteration_do(False)
+
+
 def _message(parent, text):
     box = Gtk.MessageDialog(transient_for=parent, modal=True,
                             message_type=Gtk.MessageType.WARNING,

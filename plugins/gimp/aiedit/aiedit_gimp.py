@@ -593,11 +593,20 @@ class Outcome:
 
 
 class GimpProgress:
-    """GIMP's progress bar: stage text, queue position, step fraction."""
+    """GIMP's progress bar: stage text, queue position, step fraction; step previews of
+    diffusion jobs go to ``on_preview`` (the interactive preview window) when given."""
 
-    def __init__(self, title: str):
+    def __init__(self, title: str, on_preview=None, pump=None):
         Gimp.progress_init(title)
         self.queued = True
+        self.on_preview = on_preview
+        self.pump = pump
+        self.last_preview = None
+
+    def preview(self, preview) -> None:
+        self.last_preview = preview.step
+        if self.on_preview is not None:
+            self.on_preview(preview)
 
     def show(self, job: dict) -> None:
         Gimp.progress_set_text(ac.describe_progress(job))
@@ -608,6 +617,8 @@ class GimpProgress:
     def tick(self) -> None:
         if self.queued:
             Gimp.progress_pulse()
+        if self.pump is not None:
+            self.pump()
 
 
 def execute(client: ac.Client, plan: Plan, progress, record: bool = True,
@@ -628,6 +639,9 @@ def execute(client: ac.Client, plan: Plan, progress, record: bool = True,
             continue
         if kind == "progress":
             progress.show(payload)
+        elif kind == "preview":
+            if hasattr(progress, "preview"):
+                progress.preview(payload)
         elif kind == "done":
             return payload
         else:
@@ -649,7 +663,8 @@ def _work(client: ac.Client, plan: Plan, events: queue.Queue,
                         style=plan.style)
         if watchdog:
             guard = ac.CancelWatchdog(client, job["id"])
-        job = client.wait(job["id"], on_progress=lambda j: events.put(("progress", j)))
+        job = client.wait(job["id"], on_progress=lambda j: events.put(("progress", j)),
+                          on_preview=lambda p: events.put(("preview", p)))
         events.put(("done", Outcome(job, download_images(client, job))))
     except BaseException as error:  # noqa: BLE001 - handed to the main thread
         if pending is not None and isinstance(error, (ac.JobFailed, ac.JobCanceled)):

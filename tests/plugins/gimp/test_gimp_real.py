@@ -771,3 +771,29 @@ def test_settings_offer_get_a_key_and_buy_credits_in_real_gimp(gimp, xvfb):
     assert report["opened"] == ["https://ai.example.org/account/keys",
                                 "https://ai.example.org/account/credits"]
     assert report["answer"] == ["https://ai.example.org/", "k1"]
+
+
+@pytest.mark.ml
+def test_step_previews_show_while_a_job_runs_in_real_gimp(gimp, xvfb, tiny_server):
+    code = HOST + textwrap.dedent('''
+        import aiedit_dialog
+        client = ac.Client("{URL}")
+        image = Gimp.Image.new(256, 256, Gimp.ImageBaseType.RGB)
+        window = aiedit_dialog.PreviewWindow("aiedit: generate")
+        progress = host.GimpProgress("aiedit: generate", window.show_preview, window.pump)
+        plan = host.plan_job(client.operation("generate"), image, None, "a red fox",
+                             "tiny-sdxl", {"seed": 3, "steps": 40})
+        outcome = host.execute(client, plan, progress, record=False, watchdog=False)
+        visible = window.window is not None and window.window.get_visible()
+        window.close()
+        report(shown=window.shown, visible=visible, results=len(outcome.images),
+               closed=window.window is None)
+    ''').replace("{URL}", tiny_server.url)
+    report = gimp.batch(code, display=xvfb)
+    shown = report["shown"]
+    assert shown, "no step preview reached the preview window during a 40-step job"
+    steps = [step for step, _w, _h in shown]
+    assert steps == sorted(set(steps)) and all(0 < s < 40 for s in steps), steps
+    assert all(0 < w <= 256 and 0 < h <= 256 for _s, w, h in shown)
+    assert report["visible"] is True and report["closed"] is True
+    assert report["results"] == 1
