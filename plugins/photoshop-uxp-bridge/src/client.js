@@ -126,6 +126,40 @@ class AieditClient {
     return Array.isArray(payload) ? payload : payload.operations;
   }
 
+  /** GET /v1/styles: style presets ([] from a server without styles). */
+  async styles() {
+    try {
+      const payload = await this.json("GET", "/v1/styles");
+      return Array.isArray(payload) ? payload : payload.styles || [];
+    } catch (err) {
+      if (err.status === 404) {
+        return [];
+      }
+      throw err;
+    }
+  }
+
+  /** GET /v1/models: the catalog (LoRAs are the entries with engine "lora"). */
+  async models() {
+    const payload = await this.json("GET", "/v1/models");
+    return Array.isArray(payload) ? payload : payload.models || [];
+  }
+
+  /** The schemas that /v1/operations' params schemas refer to (OpenAPI components), or {}. */
+  async schemaComponents() {
+    try {
+      const doc = await this.json("GET", "/openapi.json");
+      return (doc && doc.components && doc.components.schemas) || {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** The server's account page `path` (e.g. "/account/keys"), opened in a browser. */
+  pageUrl(path) {
+    return `${this.baseUrl}${path}`;
+  }
+
   /**
    * POST /v1/jobs. `files` maps image/mask/reference to {bytes, width, height} raw pixels
    * (RGBA for images, one byte per pixel for masks); they are declared in `request.raw`.

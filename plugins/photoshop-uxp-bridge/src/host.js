@@ -162,6 +162,44 @@ class PhotoshopHost {
     return { bounds: canvas, selection };
   }
 
+  /** The document's pixel layers (groups' members included), top first. */
+  pixelLayers(doc) {
+    const out = [];
+    const walk = (list) => {
+      for (const layer of Array.from(list || [])) {
+        if (layer.layers) {
+          walk(layer.layers);
+        } else if (layer.name !== PREVIEW_NAME) {
+          out.push(layer);
+        }
+      }
+    };
+    walk(doc.layers);
+    return out;
+  }
+
+  /**
+   * 8-bit sRGB RGBA of other layers over the same `bounds` (control and reference layers),
+   * in one modal scope: {part: pixels} for {part: layerId}.
+   */
+  async readLayers(doc, layerIds, bounds) {
+    const entries = Object.entries(layerIds);
+    if (!entries.length) {
+      return {};
+    }
+    return this.ps.core.executeAsModal(async () => {
+      const out = {};
+      for (const [part, id] of entries) {
+        const layer = findLayer(doc.layers, id);
+        if (!layer) {
+          throw new Error(`The layer chosen for ${part} is gone: choose another.`);
+        }
+        out[part] = await this.readPixels(doc, layer, bounds, 8);
+      }
+      return out;
+    }, { commandName: "aiedit: read layers" });
+  }
+
   /**
    * Reads the pixels and selection mask of a planned region, inside one modal scope.
    * Returns {bounds, image (sRGB RGBA: Uint8Array, or Uint16Array 0..65535 with `depth` 16),

@@ -10,6 +10,7 @@ const { PhotoshopHost } = require("./host");
 const { JobSession } = require("./job");
 const { Journal, FolderBlobs, MemoryBlobs } = require("./journal");
 const { ResultsBrowser } = require("./browser");
+const { CreativeControls } = require("./creative");
 const { fieldsFromSchema, paramsFromValues, hasPrompt } = require("./params");
 
 const DEFAULT_SERVER = "http://127.0.0.1:8790";
@@ -17,6 +18,9 @@ const SETTINGS_KEY = "aiedit.settings";
 const PERMISSION_HINT = "If the server runs on another computer, its address must be listed in " +
   "manifest.json (requiredPermissions.network.domains): rebuild with " +
   "`npm run package -- --remote URL`.";
+
+const ORIGIN_HINT = "This Photoshop sends an Origin header with the panel's requests: ask the " +
+  "server's administrator to add the origin named above to AIEDIT_CORS_ORIGINS.";
 
 function loadSettings(storage) {
   try {
@@ -97,6 +101,7 @@ class Panel {
     this.pollWait = pollWait;
     this.settings = loadSettings(storage);
     this.operations = [];
+    this.catalog = { styles: [], models: [], components: {} };
     this.session = null;
     this.sessions = new Set();
     this.journal = new Journal(storage, uxp && uxp.storage ? new FolderBlobs(uxp.storage)
@@ -107,6 +112,7 @@ class Panel {
       say: (text, isError) => this.say(text, isError),
       onUseSettings: (entry) => this.useSettings(entry),
     });
+    this.creative = new CreativeControls({ document: this.document, host: this.host });
     this.build();
     this.resumed = this.resume();
   }
@@ -126,6 +132,8 @@ class Panel {
     this.marginInput = el(d, "input", { type: "number", min: "0", value: String(this.settings.margin) });
     this.promptInput = el(d, "textarea", { rows: "3", placeholder: "Describe the change" });
     this.paramsBox = el(d, "div", { class: "params" });
+    this.keysButton = el(d, "button", { text: "Get a key" });
+    this.creditsButton = el(d, "button", { text: "Buy credits" });
     this.runButton = el(d, "button", { text: "Run" });
     this.copyButton = el(d, "button", { text: "Work on an RGB copy" });
     this.copyButton.hidden = true;
@@ -137,9 +145,12 @@ class Panel {
     this.resultLine = el(d, "div", { class: "results" });
     setChildren(this.root, [
       labelled(d, "Server", this.serverInput), labelled(d, "Key", this.keyInput),
-      this.connectButton, labelled(d, "Operation", this.operationSelect),
+      el(d, "div", { class: "buttons" }, [this.connectButton, this.keysButton,
+        this.creditsButton]),
+      labelled(d, "Operation", this.operationSelect),
       labelled(d, "Model", this.modelSelect), labelled(d, "Read from", this.sourceSelect),
       labelled(d, "Context margin (px)", this.marginInput), this.promptInput, this.paramsBox,
+      this.creative.box,
       el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
       el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.copyButton,
       this.resultLine, this.browser.choiceBox,
@@ -148,6 +159,9 @@ class Panel {
     ]);
     this.connectButton.addEventListener("click", () => this.connect());
     this.operationSelect.addEventListener("change", () => this.showOperation());
+    this.modelSelect.addEventListener("change", () => this.showCreative());
+    this.keysButton.addEventListener("click", () => this.openPage("/account/keys"));
+    this.creditsButton.addEventListener("click", () => this.openPage("/account/credits"));
     this.runButton.addEventListener("click", () => this.run());
     this.copyButton.addEventListener("click", () => this.workOnCopy());
     this.cancelButton.addEventListener("click", () => this.cancel());
@@ -221,7 +235,9 @@ class Panel {
 
   /** Shows an error; one the host can work around offers "Work on an RGB copy". */
   fail(err) {
-    this.say(err.code === "unreachable" ? `${err.message}. ${PERMISSION_HINT}` : err.message, true);
+    const hint = err.code === "unreachable" ? ` ${PERMISSION_HINT}`
+      : err.code === "origin_not_allowed" ? ` ${ORIGIN_HINT}` : "";
+    this.say(`${err.message}${hint && !err.message.endsWith(".") ? "." : ""}${hint}`, true);
     this.copyButton.hidden = !err.copyHelps;
   }
 
@@ -237,8 +253,13 @@ class Panel {
   async connect() {
     this.saveSettings();
     this.say("Connecting…");
+    const client = this.client();
     try {
-      this.operations = await this.client().operations();
+      this.operations = await client.operations();
+      const [styles, models, components] = await Promise.all([
+        client.styles(), client.models(), client.schemaComponents(),
+      ]);
+      this.catalog = { styles, models, components };
     } catch (err) {
       this.fail(err);
       return;
@@ -247,6 +268,24 @@ class Panel {
       el(this.document, "option", { value: op.id, text: op.title || op.id })));
     this.showOperation();
     this.say(`Connected: ${this.operations.length} operations.`);
+  }
+
+  /**
+   * Opens one of the server's account pages (hosted mode: /account/keys, /account/credits) in
+   * the browser, with uxp.shell.openExternal (manifest permission launchProcess http/https).
+   */
+  async openPage(path) {
+    this.saveSettings();
+    const url = this.client().pageUrl(path);
+    try {
+      if (!this.uxp || !this.uxp.shell) {
+        throw new Error("this Photoshop cannot open a browser from a panel");
+      }
+      await this.uxp.shell.openExternal(url, "aiedit opens your account page");
+      this.say(`Opened ${url} in your browser.`);
+    } catch (err) {
+      this.say(`Open ${url} in your browser (${err.message}).`, true);
+    }
   }
 
   currentOperation() {
@@ -272,6 +311,15 @@ class Panel {
       this.fieldInputs[field.name] = input;
       return labelled(d, field.label, input);
     }));
+    this.showCreative();
+  }
+
+  /** Control layers, reference layer, style and LoRAs for the operation and model chosen. */
+  showCreative() {
+    const op = this.currentOperation();
+    if (op) {
+      this.creative.configure(op, this.catalog, this.modelSelect.value || op.default_model);
+    }
   }
 
   inputFor(field) {
@@ -330,23 +378,32 @@ class Panel {
       this.say("Connect to a server first.", true);
       return;
     }
-    const { params, errors } = paramsFromValues(op.params_schema, this.fieldValues(),
-      this.promptInput.value);
+    const form = paramsFromValues(op.params_schema, this.fieldValues(), this.promptInput.value);
+    const creative = this.creative.values();
+    const errors = [...form.errors, ...creative.errors];
     if (errors.length) {
       this.say(errors.join("; "), true);
       return;
     }
+    const params = { ...form.params, ...creative.params };
     this.saveSettings();
     this.resultLine.textContent = "";
     const settings = {
       operation: op.id, model: this.modelSelect.value || null, params,
       source: this.settings.source, margin: this.settings.margin,
+      style: creative.style, creative: creative.settings,
     };
     const session = this.newSession(this.client());
     this.session = session;
     this.setBusy(true);
     try {
-      const started = await session.start({ ...settings, operation: op });
+      const started = await session.start({
+        ...settings, operation: op, extra: creative.style ? { style: creative.style } : {},
+        files: (doc, region) => this.host.readLayers(doc, creative.layers, region.bounds)
+          .then((pixels) => Object.fromEntries(Object.entries(pixels).map(([part, bytes]) =>
+            [part, { width: region.bounds.right - region.bounds.left,
+              height: region.bounds.bottom - region.bounds.top, bytes }]))),
+      });
       const entry = await this.browser.added(started, settings, this.settings.server);
       const job = await this.browser.follow(entry, session, started.job);
       this.reportFinished(entry, job);
@@ -390,6 +447,8 @@ class Panel {
         input.value = value === undefined || value === null ? "" : String(value);
       }
     }
+    this.showCreative();
+    this.creative.restore(settings.creative || {});
     this.sourceSelect.value = settings.source || "composite";
     this.marginInput.value = String(settings.margin ?? this.settings.margin);
     this.say(`Settings of "${entry.name}" are back in the form.`);

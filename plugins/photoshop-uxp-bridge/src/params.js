@@ -5,6 +5,8 @@
  */
 
 const PROMPT_FIELD = "prompt";
+// Lists and objects (control layers, LoRAs) have widgets of their own (src/creative.js).
+const STRUCTURED = new Set(["array", "object"]);
 
 function schemaType(property) {
   if (Array.isArray(property.enum)) {
@@ -19,14 +21,15 @@ function schemaType(property) {
 }
 
 /**
- * Fields for every schema property except the prompt (the panel has its own prompt box).
+ * Fields for every schema property except the prompt (the panel has its own prompt box) and
+ * lists or objects.
  * Each field: {name, label, type, required, default, minimum, maximum, choices, description}.
  */
 function fieldsFromSchema(schema) {
   const properties = (schema && schema.properties) || {};
   const required = new Set((schema && schema.required) || []);
   return Object.entries(properties)
-    .filter(([name]) => name !== PROMPT_FIELD)
+    .filter(([name, property]) => name !== PROMPT_FIELD && !STRUCTURED.has(schemaType(property)))
     .map(([name, property]) => ({
       name,
       label: property.title || name.replace(/_/g, " "),

@@ -265,3 +265,13 @@ test("a closed document or a crop during a job asks before placing anything", as
   assert.equal(entries(panel)[0].results[0].status, "discarded");
   assert.equal(panel.browser.choiceBox.hidden, true);
 });
+
+test("\"Get a key\" and \"Buy credits\" open the server's account pages", async () => {
+  const { ps } = scene();
+  const { panel, uxp } = await openPanel(ps);
+  await panel.keysButton.fire("click");
+  await panel.creditsButton.fire("click");
+  assert.deepEqual(uxp.standin.opened,
+    [`${server.baseUrl}/account/keys`, `${server.baseUrl}/account/credits`]);
+  assert.match(panel.statusLine.textContent, /Opened .*\/account\/credits/);
+});

@@ -301,3 +301,22 @@ test("a 16-bit Adobe RGB layer goes to the server as rgba16 and comes back witho
     assert.ok(levels.size >= 1024, `${levels.size} distinct red levels kept`);
     assert.ok(worst <= 4, `off by at most ${worst} of 32768 (an 8-bit step is 128)`);
   });
+
+test("a refused Origin header is explained: the origin and the setting that allows it",
+  async () => {
+    const ps = createPhotoshop();
+    ps.standin.openDocument({ width: 8, height: 8, background: [1, 2, 3] });
+    const withOrigin = (url, init = {}) =>
+      fetch(url, { ...init, headers: { ...(init.headers || {}), Origin: "uxp://aiedit" } });
+    const panel = createPanel(new FakeDocument().createElement("div"),
+      { photoshop: ps, storage: new MemoryStorage(), fetch: withOrigin });
+    panel.serverInput.value = server.baseUrl;
+    await panel.connectButton.fire("click");
+    assert.match(panel.statusLine.textContent, /'uxp:\/\/aiedit' are not allowed/);
+    assert.match(panel.statusLine.textContent, /add the origin named above to AIEDIT_CORS_ORIGINS/);
+    const plain = createPanel(new FakeDocument().createElement("div"),
+      { photoshop: ps, storage: new MemoryStorage() });
+    plain.serverInput.value = server.baseUrl;
+    await plain.connectButton.fire("click");
+    assert.match(plain.statusLine.textContent, /^Connected/, "without Origin: accepted");
+  });

@@ -78,3 +78,151 @@ test("Cancel stops a running diffusion job on the server and adds no layer", asy
   assert.equal(doc.layers.length, layers, "no layer was added");
   assert.equal(doc.historyStates.length, history);
 });
+
+test("control layers, a LoRA, a style and variations reach the server as the panel shows them",
+  async () => {
+    const { recordingFetch } = require("./helpers/multipart");
+    const ps = createPhotoshop();
+    const doc = ps.standin.openDocument({ width: 64, height: 48, background: [200, 200, 200] });
+    const sketch = new Uint8Array(64 * 48 * 4);
+    for (let y = 0; y < 48; y++) {
+      for (let x = 0; x < 64; x++) {
+        const line = Math.abs(x - y) < 2 || x === 40;
+        sketch.set(line ? [255, 255, 255, 255] : [0, 0, 0, 255], (y * 64 + x) * 4);
+      }
+    }
+    const lines = doc.addLayerNow({ name: "lines", bounds: { left: 0, top: 0, right: 64,
+      bottom: 48 }, pixels: sketch });
+    doc.addLayerNow({ name: "paint", bounds: { left: 8, top: 8, right: 40, bottom: 40 },
+      pixels: new Uint8Array(32 * 32 * 4).fill(120) });
+    const posts = [];
+    const root = new FakeDocument().createElement("div");
+    const panel = createPanel(root, { photoshop: ps, storage: new MemoryStorage(),
+      fetch: recordingFetch(posts) });
+    panel.serverInput.value = server.baseUrl;
+    await panel.connectButton.fire("click");
+    panel.operationSelect.value = "generate";
+    await panel.operationSelect.fire("change");
+    panel.modelSelect.value = "tiny-sdxl";
+    await panel.modelSelect.fire("change");
+    assert.ok(!("control" in panel.fieldInputs), "control layers have their own widgets");
+    panel.promptInput.value = "a castle";
+    panel.fieldInputs.steps.value = "2";
+    panel.fieldInputs.count.value = "2";
+    panel.fieldInputs.seed.value = "11";
+    await panel.creative.addControlButton.fire("click");
+    const [control] = panel.creative.controlRows;
+    assert.deepEqual(control.layer.children.map((o) => o.textContent),
+      ["paint", "lines", "Background"]);
+    control.layer.value = String(lines.id);
+    control.kind.value = "canny";
+    control.strength.value = "0.8";
+    await panel.creative.addLoraButton.fire("click");
+    const [lora] = panel.creative.loraRows;
+    assert.equal(lora.id.value, "tiny-lora-sdxl", "installed LoRAs that fit the base come first");
+    const bases = lora.id.children.map((o) =>
+      panel.catalog.models.find((m) => m.id === o.attributes.value).base);
+    assert.ok(bases.every((b) => b === "sdxl"), `only LoRAs for the model's base: ${bases}`);
+    lora.weight.value = "0.5";
+    assert.ok(panel.creative.style.children.some((o) => o.attributes.value === "photo"));
+    panel.creative.style.value = "photo";
+    await panel.runButton.fire("click");
+
+    const sent = posts.find((p) => p.url.endsWith("/v1/jobs"));
+    assert.ok(sent, `the job was sent: ${panel.statusLine.textContent}`);
+    assert.deepEqual(sent.request.params.control,
+      [{ kind: "canny", input: "control0", strength: 0.8 }]);
+    assert.deepEqual(sent.request.params.loras, [{ id: "tiny-lora-sdxl", weight: 0.5 }]);
+    assert.equal(sent.request.style, "photo");
+    assert.equal(sent.request.params.count, 2);
+    assert.deepEqual(sent.request.raw.control0, { width: 64, height: 48 });
+    assert.deepEqual(sent.request.region, { x: 0, y: 0, width: 64, height: 48 });
+    assert.deepEqual(Array.from(sent.parts.control0), Array.from(sketch),
+      "the control part is the chosen layer over the image's region, not the composite");
+    const [entry] = panel.journal.entries;
+    assert.equal(entry.state, "succeeded", panel.statusLine.textContent);
+    assert.deepEqual(entry.results.map((r) => r.seed), [11, 12], "two variations, own seeds");
+    assert.match(panel.browser.views[entry.id].root.children[1].textContent, /style photo/);
+
+    await panel.browser.views[entry.id].use.fire("click");
+    assert.equal(panel.creative.controlRows.length, 1, "Use these settings brings them back");
+    assert.equal(panel.creative.controlRows[0].layer.value, String(lines.id));
+    assert.equal(panel.creative.loraRows[0].weight.value, "0.5");
+    assert.equal(panel.creative.style.value, "photo");
+  });
+
+test("a reference layer as control: used where the server can, else its refusal is shown",
+  async () => {
+  const ps = createPhotoshop();
+  const doc = ps.standin.openDocument({ width: 64, height: 48, background: [200, 200, 200] });
+  const ref = doc.addLayerNow({ name: "look", bounds: { left: 0, top: 0, right: 64, bottom: 48 },
+    pixels: new Uint8Array(64 * 48 * 4).fill(90) });
+  const panel = await connectedPanel(ps);
+  panel.operationSelect.value = "generate";
+  await panel.operationSelect.fire("change");
+  panel.modelSelect.value = "tiny-sdxl";
+  await panel.modelSelect.fire("change");
+  panel.promptInput.value = "a castle";
+  panel.fieldInputs.steps.value = "2";
+  await panel.creative.addControlButton.fire("click");
+  panel.creative.controlRows[0].layer.value = String(ref.id);
+  panel.creative.controlRows[0].kind.value = "reference";
+  const client = new AieditClient({ baseUrl: server.baseUrl });
+  let answer = null;
+  try {
+    await client.submit({ operation: "generate", model: "tiny-sdxl",
+      params: { prompt: "a castle", steps: 2, control: [{ kind: "reference", input: "control0" }] },
+      region: { x: 0, y: 0, width: 64, height: 48 } }, {
+      image: { width: 64, height: 48, bytes: new Uint8Array(64 * 48 * 4) },
+      control0: { width: 64, height: 48, bytes: new Uint8Array(64 * 48 * 4) } });
+  } catch (err) {
+    answer = err;
+  }
+  await panel.runButton.fire("click");
+  if (answer) {
+    assert.equal(panel.statusLine.textContent, answer.message, "the server's words reach the user");
+    assert.equal(panel.statusLine.className, "status error");
+    assert.equal(panel.journal.entries.length, 0);
+  } else {
+    assert.equal(panel.journal.entries[0].state, "succeeded");
+  }
+});
+
+test("edit sends the chosen reference layer over the same region", async () => {
+  const { recordingFetch } = require("./helpers/multipart");
+  const ps = createPhotoshop();
+  const doc = ps.standin.openDocument({ width: 64, height: 48, background: [200, 200, 200] });
+  const look = new Uint8Array(64 * 48 * 4);
+  for (let i = 0; i < look.length; i += 4) {
+    look.set([i % 251, 30, 200, 255], i);
+  }
+  const ref = doc.addLayerNow({ name: "look", bounds: { left: 0, top: 0, right: 64, bottom: 48 },
+    pixels: look });
+  doc.addLayerNow({ name: "art", bounds: { left: 0, top: 0, right: 64, bottom: 48 },
+    pixels: new Uint8Array(64 * 48 * 4).fill(60) });
+  doc.selectRectangleNow({ left: 16, top: 8, right: 40, bottom: 30 });
+  const posts = [];
+  const root = new FakeDocument().createElement("div");
+  const panel = createPanel(root, { photoshop: ps, storage: new MemoryStorage(),
+    fetch: recordingFetch(posts) });
+  panel.serverInput.value = server.baseUrl;
+  await panel.connectButton.fire("click");
+  panel.operationSelect.value = "edit";
+  await panel.operationSelect.fire("change");
+  panel.modelSelect.value = "tiny-qwen-image-edit-plus";
+  await panel.modelSelect.fire("change");
+  panel.promptInput.value = "make it look like the reference";
+  panel.fieldInputs.steps.value = "2";
+  panel.creative.reference.value = String(ref.id);
+  await panel.runButton.fire("click");
+  const sent = posts.find((p) => p.url.endsWith("/v1/jobs"));
+  const { x, y, width, height } = sent.request.region;
+  assert.deepEqual(sent.request.raw.reference, { width, height });
+  const expected = new Uint8Array(width * height * 4);
+  for (let row = 0; row < height; row++) {
+    expected.set(look.subarray(((y + row) * 64 + x) * 4, ((y + row) * 64 + x + width) * 4),
+      row * width * 4);
+  }
+  assert.deepEqual(Array.from(sent.parts.reference), Array.from(expected));
+  assert.equal(panel.journal.entries[0].state, "succeeded", panel.statusLine.textContent);
+});
