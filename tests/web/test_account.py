@@ -18,6 +18,7 @@ from aiedit.app import services_of
 from aiedit.auth.keys import create_key
 from aiedit.auth.users import create_user
 from aiedit.billing import ledger
+from aiedit.billing.suspension import suspend
 from aiedit.store.models import AccountSession, ApiKey, Job, LedgerEntry, SupportMessage, User
 from tests.fixtures.hosted import (
     PASSWORD,
@@ -295,7 +296,7 @@ def test_a_key_is_shown_once_works_and_can_be_revoked_by_its_owner_only(app):
     assert resp.status_code == 400 and "Give the key a name" in resp.text
 
 
-def test_the_overview_and_credits_pages_show_the_balance_and_the_packs(hosted, tmp_path):
+def test_account_pages_show_the_balance_packs_credit_history_and_suspension(hosted, tmp_path):
     billing = tmp_path / "billing.toml"
     billing.write_text('[packs.starter]\nprice = "price_starter"\ncredits = 500\n'
                        'title = "Starter pack"\n')
@@ -308,6 +309,10 @@ def test_the_overview_and_credits_pages_show_the_balance_and_the_packs(hosted, t
     page = client.get("/account/credits")
     assert 'id="balance">42<' in page.text
     assert "500 credits" in page.text and "Starter pack" in page.text
+    assert re.search(r"Granted <span class=\"muted\">test</span></td>\s*<td class=\"num\">\+42<",
+                     page.text)
+    suspend(services_of(app).runner, user_row(app).name, "card testing")
+    assert "This account is suspended (card testing)" in client.get("/account/keys").text
 
 
 def test_buy_opens_a_stripe_checkout_for_the_persons_account(hosted, tmp_path, local_stripe):

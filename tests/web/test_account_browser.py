@@ -67,6 +67,8 @@ def test_sign_up_buy_a_pack_make_a_key_export_and_delete_the_account(hosted, pag
         time.sleep(0.3)
         page.goto(url + "/account/credits")
     expect(page.locator("#balance")).to_have_text("500")
+    expect(page.locator("#credit-history")).to_contain_text("Bought")
+    expect(page.locator("#credit-history")).to_contain_text("+500")
 
     page.get_by_role("link", name="API keys").click()
     page.fill("#key-name", "GIMP laptop")

@@ -128,8 +128,12 @@ def _signed_in(view):
 
 
 def _page(template: str, session: PageSession, person: Person, status: int = 200, **context):
+    with _services().db.session() as s:
+        suspended = ledger.suspension(s, person.id)
+        suspended = (suspended.suspended_reason or "no reason given") if suspended else None
     return make_response(
         render_template(template, person=person, csrf_token=session.csrf_token,
+                        suspended=suspended,
                         version=__version__, section=template.removeprefix("account_")
                         .removesuffix(".html"), **context),
         status,
@@ -179,7 +183,17 @@ def _credits_page(session, person, status: int = 200, **context):
     plans = sorted(billing.plans.values(), key=lambda p: p.credits) if billing else []
     return _page("account_credits.html", session, person, status, balance=_balance(person.id),
                  packs=_packs(), plans=plans, checkout=request.args.get("checkout", ""),
-                 **context)
+                 history=_credit_history(person.id), **context)
+
+
+def _credit_history(user: str) -> list[dict]:
+    """Purchases, plan credits, grants and refunds, newest first (jobs are on the usage page)."""
+    db = _services().db
+    account = ledger.ensure_account(db, user)
+    with db.session() as s:
+        rows = ledger.entries(s, account.id, limit=200)
+    shown = (ledger.GRANT, ledger.PURCHASE, ledger.SUBSCRIPTION, ledger.REFUND)
+    return [ledger.entry_json(r) | {"when": r.created_at} for r in rows if r.kind in shown][:50]
 
 
 def _checkout_origin() -> str:
