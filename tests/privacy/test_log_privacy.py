@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 
+import pytest
 import requests
 
 from aiedit import logs
@@ -39,6 +40,8 @@ def _finish(server, job_id) -> dict:
         assert time.monotonic() < deadline, job
 
 
+@pytest.mark.e2e
+@pytest.mark.ml
 def test_a_unique_prompt_is_in_no_log_line(server_factory, tmp_path):
     canary = f"canary{uuid.uuid4().hex[:12]}"
     data_dir = tmp_path / "data"

@@ -9,12 +9,15 @@ import json
 import time
 import uuid
 
+import pytest
 import redis
 import requests
 
 from tests.helpers import box_mask, noise_image, png_bytes
 from tests.privacy.scan import files_containing, rows_containing
 from tests.studio.conftest import get_job, wait_state
+
+pytestmark = [pytest.mark.studio, pytest.mark.timeout(300)]
 
 
 def _inpaint(url, headers, prompt, image):
