@@ -12,7 +12,7 @@ import requests
 
 from tests.e2e.test_server_process import post_job, wait
 from tests.helpers import LiveServer, free_port, noise_image, png_bytes
-from tests.web.test_admin_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
