@@ -21,6 +21,7 @@ from aiedit.auth.sessions import open_session
 from aiedit.billing import ledger
 from aiedit.privacy import UnknownUser
 from aiedit.privacy.erase import erase_user
+from aiedit.privacy.export import stream_export
 from aiedit.store.models import LedgerEntry
 from tests.helpers import (
     AIEDIT_BIN,
@@ -140,6 +141,12 @@ def test_the_export_holds_the_persons_data_and_nobody_elses(people_app, services
     assert raw_mask.tobytes() == alice.raw_mask, "a raw upload comes back as a PNG"
     ledger_rows = json.loads(zf.read("ledger.json"))
     assert [(r["kind"], r["amount"]) for r in ledger_rows] == [("grant", 100), ("purchase", 50)]
+
+    assert zf.testzip() is None
+
+    pieces = list(stream_export(services, alice.user))  # what the endpoint streams
+    assert len(pieces) == len(alice.jobs) + 1, "one job's files at a time"
+    assert zipfile.ZipFile(io.BytesIO(b"".join(pieces))).namelist() == zf.namelist()
 
     everything = b"".join(zf.read(name) for name in zf.namelist())
     assert alice.key.split("_", 2)[2].encode() not in everything, "no key secret"

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from aiedit.api.errors import ApiError
 from aiedit.privacy import UnknownUser
-from aiedit.privacy.export import build_export
+from aiedit.privacy.export import stream_export
 
 blp = Blueprint("privacy", __name__, url_prefix="/v1", description="Your data")
 
@@ -33,11 +33,11 @@ def export():
             "for a user (`aiedit keys create --user NAME`); your jobs are at GET /v1/jobs",
         )
     try:
-        data = build_export(services, name)
+        pieces = stream_export(services, name)
     except UnknownUser:  # erased meanwhile
         raise ApiError(404, "no_account", "this account no longer exists") from None
     stamp = services.runner.now().strftime("%Y%m%d-%H%M%S")
-    return Response(data, mimetype="application/zip", headers={
+    return Response(pieces, mimetype="application/zip", headers={
         "Content-Disposition": f'attachment; filename="aiedit-export-{stamp}.zip"',
         "Cache-Control": "no-store",
     })

@@ -4,14 +4,15 @@ retained: parameters, states, times, results), `ledger.json` (their credit histo
 images still retained under `images/<job id>/` (uploads as they were sent, raw uploads and
 results as PNG, videos as MP4).
 
-The zip is built in memory and handed to the caller: no copy of the user's data is written
-anywhere but the server's own storage."""
+The zip is made as it is sent (`stream_export`, one job's files at a time) or in memory
+(`build_export`): no copy of the user's data is written anywhere but the server's own storage."""
 
 from __future__ import annotations
 
 import io
 import json
 import zipfile
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,12 @@ FORMAT_VERSION = 1
 
 def build_export(services: Services, user_id: str) -> bytes:
     """The zip (bytes) of user `user_id` (the user's name, `users.name`)."""
+    return b"".join(stream_export(services, user_id))
+
+
+def stream_export(services: Services, user_id: str) -> Iterator[bytes]:
+    """The same zip in pieces, one job's files at a time, so a large export never sits in
+    memory whole. UnknownUser is raised at once, before the first piece."""
     db = services.db
     with db.session() as s:
         user = s.get(User, user_id)
@@ -42,15 +49,39 @@ def build_export(services: Services, user_id: str) -> bytes:
         messages = list(s.scalars(select(SupportMessage).where(SupportMessage.user == user_id)
                                   .order_by(SupportMessage.created_at)))
         account, ledger_rows = _credits(s, user_id)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("account.json", _json(_account(user, keys, account, messages)))
+    return _pieces(services, _account(user, keys, account, messages), jobs, ledger_rows)
+
+
+def _pieces(services: Services, account: dict, jobs: list[Job], ledger_rows: list):
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("account.json", _json(account))
         described = []
         for job in jobs:
             described.append(_job(job, _images(services, job, zf)))
+            yield sink.take()
         zf.writestr("jobs.json", _json(described))
         zf.writestr("ledger.json", _json(ledger_rows))
-    return buffer.getvalue()
+    yield sink.take()
+
+
+class _Sink:
+    """A write-only stream whose bytes are taken as they come (zipfile writes to an unseekable
+    stream with data descriptors after each entry)."""
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
 
 
 def _credits(session, user_id: str):
