@@ -424,6 +424,21 @@ def test_admin_usage_figures_count_only_accounts_that_did_not_opt_out(app):
     assert feature_uses(admin, "upscale") == 2
 
 
+def test_a_failing_analytics_count_never_fails_the_accepted_job(app, caplog):
+    client = app.test_client()
+    sign_up(client)
+    key = new_key(client, credits=10)
+    with services_of(app).db.engine.begin() as connection:  # the count's table is unusable
+        connection.exec_driver_sql("ALTER TABLE feature_counts RENAME TO feature_counts_away")
+    try:
+        job_id = upscale(client, key)
+    finally:
+        with services_of(app).db.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE feature_counts_away RENAME TO feature_counts")
+    assert client.get(f"/v1/jobs/{job_id}", headers=bearer(key)).status_code == 200
+    assert "usage analytics: could not count a use of upscale" in caplog.text
+
+
 def test_support_messages_are_stored_and_listed_for_admins(app):
     client = app.test_client()
     sign_up(client)

@@ -4,17 +4,30 @@ account, no parameters, no prompts, no images, and no cookie."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from aiedit.store.db import Database, utcnow
 from aiedit.store.models import FeatureCount, User
 
+log = logging.getLogger(__name__)
+
 
 def count(db: Database, user: str | None, feature: str) -> bool:
-    """Count one use of `feature` unless the account opted out; returns whether it counted."""
+    """Count one use of `feature` unless the account opted out; returns whether it counted.
+    Called after the job is stored: a failure here is logged and never fails the request."""
+    try:
+        return _count(db, user, feature)
+    except SQLAlchemyError:
+        log.exception("usage analytics: could not count a use of %s", feature)
+        return False
+
+
+def _count(db: Database, user: str | None, feature: str) -> bool:
     with db.session() as s:
         if user is not None:
             row = s.get(User, user)
