@@ -634,7 +634,8 @@ class AieditDocker(DockWidget):
                                                    pending.pixels, raw)]
         document = host.check_document(pending.spec.capture)
         return [scripting.apply_image(document, pending.spec, outcome.job, pending.result,
-                                      pending.pixels, raw, force)]
+                                      pending.pixels, raw, force,
+                                      outcome.masks.get(pending.result.index))]
 
     def discard(self, items=None) -> None:
         """Drop the selected results (all when none is selected)."""
@@ -656,6 +657,7 @@ def _history_tooltip(entry) -> str:
 
 
 def _rgba_thumbnail(pixels) -> QIcon:
+    pixels = host.to_8bit(pixels)
     image = QImage(pixels.data, pixels.width, pixels.height, pixels.width * 4,
                    QImage.Format_RGBA8888)
     return QIcon(QPixmap.fromImage(image.scaled(THUMB, THUMB, Qt.KeepAspectRatio,

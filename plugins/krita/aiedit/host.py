@@ -28,12 +28,13 @@ MASKED_OPERATIONS = ("inpaint", "edit")
 PREVIEW_NAME = "aiedit preview (not applied)"
 MASK_LAYER_NAME = "Selection mask (paint to show, erase to hide)"
 MASK_BLENDING = "destination-in"
-MASK_ACTION = "add_new_transparency_mask"
 
 # Per open document (by its root node's id): how the plugin's own canvas changes moved the
 # document's origin, so results of jobs read before an outpaint still land where they belong.
 _canvas: dict = {}
 _WHITE_WHERE_SELECTED = bytes([0] + [255] * 255)
+# The shared client carries 16-bit pixels (Pixels.depth) from the deep-colour contract on.
+DEEP_PIXELS = "depth" in getattr(Pixels, "__dataclass_fields__", {})
 
 
 class HostError(Exception):
@@ -77,6 +78,7 @@ class Capture:
     source_node: object = None
     layout: px.Layout = field(default_factory=lambda: px.Layout("RGBA", "U8", px.SRGB_PROFILE))
     placement: Placement | None = None
+    deep: bool = False  # the operation takes 16-bit images: a 16-bit document sends 16 bits
     _image: Pixels | None = field(default=None, repr=False)
 
     @property
@@ -86,8 +88,12 @@ class Capture:
     @property
     def image(self) -> Pixels | None:
         if self._image is None and self.raw is not None:
-            self._image = Pixels(self.raw.width, self.raw.height,
-                                 px.to_rgba8(self.raw.data, self.raw.depth))
+            raw = self.raw
+            if self.deep and raw.depth == "U16" and DEEP_PIXELS:
+                self._image = Pixels(raw.width, raw.height, px.to_rgba16(raw.data, "U16"),
+                                     depth=16)
+            else:
+                self._image = Pixels(raw.width, raw.height, px.to_rgba8(raw.data, raw.depth))
         return self._image
 
 
@@ -261,9 +267,19 @@ def layer_name(operation: str, prompt: str = "", seed=None, model: str = "") -> 
 
 
 def encode_result(pixels: Pixels, doc_layout: px.Layout) -> px.Raw:
-    """A result's RGBA as sRGB BGRA at the depth the document is written from (worker thread)."""
+    """A result's RGBA (8 or 16 bits) as sRGB BGRA at the depth the document is written from
+    (worker thread)."""
     depth = doc_layout.srgb_depth
+    if getattr(pixels, "depth", 8) == 16:
+        return px.Raw(pixels.width, pixels.height, px.from_rgba16(pixels.data, depth), depth)
     return px.Raw(pixels.width, pixels.height, px.from_rgba8(pixels.data, depth), depth)
+
+
+def to_8bit(pixels: Pixels) -> Pixels:
+    """8-bit RGBA of a result (thumbnails and previews); 16-bit keeps its high bytes."""
+    if getattr(pixels, "depth", 8) != 16:
+        return pixels
+    return Pixels(pixels.width, pixels.height, pixels.data[1::2])
 
 
 def check_document(capture: Capture):
@@ -299,27 +315,53 @@ def place(doc, capture: Capture, x: int, y: int, force: bool = False):
 
 
 def insert_image(doc, capture: Capture, operation: str, result: Result, pixels: Pixels,
-                 name: str, raw: px.Raw | None = None, force: bool = False):
+                 name: str, raw: px.Raw | None = None, force: bool = False, masked=None):
     """Insert one image result as a new layer at the result's offset, leaving every other
-    layer as it was. For inpaint and edit the selection becomes an editable mask: a real
-    transparency mask when Krita's window shows the document, else a group holding the result
-    and a mask layer (blending ``destination-in``). The canvas grows if the result reaches
-    beyond it (outpaint)."""
+    layer as it was. For inpaint and edit the selection becomes an editable mask: a
+    transparency mask in Krita 5.2+, in 5.1 (whose scripting API cannot fill one) a group
+    holding the result and a mask layer (blending ``destination-in``). The canvas grows if the
+    result reaches beyond it (outpaint). ``raw`` and ``masked`` (from ``encode_result`` and
+    ``result_mask``) may come ready from the worker thread."""
     x, y = place(doc, capture, result.x, result.y, force)
+    if masked is None:
+        masked = result_mask(capture, operation, result.x, result.y, pixels.width, pixels.height)
+    if masked is not None and masked[1] is None:
+        raise HostError("The selection does not overlap the result: nothing to insert.")
     x, y = _grow_canvas_to_fit(doc, x, y, pixels.width, pixels.height)
-    mask = None
-    if operation in MASKED_OPERATIONS and capture.mask is not None:
-        mask = mask_for(capture, result.x, result.y, pixels.width, pixels.height)
-        if not any(mask.data):
-            raise HostError("The selection does not overlap the result: nothing to insert.")
     node = _paint_layer(doc, name, raw or encode_result(pixels, capture.layout), x, y)
     parent, above = _insertion_point(doc, capture.source_node)
-    if mask is None:
+    if masked is None:
         parent.addChildNode(node, above)
     else:
-        node = _with_mask(doc, node, mask, x, y, parent, above, name)
-    doc.refreshProjection()
+        node = _with_mask(doc, node, masked, x, y, parent, above, name)
+    doc.refreshProjection()  # scripted layers show only after this (Krita 5.1)
     return node
+
+
+def result_mask(capture: Capture, operation: str, x: int, y: int, width: int, height: int):
+    """For masked operations: the selection over the result's rectangle and the pixels of its
+    mask layer (``(mask, None)`` when nothing of it is selected); None for the others. No Krita
+    call: the worker thread prepares it."""
+    if operation not in MASKED_OPERATIONS or capture.mask is None:
+        return None
+    mask = mask_for(capture, x, y, width, height)
+    if mask.data.count(0) == len(mask.data):
+        return mask, None
+    return mask, mask_layer_raw(mask, capture.layout)
+
+
+def mask_layer_raw(mask: Mask, doc_layout: px.Layout) -> px.Raw:
+    """White where selected, with the selection as alpha (transparent is all zero), as sRGB
+    BGRA at the document's depth."""
+    shown = mask.data.translate(_WHITE_WHERE_SELECTED)
+    depth = doc_layout.srgb_depth
+    step = 4 if depth == "U8" else 8
+    out = bytearray(step * mask.width * mask.height)
+    for offset in range(0, step - step // 4):  # the colour bytes: B, G, R (each byte of them)
+        out[offset::step] = shown
+    for offset in range(step - step // 4, step):
+        out[offset::step] = mask.data
+    return px.Raw(mask.width, mask.height, bytes(out), depth)
 
 
 def show_preview(doc, capture: Capture, operation: str, result: Result, pixels: Pixels,
@@ -335,11 +377,13 @@ def show_preview(doc, capture: Capture, operation: str, result: Result, pixels: 
         return None
     node = _paint_layer(doc, PREVIEW_NAME, raw or encode_result(pixels, capture.layout), x, y)
     parent, above = doc.rootNode(), _top_layer(doc)
-    if operation in MASKED_OPERATIONS and capture.mask is not None:
-        mask = mask_for(capture, result.x, result.y, pixels.width, pixels.height)
-        node = _mask_group(doc, node, mask, x, y, parent, above, PREVIEW_NAME)
-    else:
+    masked = result_mask(capture, operation, result.x, result.y, pixels.width, pixels.height)
+    if masked is None:
         parent.addChildNode(node, above)
+    elif masked[1] is not None:
+        node = _mask_group(doc, node, masked[1], x, y, parent, above, PREVIEW_NAME)
+    else:
+        return None
     doc.refreshProjection()
     return node
 
@@ -350,8 +394,6 @@ def remove_previews(doc) -> int:
         if node.name() == PREVIEW_NAME:
             node.remove()
             removed += 1
-    if removed:
-        doc.refreshProjection()
     return removed
 
 
@@ -368,17 +410,13 @@ def _from_srgb(raw: px.Raw, doc_layout: px.Layout) -> bytes:
         raise HostError(str(error)) from None
 
 
-def _with_mask(doc, node, mask: Mask, x: int, y: int, parent, above, name: str):
+def _with_mask(doc, node, masked, x: int, y: int, parent, above, name: str):
+    mask, mask_raw = masked
     if hasattr(doc, "createTransparencyMask"):  # Krita 5.2+
         parent.addChildNode(node, above)
         _add_transparency_mask(doc, node, mask, x, y)
         return node
-    if _mask_action_ready(doc):
-        parent.addChildNode(node, above)
-        if _transparency_mask_by_action(doc, node, mask, x, y):
-            return node
-        node.remove()
-    return _mask_group(doc, node, mask, x, y, parent, above, name)
+    return _mask_group(doc, node, mask_raw, x, y, parent, above, name)
 
 
 def _add_transparency_mask(doc, layer, mask: Mask, x: int, y: int) -> None:
@@ -391,51 +429,23 @@ def _add_transparency_mask(doc, layer, mask: Mask, x: int, y: int) -> None:
     layer.addChildNode(node, None)
 
 
-def _mask_action_ready(doc) -> bool:
-    """Krita 5.1's scripting API cannot fill a transparency mask; its "Add Transparency Mask"
-    action can, from the selection, when a window shows the document."""
-    from krita import Krita
-
-    app = Krita.instance()
-    active = app.activeDocument()
-    return (app.activeWindow() is not None and active is not None
-            and document_key(active) == document_key(doc)
-            and app.action(MASK_ACTION) is not None)
-
-
-def _transparency_mask_by_action(doc, node, mask: Mask, x: int, y: int) -> bool:
-    from krita import Krita, Selection
-
-    before = doc.selection()
-    selection = Selection()
-    selection.setPixelData(QByteArray(mask.data), x, y, mask.width, mask.height)
-    doc.setSelection(selection)
-    doc.setActiveNode(node)
-    Krita.instance().action(MASK_ACTION).trigger()
-    doc.waitForDone()
-    if before is not None:
-        doc.setSelection(before)
-    made = [n for n in node.childNodes() if n.type() == "transparencymask"]
-    for mask_node in made:
-        mask_node.setName("Selection")
-    return bool(made)
-
-
-def _mask_group(doc, node, mask: Mask, x: int, y: int, parent, above, name: str):
+def _mask_group(doc, node, mask_raw: px.Raw, x: int, y: int, parent, above, name: str):
     """The result and, above it, a white layer whose alpha is the selection, blended
     ``destination-in``: the group shows the result where the selection was. The user edits the
-    mask by painting (show) or erasing (hide) on that layer."""
+    mask by painting (show) or erasing (hide) on that layer. The group is filled before it
+    joins the image, so Krita updates the canvas once."""
     group = doc.createGroupLayer(name)
-    parent.addChildNode(group, above)
     group.addChildNode(node, None)
-    shown = mask.data.translate(_WHITE_WHERE_SELECTED)  # transparent stays (0, 0, 0, 0)
-    white = bytearray(4 * mask.width * mask.height)
-    white[0::4] = white[1::4] = white[2::4] = shown
-    white[3::4] = mask.data
-    mask_layer = _paint_layer(doc, MASK_LAYER_NAME,
-                              _raw_at(bytes(white), mask.width, mask.height, layout(doc)), x, y)
+    mask_layer = doc.createNode(MASK_LAYER_NAME, "paintlayer")
+    doc_layout = layout(doc)
+    if doc_layout.model == "RGBA" and doc_layout.depth == mask_raw.depth:
+        data = mask_raw.data  # white and alpha are the same numbers in every RGB profile
+    else:
+        data = _from_srgb(mask_raw, doc_layout)
+    mask_layer.setPixelData(QByteArray(data), x, y, mask_raw.width, mask_raw.height)
     mask_layer.setBlendingMode(MASK_BLENDING)
     group.addChildNode(mask_layer, node)
+    parent.addChildNode(group, above)
     return group
 
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from .aiedit_client import Client, Result
-from .host import DEFAULT_MARGIN, Capture, encode_result
+from .host import DEFAULT_MARGIN, Capture, encode_result, result_mask
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Outcome:
     job: dict
     images: list = field(default_factory=list)   # [(Result, Pixels)]
     raws: dict = field(default_factory=dict)     # result index -> sRGB BGRA at the doc's depth
+    masks: dict = field(default_factory=dict)    # result index -> (Mask, mask layer Raw)
     frames: list = field(default_factory=list)   # PNG bytes of video frames, in order
     fps: int = 24
 
@@ -69,6 +70,10 @@ def download(client: Client, job: dict, spec: JobSpec) -> Outcome:
     outcome.images = [(r, client.fetch_pixels(r)) for r in results if r.kind == "image"]
     outcome.raws = {r.index: encode_result(pixels, spec.capture.layout)
                     for r, pixels in outcome.images}
+    for r, pixels in outcome.images:
+        masked = result_mask(spec.capture, spec.operation, r.x, r.y, pixels.width, pixels.height)
+        if masked is not None:
+            outcome.masks[r.index] = masked
     return outcome
 
 

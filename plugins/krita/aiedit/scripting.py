@@ -36,6 +36,7 @@ def prepare(document, op: dict, prompt: str = "", model: str = "", params: dict 
         params["prompt"] = prompt
     margin = jobs.context_margin(op, params)
     capture = host.read_capture(document, op, source, margin, node)
+    capture.deep = "rgba16" in (op.get("input_formats") or [])
     return jobs.JobSpec(op["id"], jobs.pick_model(op, model), params, capture)
 
 
@@ -51,12 +52,12 @@ def apply_outcome(document, spec: jobs.JobSpec, outcome: jobs.Outcome,
         node = host.insert_animation(document, spec.capture, outcome.frames, outcome.fps, name)
         return [node] if node is not None else []
     return [apply_image(document, spec, outcome.job, result, pixels,
-                        outcome.raws.get(result.index), force)
+                        outcome.raws.get(result.index), force, outcome.masks.get(result.index))
             for result, pixels in outcome.images]
 
 
 def apply_image(document, spec: jobs.JobSpec, job: dict, result: Result, pixels: Pixels,
-                raw=None, force: bool = False):
+                raw=None, force: bool = False, masked=None):
     """Insert one image result: a new layer, or a new document for upscales."""
     name = host.layer_name(spec.operation, spec.prompt, jobs.result_seed(result, job),
                            job.get("model") or spec.model)
@@ -64,7 +65,7 @@ def apply_image(document, spec: jobs.JobSpec, job: dict, result: Result, pixels:
         _, node = host.new_document_for(document, pixels, name, spec.capture, raw)
         return node
     return host.insert_image(document, spec.capture, spec.operation, result, pixels, name,
-                             raw, force)
+                             raw, force, masked)
 
 
 def open_as_new_document(spec: jobs.JobSpec, job: dict, result: Result, pixels: Pixels,

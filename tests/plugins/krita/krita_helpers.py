@@ -71,6 +71,10 @@ def run_krita_gui(home: Path, extra_env: dict, timeout: float = 240) -> subproce
     database in ``.local/share/krita``; after a first run it is cached with the profile)."""
     if not shutil.which("xvfb-run") or not shutil.which("krita"):
         pytest.fail(MISSING)
+    # The QPainter canvas: OpenGL under Xvfb is Mesa's software rasterizer, slow enough on a
+    # loaded machine to run the test out of time.
+    (home / ".config").mkdir(parents=True, exist_ok=True)
+    (home / ".config" / "kritadisplayrc").write_text("OpenGLRenderer=none\n")
     env = krita_env(home)
     env.pop("QT_QPA_PLATFORM")
     env.update(extra_env)

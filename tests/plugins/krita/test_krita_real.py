@@ -113,12 +113,13 @@ def test_gui_docker_is_created_and_generate_action_inserts_layer(krita_home, tmp
     out.mkdir()
     orders = tmp_path / "orders.json"
     orders.write_text(json.dumps({"image": str(source), "selection": list(SELECTION),
-                                  "out_dir": str(out)}))
+                                  "soft": True, "out_dir": str(out)}))
     proc = run_krita_gui(krita_home, {"AIEDIT_SMOKE_ORDERS": str(orders)})
     report_path = out / "report.json"
     assert report_path.exists(), f"Krita wrote no report:\n{proc.stderr[-3000:]}"
     report = json.loads(report_path.read_text())
     assert report["error"] is None, report
+    assert report["conflicts"] == []
     steps = {s["step"]: s for s in report["steps"]}
     assert steps["dockers"]["count"] == 1 and steps["dockers"]["titles"] == ["aiedit"]
     assert steps["connected"]["model"] == "classic-telea"
@@ -126,4 +127,11 @@ def test_gui_docker_is_created_and_generate_action_inserts_layer(krita_home, tmp
     assert "inpaint · classic-telea" in names, report["layers"]
     layer = next(la for la in report["layers"] if la["name"] == "inpaint · classic-telea")
     assert layer["bounds"] == list(SELECTION)
+    # the soft selection is the mask layer's alpha, and the user's selection is still there
+    result, mask = layer["children"]
+    assert mask["name"].startswith("Selection mask") and result["type"] == "paintlayer"
+    w = SELECTION[2]
+    ramp = [1 + 254 * i // (w - 1) for i in range(w)] * SELECTION[3]
+    assert mask["values"][3::4] == ramp
+    assert report["selection_after"] == ramp
     assert report["saved"]

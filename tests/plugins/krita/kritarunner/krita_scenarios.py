@@ -208,5 +208,36 @@ def document_changes(orders):
     return report
 
 
+def deep_upscale(orders):
+    """A tall 16-bit gradient upscaled x2 with Lanczos: how many levels survive down a column."""
+    from krita import Krita
+    from PyQt5.QtCore import QByteArray
+
+    width, height = orders["size"]
+    app = Krita.instance()
+    doc = app.createDocument(width, height, "deep", "RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc",
+                             300.0)
+    doc.setBatchmode(True)
+    values = array("H", bytes(width * height * 8))
+    for y in range(height):
+        v = y * 65535 // (height - 1)
+        values[4 * width * y:4 * width * (y + 1)] = array("H", [v, v, v, 65535] * width)
+    doc.topLevelNodes()[0].setPixelData(QByteArray(values.tobytes()), 0, 0, width, height)
+    from aiedit import host, jobs, scripting
+    from aiedit.aiedit_client import Client
+
+    client = Client(orders["server_url"])
+    spec = scripting.prepare(doc, client.operation("upscale"), model="classic-lanczos",
+                             params={"scale": 2})
+    outcome = jobs.execute(client, spec)
+    [(result, pixels)] = outcome.images
+    new, node = host.new_document_for(doc, pixels, "upscaled", spec.capture,
+                                      outcome.raws[result.index])
+    column = array("H", bytes(node.pixelData(width, 0, 1, 2 * height)))
+    return {"space": [new.colorModel(), new.colorDepth(), new.colorProfile()],
+            "resolution": new.resolution(), "size": [new.width(), new.height()],
+            "levels": len(set(column[1::4]))}
+
+
 SCENARIOS = {f.__name__: f for f in (colour_round_trip, soft_mask, two_outpaints,
-                                     document_changes)}
+                                     document_changes, deep_upscale)}

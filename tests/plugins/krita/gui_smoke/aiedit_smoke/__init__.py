@@ -50,7 +50,14 @@ def start():
     doc = app.openDocument(orders["image"])
     app.activeWindow().addView(doc)
     selection = Selection()
-    selection.select(*orders["selection"], 255)
+    x, y, w, h = orders["selection"]
+    if orders.get("soft"):  # a horizontal ramp 1..255 across the rectangle
+        from PyQt5.QtCore import QByteArray
+
+        ramp = bytes(1 + 254 * i // (w - 1) for i in range(w))
+        selection.setPixelData(QByteArray(ramp * h), x, y, w, h)
+    else:
+        selection.select(x, y, w, h, 255)
     doc.setSelection(selection)
     state["doc"] = doc
     state["layers_before"] = len(doc.topLevelNodes())
@@ -86,13 +93,23 @@ def wait_result():
             return finish("no result within 90 s")
         return QTimer.singleShot(200, wait_result)
     step("result", count=docker.results.count(), progress=docker.progress.format())
+    orders = json.load(open(ORDERS))
+    conflicts = state["report"].setdefault("conflicts", [])
+    docker._ask_conflict = lambda pending, error: conflicts.append(str(error)) or "keep"
     Krita.instance().action("aiedit_apply").trigger()
     doc = state["doc"]
     doc.waitForDone()
     orders = json.load(open(ORDERS))
+    x, y, w, h = orders["selection"]
     state["report"]["layers"] = [
-        {"name": n.name(), "type": n.type(), "bounds": list(n.bounds().getRect())}
+        {"name": n.name(), "type": n.type(), "bounds": list(n.bounds().getRect()),
+         "children": [{"name": c.name(), "type": c.type(),
+                       "values": list(bytes(c.pixelData(x, y, w, h)))}
+                      for c in n.childNodes()]}
         for n in doc.topLevelNodes()]
+    selection = doc.selection()
+    state["report"]["selection_after"] = \
+        list(bytes(selection.pixelData(x, y, w, h))) if selection is not None else None
     doc.setBatchmode(True)
     state["report"]["saved"] = bool(doc.saveAs(os.path.join(orders["out_dir"], "gui.kra")))
     finish()
