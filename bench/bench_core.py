@@ -46,7 +46,21 @@ def _in_process_inpaint(image, mask) -> float:
     return best_of(REPEATS, call)
 
 
+RAW_ORDER = ("image", "reference", "mask")
+
+
 def _post(server, operation, files, **request):
+    """Submit as the plugins do: raw pixels as the body of POST /v1/jobs/raw (the request JSON
+    in a header), encoded images as multipart to POST /v1/jobs."""
+    if request.get("raw") and set(files) <= set(request["raw"]):
+        body = b"".join(files[name] for name in RAW_ORDER if name in files)
+        resp = requests.post(
+            server.url + "/v1/jobs/raw", data=body, timeout=120,
+            headers={"Aiedit-Request": json.dumps({"operation": operation, **request}),
+                     "Content-Type": "application/octet-stream"},
+        )
+        resp.raise_for_status()
+        return resp.json()
     parts = {"request": (None, json.dumps({"operation": operation, **request}))}
     parts.update({name: (name, data, "application/octet-stream") for name, data in files.items()})
     resp = requests.post(server.url + "/v1/jobs", files=parts, timeout=120)

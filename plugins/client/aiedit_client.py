@@ -275,7 +275,9 @@ class Client:
         Pixels go as raw RGBA (declared in the request's ``raw`` field). A 16-bit ``image`` goes
         as raw ``rgba16`` when the operation's ``input_formats`` lists it, else rounded to 8
         bits (a reference is always 8-bit); when the raw upload would be over the server's
-        ``max_upload_bytes`` the image goes as a PNG (16-bit for rgba16) instead. A dropped
+        ``max_upload_bytes`` the image goes as a PNG (16-bit for rgba16) instead. All-raw files
+        are the body of ``POST /v1/jobs/raw`` (the request JSON in its ``Aiedit-Request``
+        header), which the server stores without multipart parsing. A dropped
         connection is retried with the same ``Idempotency-Key``, so the server never runs the
         job twice.
         """
@@ -303,10 +305,18 @@ class Client:
                 raw[name]["format"] = "rgba16"
         if raw:
             request["raw"] = raw
-        body, content_type = _multipart([("request", json.dumps(request).encode())], files)
-        headers = {"Content-Type": content_type,
-                   "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self._retrying(lambda: self._json("POST", "/v1/jobs", body, headers))
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        path = "/v1/jobs"
+        if raw and len(raw) == len(files):
+            # all raw: the pixels are the body, back to back (image, reference, mask)
+            path += "/raw"
+            body = b"".join(data for _, data in files)
+            headers.update({"Content-Type": "application/octet-stream",
+                            "Aiedit-Request": json.dumps(request)})
+        else:
+            body, headers["Content-Type"] = _multipart(
+                [("request", json.dumps(request).encode())], files)
+        return self._retrying(lambda: self._json("POST", path, body, headers))
 
     def input_formats(self, operation: str) -> list:
         """The pixel formats ``operation``'s image may come in (``GET /v1/operations``):

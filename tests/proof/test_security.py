@@ -258,6 +258,7 @@ def test_cors_for_configured_origins_only(make_app):
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://panel.example"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert "Idempotency-Key" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "Aiedit-Request" in preflight.headers["Access-Control-Allow-Headers"]  # jobs/raw
     resp = client.get("/v1/models", headers=allowed)
     assert resp.headers["Access-Control-Allow-Origin"] == "https://panel.example"
     assert "X-Image-Width" in resp.headers["Access-Control-Expose-Headers"]

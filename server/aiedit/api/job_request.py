@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from aiedit.imaging.codec import (
     RGBA8,
     RGBA16,
     ImageInputError,
+    check_size,
     decode_image,
     decode_mask,
     decode_raw,
@@ -161,8 +163,12 @@ class Submission:
     price: int = 0  # credits (hosted mode holds them at submission)
 
 
-def read_submission(owner: str, request_text: str, files: dict, key: str | None) -> Submission:
-    """Check everything about a submission; raise `ApiError` (4xx) naming the first problem."""
+def read_submission(owner: str, request_text: str, files, key: str | None,
+                    job_id: str | None = None) -> Submission:
+    """Check everything about a submission; raise `ApiError` (4xx) naming the first problem.
+    `files`: the uploaded files by part name, or a function of the checked request that reads
+    them (called after the request, its model and params passed their checks). `job_id`: the
+    new job's id, when its files are stored under it already (raw bodies)."""
     services = _services()
     raw_request, req = parse_request(request_text)
     ops = registry()
@@ -181,7 +187,7 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
     check_prompt(owner, params)
     entry = fit_model(op, entry, req["model"] is not None, params)
     require_runnable(entry, g.principal, services)
-    inputs = read_inputs(op, files, req["raw"])
+    inputs = read_inputs(op, files(req) if callable(files) else files, req["raw"])
     region = region_of(req, inputs, params)
     sizes = {name: (f.width, f.height) for name, f in inputs.items()}
     sizes.setdefault("image", (region.width, region.height))
@@ -199,6 +205,7 @@ def read_submission(owner: str, request_text: str, files: dict, key: str | None)
         inputs=inputs,
         cost=op.cost(params, sizes),
         idempotency_key=key,
+        **({"id": job_id} if job_id else {}),
     )
     price = pricing.quote(op, entry, params, sizes, services.billing.rates,
                           services.catalog).credits
@@ -370,8 +377,15 @@ def read_inputs(op, files: dict, raw_sizes: dict,
     inputs = {}
     try:
         for name, upload in given.items():
-            data = upload_bytes(upload)
             channels = 1 if name == "mask" else 4
+            if isinstance(upload, StoredUpload):  # a raw body's part, on disk already
+                size = raw_sizes[name]
+                fmt = raw_format(op, name, size["format"], formats)
+                check_size(name, size["width"], size["height"], *limits)
+                inputs[name] = InputFile(b"", "raw", size["width"], size["height"], channels,
+                                         fmt, stored=upload.blob, stored_size=upload.size)
+                continue
+            data = upload_bytes(upload)
             if name in raw_sizes:
                 size = raw_sizes[name]
                 fmt = raw_format(op, name, size["format"], formats)
@@ -422,10 +436,78 @@ def raw_format(op, name: str, fmt: str | None, formats: tuple[str, ...]) -> str:
 
 
 def upload_bytes(upload):
-    """An uploaded file's bytes, taken from the request's spool without another copy."""
+    """An uploaded file's bytes, taken from the request's spool without another copy (a raw
+    body's parts are its bytes already)."""
+    if isinstance(upload, (bytes, bytearray, memoryview)):
+        return upload
     stream = upload.stream
     take = getattr(stream, "take", None)
     return take() if take is not None else upload.read()
+
+
+# --- raw bodies (POST /v1/jobs/raw) -----------------------------------------------------------
+
+RAW_BODY_ORDER = ("image", "reference", "mask", *(f"control{i}" for i in range(MAX_CONTROLS)))
+
+
+@dataclass
+class StoredUpload:
+    """A raw body's part, stored durably as `blob` in the new job's folder as it arrived."""
+
+    blob: str
+    size: int
+
+
+def read_raw_body(req: dict, job_id: str) -> dict[str, StoredUpload]:
+    """The files a raw body holds: those `raw` declares, back to back in RAW_BODY_ORDER,
+    streamed from the request body straight into the new job's folder (no multipart parsing,
+    no copy of the upload in memory) and synced to disk. The body's length is checked against
+    the declared sizes before a byte is read. The caller removes the folder if the job is not
+    stored after all (a refusal after this); a crash leaves it to the orphan sweep."""
+    raw = req["raw"]
+    if not raw:
+        raise ApiError(422, "invalid_request",
+                       "`raw` must declare the files the body holds (encoded images go to "
+                       "POST /v1/jobs as multipart)", errors={"raw": ["required"]})
+    parts = []
+    for name in RAW_BODY_ORDER:
+        if name in raw:
+            size = raw[name]
+            fmt = size["format"] or (GRAY8 if name == "mask" else RGBA8)
+            channels, dtype = RAW_FORMATS[fmt]
+            nbytes = size["width"] * size["height"] * channels * dtype.itemsize
+            parts.append((name, nbytes, f"{name} {size['width']}x{size['height']} {fmt} "
+                                        f"({nbytes} bytes)"))
+    expected = sum(nbytes for _, nbytes, _ in parts)
+    length = request.content_length
+    if length is None:
+        raise ApiError(411, "length_required", "a raw body needs a Content-Length header")
+    limit = _services().config.max_upload_bytes
+    if length > limit:
+        raise ApiError(413, "too_large", f"the body is {length} bytes, more than this server "
+                       f"accepts ({limit} bytes, setting max_upload_bytes)")
+    if length != expected:
+        raise ApiError(
+            422, "raw_size_mismatch",
+            f"the body is {length} bytes but `raw` declares "
+            f"{' + '.join(d for _, _, d in parts)} = {expected} bytes; send the declared files "
+            f"back to back in the order {', '.join(RAW_BODY_ORDER[:3])}, control0...",
+            errors={"raw": ["body size differs"]},
+        )
+    blobs, stream, files = _services().blobs, request.stream, {}
+    for name, nbytes, _ in parts:
+        size = raw[name]
+        blob = f"{name}.{size['format'] or (GRAY8 if name == 'mask' else RGBA8)}"
+        try:
+            # on disk before the 202: an acknowledged job keeps its inputs on a crash
+            blobs.put_stream(job_id, blob, stream, nbytes, durable=True, sync_dir=False)
+        except EOFError:
+            raise ApiError(400, "body_truncated",
+                           f"the body ended before its {expected} bytes ({name} is cut "
+                           "short)") from None
+        files[name] = StoredUpload(blob, nbytes)
+    blobs.sync_job_dir(job_id)  # their names too, with one sync for all parts
+    return files
 
 
 def _extension(data) -> str:
@@ -477,7 +559,7 @@ def request_hash(raw_request: dict, inputs: dict[str, InputFile]) -> str:
     large uploads costs nothing on the normal path."""
     described = {
         "request": raw_request,
-        "files": {n: [f.kind, f.width, f.height, len(f.data)] for n, f in sorted(inputs.items())},
+        "files": {n: [f.kind, f.width, f.height, f.size] for n, f in sorted(inputs.items())},
     }
     text = json.dumps(described, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -495,12 +577,26 @@ def same_request(existing: Job, submission: Submission) -> bool:
         ref = stored[name]
         if not isinstance(ref, dict):  # stored before uploads were kept as sent: no bytes
             continue
-        if not _file_equals(blobs.path(existing.id, ref["blob"]), upload.data):
+        sent = (blobs.path(submission.new.id, upload.stored) if upload.stored
+                else upload.data)
+        if not _file_equals(blobs.path(existing.id, ref["blob"]), sent):
             return False
     return True
 
 
 def _file_equals(path, data) -> bool:
+    """Does the file at `path` hold exactly `data` (bytes, or another file's path)?"""
+    if isinstance(data, os.PathLike):
+        try:
+            with open(path, "rb") as mine, open(data, "rb") as theirs:
+                while True:
+                    chunk = mine.read(1 << 22)
+                    if chunk != theirs.read(1 << 22):
+                        return False
+                    if not chunk:
+                        return True
+        except FileNotFoundError:
+            return False
     view = memoryview(data)
     try:
         with open(path, "rb") as fh:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 
 import numpy as np
@@ -19,11 +20,13 @@ from werkzeug.wsgi import wrap_file
 from aiedit.accounts import analytics
 from aiedit.api.errors import ApiError
 from aiedit.api.job_request import (
+    RAW_BODY_ORDER,
     JobFilesSchema,
     JobFormSchema,
     JobSubmissionSchema,
     admission,
     check_capacity,
+    read_raw_body,
     read_submission,
     require_account,
     reused_key_error,
@@ -259,44 +262,7 @@ class Jobs(MethodView):
         Everything is validated before anything is stored: the operation, the model, the
         parameters, the files (decodable, within limits, mask the same size as the image), and
         the server's room for it (queue limits, free disk space)."""
-        services = _services()
-        owner = g.principal.owner
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not (0 < len(key) <= 200):
-            raise ApiError(
-                422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters"
-            )
-        require_account(g.principal)
-        existing = services.runner.find_idempotent(owner, key) if key else None
-        if existing is None:
-            check_capacity(owner)
-        submission = read_submission(owner, form["request"], files, key)
-        if existing is not None:
-            if not same_request(existing, submission):
-                raise reused_key_error(key)
-            return job_json(existing)
-        admit = admission(owner, g.principal.user, submission.new.cost,
-                          job_id=submission.new.id, price=submission.price)
-        try:
-            job = services.runner.submit(submission.new, admit)
-        except IntegrityError:  # the same Idempotency-Key raced in
-            existing = services.runner.find_idempotent(owner, key)
-            if existing is None:
-                raise
-            if not same_request(existing, submission):
-                raise reused_key_error(key) from None
-            return job_json(existing)
-        except OSError as exc:
-            current_app.logger.exception("could not store an upload")  # the path stays here
-            raise ApiError(
-                507,
-                "insufficient_storage",
-                f"the server could not store the upload ({exc.strerror or 'an I/O error'}); "
-                "free space in its data directory and retry",
-            ) from None
-        if services.config.hosted:
-            analytics.count(services.db, g.principal.user, job.operation)
-        return job_json(job)
+        return _submit(lambda: form["request"], lambda _req: files)
 
     @blp.response(200, JobSchema(many=True))
     @blp.paginate()
@@ -318,6 +284,115 @@ class Jobs(MethodView):
                 )
             )
         return [job_json(j) for j in jobs]
+
+
+@blp.route("/jobs/raw")
+class RawJobs(MethodView):
+    decorators = [upload_slot]
+
+    @blp.response(202, JobSchema)
+    @blp.alt_response(400, description="Body shorter than its Content-Length")
+    @blp.alt_response(402, description="Not enough credits (`insufficient_credits`, hosted)")
+    @blp.alt_response(403, description="Account suspended or missing (hosted)")
+    @blp.alt_response(409, description="The model is not installed (or cannot run here)")
+    @blp.alt_response(411, description="No Content-Length (`length_required`)")
+    @blp.alt_response(413, description="Upload or image too large")
+    @blp.alt_response(422, description="Invalid request or params, or a body that is not the "
+                                        "declared pixels (`raw_size_mismatch`)")
+    @blp.alt_response(429, description="Queue full (`queue_full`) or rate limited")
+    @blp.alt_response(503, description="Too many uploads at once (`server_busy`)")
+    @blp.alt_response(507, description="Not enough free disk space")
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "description": "The raw files `raw` declares, back to back in the order "
+            + ", ".join(RAW_BODY_ORDER) + " (those declared), each exactly width × height × "
+            "the bytes a pixel of its format takes (rgba8 4, rgba16 8, gray8 1)",
+            "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}},
+        },
+        parameters=[
+            {
+                "in": "header",
+                "name": "Aiedit-Request",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "The job request JSON (as the `request` part of POST /v1/jobs, "
+                "ASCII: escape other characters as \\uXXXX); its `raw` declares every file",
+            },
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "A retried request with the same key returns the same job",
+            },
+        ],
+    )
+    def post(self):
+        """Submit a job with raw pixels as the body
+
+        The same job as POST /v1/jobs with every file raw, without multipart framing: the
+        server reads the body straight into the files it stores (no parsing, one copy), which
+        is what moves a large layer fastest. Everything is checked as for POST /v1/jobs, and
+        the request JSON before the body is read."""
+        text = request.headers.get("Aiedit-Request")
+        if text is None:
+            raise ApiError(422, "missing_request",
+                           "send the job request JSON in the Aiedit-Request header")
+        job_id = uuid.uuid4().hex  # the body streams into this job's folder
+        try:
+            job = _submit(lambda: text, lambda req: read_raw_body(req, job_id), job_id)
+        except BaseException:
+            _services().blobs.delete_job(job_id)  # refused: nothing of it stays
+            raise
+        if job["id"] != job_id:  # an earlier job with the same Idempotency-Key answered
+            _services().blobs.delete_job(job_id)
+        return job
+
+
+def _submit(request_text, read_files, job_id: str | None = None) -> dict:
+    """Submit a job: `request_text()` is the request JSON, `read_files(req)` the files (given
+    the checked request, whose `raw` may say how to read them); `job_id` the new job's id
+    when its files are stored under it as they are read."""
+    services = _services()
+    owner = g.principal.owner
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise ApiError(
+            422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters"
+        )
+    require_account(g.principal)
+    existing = services.runner.find_idempotent(owner, key) if key else None
+    if existing is None:
+        check_capacity(owner)
+    submission = read_submission(owner, request_text(), read_files, key, job_id)
+    if existing is not None:
+        if not same_request(existing, submission):
+            raise reused_key_error(key)
+        return job_json(existing)
+    admit = admission(owner, g.principal.user, submission.new.cost,
+                      job_id=submission.new.id, price=submission.price)
+    try:
+        job = services.runner.submit(submission.new, admit)
+    except IntegrityError:  # the same Idempotency-Key raced in
+        existing = services.runner.find_idempotent(owner, key)
+        if existing is None:
+            raise
+        if not same_request(existing, submission):
+            raise reused_key_error(key) from None
+        return job_json(existing)
+    except OSError as exc:
+        current_app.logger.exception("could not store an upload")  # the path stays here
+        raise ApiError(
+            507,
+            "insufficient_storage",
+            f"the server could not store the upload ({exc.strerror or 'an I/O error'}); "
+            "free space in its data directory and retry",
+        ) from None
+    if services.config.hosted:
+        analytics.count(services.db, g.principal.user, job.operation)
+    return job_json(job)
 
 
 def _snapshot(body: dict):

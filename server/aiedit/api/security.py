@@ -56,7 +56,7 @@ LONG_POLL_COST = 0.2
 FAILED_AUTH_PER_MINUTE = 30
 WILDCARD_ORIGINS = ("*", "null")
 MAX_TRACKED_CLIENTS = 10_000
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Aiedit-Request"
 CORS_EXPOSE_HEADERS = (
     "X-Pagination, X-Image-Width, X-Image-Height, X-Offset-X, X-Offset-Y, Retry-After"
 )

@@ -76,10 +76,16 @@ class InputFile:
     height: int
     channels: int = 4
     format: str = ""
+    stored: str | None = None  # already on disk, durably, as this blob of the job (raw bodies)
+    stored_size: int = 0
 
     def __post_init__(self):
         if not self.format:
             self.format = "rgba8" if self.channels == 4 else "gray8"
+
+    @property
+    def size(self) -> int:
+        return self.stored_size if self.stored else len(self.data)
 
     @property
     def blob_suffix(self) -> str:
@@ -171,8 +177,9 @@ class JobRunner:
             inputs = {
                 name: {
                     # on disk before the 202: an acknowledged job keeps its inputs on a crash
-                    "blob": self.blobs.put_bytes(
-                        job_id, f"{name}.{f.blob_suffix}", f.data, durable=True
+                    "blob": f.stored or self.blobs.put_bytes(
+                        job_id, f"{name}.{f.blob_suffix}", f.data, durable=True,
+                        sync_dir=False,
                     ),
                     "kind": f.kind,
                     "width": f.width,
@@ -182,6 +189,8 @@ class JobRunner:
                 }
                 for name, f in new.inputs.items()
             }
+            if any(not f.stored for f in new.inputs.values()):
+                self.blobs.sync_job_dir(job_id)  # the names of the files just written
             now = self.now()
             job = Job(
                 id=job_id,

@@ -100,7 +100,7 @@ class Scripted:
     every request (with its body) is recorded."""
 
     def __init__(self):
-        self.requests, self.routes = [], {}
+        self.requests, self.routes, self.headers = [], {}, []
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,6 +110,7 @@ class Scripted:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 scripted.requests.append((self.command, self.path, body))
+                scripted.headers.append(dict(self.headers))
                 route = scripted.routes.get((self.command, self.path))
                 if route is None:
                     return send(self, 404, {"code": "not_found", "status": 404,
@@ -128,6 +129,8 @@ class Scripted:
 
     def json(self, method, path, payload, status=200):
         self.routes[(method, path)] = lambda h, body: send(h, status, payload)
+        if (method, path) == ("POST", "/v1/jobs"):  # all-raw submissions go to /v1/jobs/raw
+            self.routes[(method, path + "/raw")] = self.routes[(method, path)]
 
     def close(self):
         self.server.shutdown()
@@ -165,8 +168,22 @@ def scripted():
 
 
 def submitted(scripted) -> tuple[dict, dict]:
-    """(the request JSON, {part name: bytes}) of the last POST /v1/jobs."""
-    body = [b for m, p, b in scripted.requests if m == "POST" and p == "/v1/jobs"][-1]
+    """(the request JSON, {part name: bytes}) of the last POST /v1/jobs (multipart) or
+    /v1/jobs/raw (the request in a header, the raw parts back to back as the body)."""
+    recorded = zip(scripted.requests, scripted.headers, strict=False)
+    path, body, headers = [(p, b, h) for (m, p, b), h in recorded
+                           if m == "POST" and p in ("/v1/jobs", "/v1/jobs/raw")][-1]
+    if path == "/v1/jobs/raw":
+        request, parts, offset = json.loads(headers["Aiedit-Request"]), {}, 0
+        for name in ("image", "reference", "mask"):
+            if name in request["raw"]:
+                size = request["raw"][name]
+                pixel = {"rgba16": 8, "gray8": 1}.get(size.get("format"), 1 if name == "mask"
+                                                                          else 4)
+                parts[name] = body[offset : offset + size["width"] * size["height"] * pixel]
+                offset += len(parts[name])
+        assert offset == len(body)
+        return request, parts
     parts = {}
     for chunk in body.split(b"--aiedit-")[1:-1]:
         head, _, content = chunk.partition(b"\r\n\r\n")
