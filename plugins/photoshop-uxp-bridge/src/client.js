@@ -30,6 +30,16 @@ function encodeText(text) {
   return new TextEncoder().encode(text);
 }
 
+// the order of the raw files in a POST /v1/jobs/raw body
+const RAW_BODY_ORDER = ["image", "reference", "mask",
+  ...Array.from({ length: 8 }, (_, i) => `control${i}`)];
+
+/** JSON in ASCII (\uXXXX escapes), as an HTTP header value must be. */
+function asciiJson(value) {
+  return JSON.stringify(value).replace(
+    /[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /**
  * Builds a multipart/form-data body. `parts` is a list of {name, value} (string) or
  * {name, filename, contentType, bytes} (Uint8Array).
@@ -162,26 +172,45 @@ class AieditClient {
 
   /**
    * POST /v1/jobs. `files` maps image/mask/reference to {bytes, width, height} raw pixels
-   * (RGBA for images, one byte per pixel for masks); they are declared in `request.raw`.
+   * (RGBA for images, one byte per pixel for masks); they are declared in `request.raw` and
+   * sent as the body of POST /v1/jobs/raw, back to back (the request JSON in the
+   * Aiedit-Request header), which the server stores without multipart parsing.
    */
   async submit(request, files = {}) {
     const raw = {};
-    const parts = [];
-    for (const [name, file] of Object.entries(files)) {
+    const chunks = [];
+    for (const name of RAW_BODY_ORDER) {
+      const file = files[name];
+      if (!file) {
+        continue;
+      }
       raw[name] = { width: file.width, height: file.height };
       if (file.format) {
         raw[name].format = file.format;
       }
-      parts.push({
-        name, filename: `${name}.raw`, contentType: "application/octet-stream", bytes: file.bytes,
+      chunks.push(file.bytes);
+    }
+    if (!chunks.length) {
+      const { body, contentType } = multipartBody([
+        { name: "request", value: JSON.stringify(request) }]);
+      return this.json("POST", "/v1/jobs", {
+        body,
+        headers: { "Content-Type": contentType, "Idempotency-Key": randomKey() },
       });
     }
-    const fullRequest = Object.keys(raw).length ? { ...request, raw } : request;
-    parts.unshift({ name: "request", value: JSON.stringify(fullRequest) });
-    const { body, contentType } = multipartBody(parts);
-    return this.json("POST", "/v1/jobs", {
+    const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      body.set(c, at);
+      at += c.length;
+    }
+    return this.json("POST", "/v1/jobs/raw", {
       body,
-      headers: { "Content-Type": contentType, "Idempotency-Key": randomKey() },
+      headers: {
+        "Content-Type": "application/octet-stream",
+        "Aiedit-Request": asciiJson({ ...request, raw }),
+        "Idempotency-Key": randomKey(),
+      },
     });
   }
 

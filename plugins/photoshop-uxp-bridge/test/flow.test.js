@@ -78,7 +78,7 @@ test("inpaint: the selection is read, sent, and the result lands masked at its o
     assert.equal(outcome.state, "succeeded");
     assert.deepEqual(outcome.region.bounds, { left: 26, top: 10, right: 74, bottom: 56 });
     assert.ok(net.length >= 3 && net.every((n) => !n.modal), "no network inside a modal scope");
-    assert.ok(net.some((n) => n.method === "POST" && n.url.endsWith("/v1/jobs")));
+    assert.ok(net.some((n) => n.method === "POST" && n.url.endsWith("/v1/jobs/raw")));
     assert.ok(net.some((n) => n.url.includes("format=rgba")));
     assert.deepEqual(updates.map((u) => u.phase).slice(0, 2), ["reading", "submitting"]);
     assert.equal(updates.at(-1).phase, "downloading");
@@ -271,8 +271,7 @@ test("a 16-bit Adobe RGB layer goes to the server as rgba16 and comes back witho
     const requests = [];
     const spy = async (url, init) => {
       if (init && init.method === "POST") {
-        const text = new TextDecoder().decode(init.body.subarray(0, 2000));
-        requests.push(JSON.parse(/name="request"[^\n]*\n[^\n]*\n\r?\n(.*)\r\n/.exec(text)[1]));
+        requests.push(JSON.parse(init.headers["Aiedit-Request"])); // POST /v1/jobs/raw
       }
       return fetch(url, init);
     };
