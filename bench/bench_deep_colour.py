@@ -5,9 +5,12 @@ HTTP API (in-process app, real SQLite, raw rgba16 upload and download).
   the same gradient sent as rgba8 is measured beside it for the ratio);
 - the server's time for the 16-bit job ÷ the same job at 8 bits (the job's started_at ..
   finished_at, and the whole submit → result download), reported;
-- the identity (scale 1) returns the 16-bit input bit for bit.
+- the identity (scale 1) returns the 16-bit input bit for bit;
+- a x4 net (the converted realesr-animevideov3 through the engine, CPU) over 16-bit tiles ÷ the
+  same over 8-bit tiles (nets compute in float: the difference is the conversions), reported.
 
-Size: BENCH_DEEP_SIZE (default 2048), BENCH_DEEP_REPEATS (default 2)."""
+Sizes: BENCH_DEEP_SIZE (default 2048), BENCH_DEEP_NET_SIZE (default 128), BENCH_DEEP_REPEATS
+(default 2)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import numpy as np
 from bench.common import Row
 
 SIZE = int(os.environ.get("BENCH_DEEP_SIZE", "2048"))
+NET_SIZE = int(os.environ.get("BENCH_DEEP_NET_SIZE", "128"))
 REPEATS = int(os.environ.get("BENCH_DEEP_REPEATS", "2"))
 MIN_LEVELS = 1024
 
@@ -67,6 +71,33 @@ def _job(client, pixels: np.ndarray, scale: float) -> tuple[np.ndarray, float, f
     return out, run, total
 
 
+def net_rows() -> list[Row]:
+    from aiedit.imaging.tiles import run_tiled_retrying
+    from bench.bench_upscale import converted, photo
+
+    with tempfile.TemporaryDirectory() as models:  # the conversion goes to a scratch dir
+        previous = os.environ.get("AIEDIT_MODELS_DIR")
+        os.environ["AIEDIT_MODELS_DIR"] = models
+        try:
+            net = converted("realesr-animevideov3-x4")
+        finally:
+            if previous is None:
+                del os.environ["AIEDIT_MODELS_DIR"]
+            else:
+                os.environ["AIEDIT_MODELS_DIR"] = previous
+    rgb8 = np.ascontiguousarray(photo("astronaut", NET_SIZE))
+    rgb16 = rgb8.astype(np.uint16) * 257
+    times = {8: [], 16: []}
+    for _ in range(REPEATS):
+        for depth, rgb in ((8, rgb8), (16, rgb16)):
+            started = time.perf_counter()
+            out = run_tiled_retrying(rgb, net, 64, 8)
+            times[depth].append(time.perf_counter() - started)
+            assert out.dtype == rgb.dtype
+    return [Row(f"deep: x4 net {NET_SIZE}² in 64 tiles, 16-bit / 8-bit", min(times[16]),
+                min(times[8]), note=f"best of {REPEATS}; realesr-animevideov3, CPU; reported")]
+
+
 def main() -> list[Row]:
     from aiedit.app import create_app, services_of
     from aiedit.config import Config
@@ -103,6 +134,7 @@ def main() -> list[Row]:
             note=f"best of {REPEATS}; job started_at..finished_at; reported"),
         Row(f"deep: submit..download x2 {SIZE}² 16-bit / 8-bit", min(totals[16]),
             min(totals[8]), note=f"best of {REPEATS}; raw upload and download; reported"),
+        *net_rows(),
     ]
 
 
