@@ -1,6 +1,7 @@
 """No prompt reaches a log line by default: not the server's own lines, not an exception's text
-while a job runs, not a library's warning that quotes the prompt (diffusers' CLIP truncation
-notice), not the refusals; the stored error messages and counters hold none either."""
+while a job runs or a request is answered, not a library's warning that quotes the prompt
+(diffusers' CLIP truncation notice), not the refusals; the stored error messages and counters
+hold none either, and the server's temporary folder holds no prompt or upload."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from aiedit.config import Config
 from aiedit.ops import base
 from tests.fixtures.tiny_server import ensure_tiny_hub, tiny_env
 from tests.helpers import AIEDIT_BIN, box_mask, noise_image, png_bytes, submit, wait_finished
-from tests.privacy.scan import rows_containing
+from tests.privacy.scan import files_containing, rows_containing
 
 
 def _post(server, operation, model, params, files=None):
@@ -47,8 +48,10 @@ def test_a_unique_prompt_is_in_no_log_line(server_factory, tmp_path):
     data_dir = tmp_path / "data"
     subprocess.run([str(AIEDIT_BIN), "blocklist", "add", "forbidden lighthouse", "--data-dir",
                     str(data_dir)], check=True, capture_output=True, timeout=120)
+    temp = tmp_path / "tmp"  # the server's temporary folder: nothing of the user goes there
+    temp.mkdir()
     server = server_factory(data_dir, env={**tiny_env(ensure_tiny_hub()),
-                                           "AIEDIT_LOG_FORMAT": "json"})
+                                           "AIEDIT_LOG_FORMAT": "json", "TMPDIR": str(temp)})
     # a prompt longer than CLIP's 77 tokens: diffusers logs the part it cut off
     long_prompt = " ".join([canary] * 60)
     resp = _post(server, "generate", "tiny-sdxl",
@@ -80,6 +83,9 @@ def test_a_unique_prompt_is_in_no_log_line(server_factory, tmp_path):
     assert canary not in re.sub(r"[\s',]+", "", log), "a tokenizer's spaced-out copy"
     stored = rows_containing(f"sqlite:///{data_dir / 'aiedit.sqlite3'}", [canary])
     assert {(table, column) for table, column, _ in stored} == {("jobs", "params")}
+    upload = image[len(image) // 2:][:64]
+    assert files_containing(data_dir, [upload]), "the upload is in the server's own storage"
+    assert files_containing(temp, [canary.encode(), upload]) == [], "and nowhere else"
 
 
 def test_an_exception_that_quotes_the_prompt_is_logged_without_it(tmp_path, models_dir,
