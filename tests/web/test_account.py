@@ -458,6 +458,9 @@ def test_support_messages_are_stored_and_listed_for_admins(app):
     page = admin_client(app).get("/admin").text
     assert "The seams &lt;b&gt;show&lt;/b&gt;" in page and job_id in page
     assert "ada@example.com" in page and "Ada Lovelace" in page
+    uid = user_row(app).name  # the users table names the person behind the id too
+    assert (f'data-owner="{uid}"><td>{uid}<br><small class="muted person">'
+            "Ada Lovelace · ada@example.com</small>") in page
 
 
 def test_support_messages_per_account_are_limited(hosted):

@@ -176,3 +176,11 @@ def update_profile(db: Database, user_name: str, name: str, email: str) -> Perso
 def set_analytics_opt_out(db: Database, user_name: str, opt_out: bool) -> None:
     with db.session() as s:
         s.get(User, user_name).analytics_opt_out = opt_out
+
+
+def names_and_emails(db: Database) -> dict[str, str]:
+    """user id -> "name · email" of everyone who signed up (for the admin page)."""
+    with db.session() as s:
+        rows = s.execute(select(User.name, User.display_name, User.email)
+                         .where(User.email.is_not(None))).all()
+    return {name: f"{display or '?'} · {email}" for name, display, email in rows}

@@ -16,7 +16,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
 
 from aiedit import __version__
-from aiedit.accounts import analytics, support
+from aiedit.accounts import analytics, people, support
 from aiedit.api.auth import keys_required
 from aiedit.api.metrics import is_loopback
 from aiedit.auth import blocklist
@@ -305,6 +305,7 @@ def _dashboard(session: Session) -> dict:
         # hosted: per-feature counts of accounts that did not opt out; the support messages
         "features": analytics.totals(db) if services.config.hosted else [],
         "support": support.recent(db) if services.config.hosted else [],
+        "people": people.names_and_emails(db) if services.config.hosted else {},
         "blocked_terms": blocklist.list_terms(db),
         "refusals": sorted(
             ({"owner": names.get(owner, owner), "count": row.count, "last": _ago(row.last_at)}
