@@ -215,7 +215,7 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
         else:
             place_results(image, anchor, plan, outcome, interactive,
                           argument(config, "if-image-changed", "stop"))
-            host.journal().remove(outcome.job["id"])
+            host.forget(outcome.job["id"])
             host.set_history_state(outcome.job["id"], "applied")
         if interactive:
             Gimp.displays_flush()

@@ -147,7 +147,7 @@ class Browser:
         journal = host.journal()
         left = [i for i in pending.items if i not in chosen]
         if answer == "discard" or not left:
-            journal.remove(pending.job_id)
+            host.forget(pending.job_id)
             host.set_history_state(pending.job_id, "discarded" if answer == "discard"
                                    and not chosen else "applied")
             return

@@ -476,7 +476,7 @@ def offer_recovered(client: ac.Client, image, anchor, kept: bool = False) -> Non
             if placement != "stop":
                 left = {r.index for r, _ in outcome.images} - set(entry.get("applied") or [])
                 host.insert_results(target, None, plan, outcome, True, placement, chosen=left)
-                host.journal().remove(entry["job_id"])
+                host.forget(entry["job_id"])
             continue
         key = target.get_id()
         by_image.setdefault(key, (target, anchor if target is image else None, []))

@@ -42,6 +42,7 @@ TITLES = {
     "video": "Video",
 }
 MASKED_OPERATIONS = ("inpaint", "edit")
+SELECTION_RESULTS = ("generate", "inpaint", "edit")  # results masked by the selection
 
 
 # ---------------------------------------------------------------- settings
@@ -94,6 +95,47 @@ def account_url(server_url: str, page: str) -> str:
 
 def journal() -> ac.JobJournal:
     return ac.JobJournal(os.path.join(settings_dir(), "pending.json"))
+
+
+def mask_path(job_id: str, folder: str = "") -> str:
+    """Where a job's selection mask is kept (``folder``: the settings folder, for callers
+    off the main thread, where Gimp may not be called)."""
+    return os.path.join(folder or settings_dir(), "masks",
+                        "".join(c for c in job_id if c.isalnum()) + ".gray")
+
+
+def save_mask(job_id: str, mask: "ac.Mask | None", folder: str):
+    """Keep a job's selection mask beside the journal, so results inserted after a restart
+    get the same layer mask; returns its size for the journal entry (None without one)."""
+    if mask is None:
+        return None
+    path = mask_path(job_id, folder)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(mask.data)
+    return {"width": mask.width, "height": mask.height}
+
+
+def load_mask(entry: dict) -> "ac.Mask | None":
+    size = entry.get("mask")
+    if not size:
+        return None
+    try:
+        with open(mask_path(entry["job_id"]), "rb") as f:
+            return ac.Mask(size["width"], size["height"], f.read())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def forget(job_id: str, pending: "ac.JobJournal | None" = None) -> None:
+    """The job is handled (applied, discarded, failed): out of the journal, mask deleted.
+    Off the main thread, pass the journal (``journal()`` asks Gimp for its folder)."""
+    pending = pending or journal()
+    pending.remove(job_id)
+    try:
+        os.unlink(mask_path(job_id, os.path.dirname(pending.path)))
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------- last values and history
@@ -198,6 +240,7 @@ class Plan:
     geometry: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)  # control0... -> Pixels (control layers)
     style: str = ""
+    layer_mask: "ac.Mask | None" = None  # the selection over the region, for the results
 
     def submit_args(self) -> dict:
         return {"operation": self.operation, "image": self.image, "mask": self.mask,
@@ -339,6 +382,10 @@ def plan_job(operation: dict, image, drawable, prompt: str, model: str, params: 
                                  transport_depth(operation, image))
     if bounds is not None and inputs.get("mask", "unused") != "unused":
         plan.mask = read_selection_mask(image, region)
+    if bounds is not None and op_id in SELECTION_RESULTS and operation.get("region") != "layer":
+        plan.layer_mask = plan.mask or read_selection_mask(image, region)
+        if op_id not in MASKED_OPERATIONS and ac.is_opaque_mask(plan.layer_mask):
+            plan.layer_mask = None  # a rectangle: the layer's own edges do it
     if op_id == "generate":
         _default_generate_size(plan, operation)
     plan.style = style or ""
@@ -656,7 +703,9 @@ def _work(client: ac.Client, plan: Plan, events: queue.Queue,
         job = submit_plan(client, plan)
         events.put(("progress", job))
         if pending is not None:
-            pending.add(job["id"], server_url=client.url, operation=plan.operation,
+            mask = save_mask(job["id"], plan.layer_mask or plan.mask,
+                             os.path.dirname(pending.path))
+            pending.add(job["id"], server_url=client.url, operation=plan.operation, mask=mask,
                         prompt=plan.prompt, region=plan.region.as_json(), options=plan.options,
                         geometry=plan.geometry, model=plan.model,
                         params={k: v for k, v in plan.params.items() if k != "control"},
@@ -668,7 +717,7 @@ def _work(client: ac.Client, plan: Plan, events: queue.Queue,
         events.put(("done", Outcome(job, download_images(client, job))))
     except BaseException as error:  # noqa: BLE001 - handed to the main thread
         if pending is not None and isinstance(error, (ac.JobFailed, ac.JobCanceled)):
-            pending.remove(error.job.get("id", ""))
+            forget(error.job.get("id", ""), pending)
         events.put(("error", error))
     finally:
         if guard is not None:
@@ -784,8 +833,11 @@ def insert_results(image, anchor, plan: Plan, outcome: Outcome, interactive: boo
         for result, pixels in images:
             name = layer_name(plan.operation, plan.prompt, result.seed)
             layer = add_layer(image, anchor, name, pixels, result.x, result.y)
-            if plan.operation in MASKED_OPERATIONS and plan.mask is not None:
-                add_mask(layer, plan.mask)
+            mask = plan.layer_mask
+            if mask is None and plan.operation in MASKED_OPERATIONS:
+                mask = plan.mask
+            if mask is not None:
+                add_mask(layer, mask)
             layers.append(layer)
         return layers
     finally:
@@ -888,19 +940,20 @@ def finished_earlier(client: ac.Client, kept: bool = False) -> list:
         except ac.ConnectionFailed:
             return found
         except ac.AieditError:
-            pending.remove(entry["job_id"])
+            forget(entry["job_id"])
             continue
         if job.get("state") == "succeeded":
             found.append((entry, job))
         elif job.get("state") in ("failed", "canceled"):
-            pending.remove(entry["job_id"])
+            forget(entry["job_id"])
     return found
 
 
 def recovered_plan(entry: dict) -> Plan:
     return Plan(entry["operation"], entry.get("model", ""), entry.get("params") or {},
                 ac.Region(**entry["region"]), prompt=entry.get("prompt", ""),
-                options=entry.get("options") or {}, geometry=entry.get("geometry") or {})
+                options=entry.get("options") or {}, geometry=entry.get("geometry") or {},
+                style=entry.get("style") or "", layer_mask=load_mask(entry))
 
 
 def recovered_target(image, entry: dict):
@@ -924,7 +977,7 @@ def insert_recovered(client: ac.Client, image, anchor, entry: dict, job: dict,
     left = {r.index for r, _ in outcome.images} - set(entry.get("applied") or [])
     layers = insert_results(target, anchor, recovered_plan(entry), outcome, interactive,
                             placement, chosen=left)
-    journal().remove(entry["job_id"])
+    forget(entry["job_id"])
     return layers
 
 

@@ -366,8 +366,17 @@ def test_soft_selection_becomes_an_editable_layer_mask_in_real_gimp(gimp, live_s
                                                   Gegl.AbyssPolicy.NONE)
         alpha = result.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8",
                                         Gegl.AbyssPolicy.NONE)[3::4]
+        generate = ac.Client("{URL}").operation("generate")
+        plan = host.plan_job(generate, image, None, "a fox", "", {})
+        soft_generate = plan.layer_mask is not None and list(plan.layer_mask.data) == list(
+            image.get_selection().get_buffer().get(
+                Gegl.Rectangle.new(plan.region.x, plan.region.y, plan.region.width,
+                                   plan.region.height), 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 4, 4, 10, 10)
+        rectangle = host.plan_job(generate, image, None, "a fox", "", {}).layer_mask
         report(layers=layers(image), selection=list(selection), mask=list(mask),
-               alpha=sorted(set(alpha)))
+               alpha=sorted(set(alpha)), soft_generate=soft_generate,
+               rectangle_mask=rectangle is not None)
     ''', URL=live_server.url)
     new = report["layers"][0]
     assert new["mask"] is True
@@ -376,6 +385,8 @@ def test_soft_selection_becomes_an_editable_layer_mask_in_real_gimp(gimp, live_s
         "the selection was not soft"
     assert len(set(report["mask"])) > 10, "the mask lost the selection's soft edge"
     assert report["alpha"] == [255], "the selection was baked into the result's alpha"
+    assert report["soft_generate"] is True, "generate into a soft selection gets its mask"
+    assert report["rectangle_mask"] is False, "a rectangle needs no mask"
 
 
 def test_results_follow_the_image_or_say_why_not_in_real_gimp(gimp, live_server):

@@ -267,6 +267,23 @@ def test_a_recovered_job_goes_to_the_image_it_came_from(gimp, live_server):
         host.insert_results(image, layer, plan, outcome)
 
 
+def test_a_recovered_inpaint_result_keeps_its_selection_mask(gimp, live_server):
+    image, layer = make_image(gimp, 20, 16)
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 4, 4, 6, 5)
+    client = ac.Client(live_server.url)
+    plan = host.plan_job(client.operation("inpaint"), image, layer, "", "classic-telea",
+                         {"strength": 0}, margin=2)
+    host.execute(client, plan, host.GimpProgress("t"), watchdog=False)  # then "GIMP dies"
+    assert os.path.exists(host.mask_path(host.journal().entries()[0]["job_id"]))
+    image.select_rectangle(gimp.ChannelOps.REPLACE, 0, 0, 1, 1)  # the selection moved on
+    (entry, job), = host.finished_earlier(client)
+    (new,) = host.insert_recovered(client, image, layer, entry, job, False)
+    rect = Gegl.Rectangle.new(0, 0, new.get_width(), new.get_height())
+    assert new.get_mask().get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE) == \
+        plan.mask.data
+    assert host.journal().entries() == [] and not os.path.exists(host.mask_path(job["id"]))
+
+
 def test_indexed_images_are_refused_with_what_to_do(gimp, live_server):
     image = gimp.Image.new(8, 8, gimp.ImageBaseType.INDEXED)
     with pytest.raises(ac.AieditError, match=r"indexed colours: convert it first with "
