@@ -126,6 +126,12 @@ class AieditDocker(DockWidget):
         self.progress.setFormat("Idle")
         self.progress.setTextVisible(True)
         layout.addWidget(self.progress)
+        self.step_preview = QLabel()
+        self.step_preview.setObjectName("step_preview")
+        self.step_preview.setAlignment(Qt.AlignCenter)
+        self.step_preview.setToolTip("The job's latest step, while it denoises")
+        self.step_preview.setVisible(False)
+        layout.addWidget(self.step_preview)
         layout.addWidget(self._results_strip())
         layout.addLayout(self._results_row())
         layout.addLayout(self._history_row())
@@ -400,6 +406,7 @@ class AieditDocker(DockWidget):
             return self._refuse(str(error))
         thread = JobThread(self.client, spec, self)
         thread.submitted.connect(self._submitted)
+        thread.preview.connect(self.show_step_preview)
         thread.progress.connect(self._progress)
         thread.succeeded.connect(self._finished)
         thread.failed.connect(self._ended)
@@ -518,7 +525,19 @@ class AieditDocker(DockWidget):
     def _canceled(self) -> None:
         self._ended("Canceled")
 
+    def show_step_preview(self, png: bytes) -> bool:
+        """Show a step preview of the running job under the progress bar."""
+        image = QImage.fromData(png, "PNG")
+        if image.isNull():
+            return False
+        self.step_preview.setPixmap(QPixmap.fromImage(
+            image.scaled(2 * THUMB, 2 * THUMB, Qt.KeepAspectRatio, Qt.SmoothTransformation)))
+        self.step_preview.setVisible(True)
+        return True
+
     def _ended(self, text: str) -> None:
+        self.step_preview.setVisible(False)
+        self.step_preview.clear()
         thread = self.job_thread
         if text != "Done" and thread is not None and thread.submitted_id \
                 and not isinstance(thread.error, ConnectionFailed):

@@ -42,13 +42,14 @@ class Outcome:
 
 
 def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None,
-            on_submitted=None) -> Outcome:
+            on_submitted=None, on_preview=None) -> Outcome:
     """Submit ``spec``, wait for the job (reporting progress, honouring cancel) and download its
     results. Raises the client's ``AieditError`` subclasses with sentences a person can act on.
 
     Pixel conversion (the capture's sRGB BGRA to RGBA, results back) happens here, so on the
     worker thread when the docker runs it. ``on_submitted(job)`` is called once the server has
-    the job (the docker journals it then)."""
+    the job (the docker journals it then), ``on_preview(preview)`` with each step preview of a
+    diffusion job (PNG, from the event stream)."""
     capture = spec.capture
     job = client.submit(spec.operation, image=capture.image, mask=capture.mask,
                         region=capture.region, model=spec.model, params=spec.params,
@@ -57,7 +58,8 @@ def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None,
         on_submitted(job)
     if on_progress:
         on_progress(job)
-    job = client.wait(job["id"], on_progress=on_progress, should_cancel=should_cancel)
+    job = client.wait(job["id"], on_progress=on_progress, should_cancel=should_cancel,
+                      on_preview=on_preview)
     return download(client, job, spec)
 
 

@@ -17,6 +17,7 @@ class JobThread(QThread):
 
     submitted = pyqtSignal(dict)
     progress = pyqtSignal(dict)
+    preview = pyqtSignal(bytes)  # a step preview's PNG
     succeeded = pyqtSignal(object)
     failed = pyqtSignal(str)
     canceled = pyqtSignal()
@@ -35,16 +36,21 @@ class JobThread(QThread):
         """Ask the job to stop; the server cancels it within about a second."""
         self._cancel.set()
 
+    def _preview(self, preview) -> None:
+        self.preview.emit(bytes(preview.png))
+
     def run(self) -> None:
         try:
             if self.job_id:
                 job = self.client.wait(self.job_id, on_progress=self.progress.emit,
-                                       should_cancel=self._cancel.is_set)
+                                       should_cancel=self._cancel.is_set,
+                                       on_preview=self._preview)
                 outcome = jobs.download(self.client, job, self.spec)
             else:
                 outcome = jobs.execute(self.client, self.spec, on_progress=self.progress.emit,
                                        should_cancel=self._cancel.is_set,
-                                       on_submitted=self.submitted.emit)
+                                       on_submitted=self.submitted.emit,
+                                       on_preview=self._preview)
         except JobCanceled:
             self.canceled.emit()
         except AieditError as error:

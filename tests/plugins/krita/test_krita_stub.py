@@ -503,3 +503,30 @@ def test_account_buttons_open_the_servers_pages(docker, live_server, qapp):
         QDesktopServices.unsetUrlHandler("http")
     assert catcher.urls == [live_server.url + "/account/keys",
                             live_server.url + "/account/credits"]
+
+
+@pytest.mark.ml
+def test_docker_shows_step_previews_of_a_diffusion_job(plugin, krita_app, tiny_server, qapp,
+                                                       docker_data):
+    krita_app.writeSetting("aiedit", "server_url", tiny_server.url)
+    krita_app.writeSetting("aiedit", "operation", "generate")
+    krita_app.writeSetting("aiedit", "model", "tiny-sdxl")
+    dock = plugin.docker.AieditDocker()
+    wait_until(qapp, lambda: dock.client is not None, timeout=15)
+    make_document(krita_app, scene())
+    dock.prompt.setPlainText("a fox")
+    dock.form.fields["steps"].set(60)
+    shown = []
+    real = dock.show_step_preview
+
+    def record(png):
+        shown.append((real(png), not dock.step_preview.isHidden(),
+                      dock.step_preview.pixmap().width() if dock.step_preview.pixmap() else 0))
+
+    dock.show_step_preview = record
+    assert dock.generate()
+    wait_until(qapp, lambda: dock.results.count() == 1, timeout=120)
+    assert shown, "no step preview reached the docker"
+    assert all(ok and visible and width > 0 for ok, visible, width in shown)
+    assert dock.step_preview.isHidden(), "the preview goes when the job ends"
+    dock.deleteLater()
