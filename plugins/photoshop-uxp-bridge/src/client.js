@@ -225,6 +225,67 @@ class AieditClient {
     return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}?cancel_only=true`);
   }
 
+  /**
+   * Follows GET /v1/jobs/{id}/events (Server-Sent Events) and calls `onEvent(name, data)` for
+   * each `progress`, `preview` and `state` event. Resolves to the final job (the `state`
+   * event's data) or null when the stream ended without one (the server's stream time limit).
+   * Throws AieditError with code `events_unsupported` when this HTTP stack cannot read a body
+   * as it arrives (then long-polls are the way). `handle.cancel()` ends the stream early.
+   */
+  async events(id, onEvent, handle = {}) {
+    const response = await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}/events`,
+      { headers: { Accept: "text/event-stream" } });
+    const reader = response.body && typeof response.body.getReader === "function"
+      ? response.body.getReader() : null;
+    if (!reader) {
+      throw new AieditError("this HTTP stack cannot stream responses", {
+        code: "events_unsupported",
+      });
+    }
+    handle.cancel = () => reader.cancel().catch(() => {});
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let final = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        break;
+      }
+      buffer += decoder.decode(value, { stream: true });
+      const parsed = parseEvents(buffer);
+      buffer = parsed.rest;
+      for (const { event, data } of parsed.events) {
+        const payload = JSON.parse(data);
+        if (event === "state") {
+          final = payload;
+        }
+        await onEvent(event, payload);
+      }
+    }
+    return final;
+  }
+
+  /**
+   * GET /v1/jobs/{id}/preview: the latest step preview as a PNG data URL and its step, or null
+   * while there is none (404).
+   */
+  async preview(id) {
+    let response;
+    try {
+      response = await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}/preview`);
+    } catch (err) {
+      if (err.status === 404) {
+        return null;
+      }
+      throw err;
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return {
+      step: Number(response.headers.get("X-Preview-Step")),
+      url: `data:image/png;base64,${base64(bytes)}`,
+    };
+  }
+
   /** Deletes a finished job and its files on the server (DELETE /v1/jobs/{id}). */
   remove(id) {
     return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}`);
@@ -258,8 +319,46 @@ class AieditClient {
   }
 }
 
+/** Base64 of bytes (UXP may lack btoa). */
+function base64(bytes) {
+  const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | ((bytes[i + 1] || 0) << 8) | (bytes[i + 2] || 0);
+    out += chars[(n >> 18) & 63] + chars[(n >> 12) & 63] +
+      (i + 1 < bytes.length ? chars[(n >> 6) & 63] : "=") +
+      (i + 2 < bytes.length ? chars[n & 63] : "=");
+  }
+  return out;
+}
+
+/** Splits Server-Sent Events text into [{event, data}] plus the unfinished rest. */
+function parseEvents(buffer) {
+  const events = [];
+  const blocks = buffer.replace(/\r\n/g, "\n").split("\n\n");
+  const rest = blocks.pop();
+  for (const block of blocks) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) {
+        continue; // heartbeat
+      }
+      if (line.startsWith("event:")) {
+        event = line.slice(6).trim();
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(5).replace(/^ /, ""));
+      }
+    }
+    if (data.length) {
+      events.push({ event, data: data.join("\n") });
+    }
+  }
+  return { events, rest };
+}
+
 function isTerminal(job) {
   return TERMINAL_STATES.has(job.state);
 }
 
-module.exports = { AieditClient, AieditError, isTerminal, multipartBody };
+module.exports = { AieditClient, AieditError, isTerminal, multipartBody, parseEvents, base64 };

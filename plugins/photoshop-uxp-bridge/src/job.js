@@ -78,11 +78,13 @@ class JobSession {
    * @param {{client: AieditClient, host: PhotoshopHost, onUpdate?: Function, pollWait?: number}}
    * `onUpdate` receives {phase, job?, message?} as the job moves on.
    */
-  constructor({ client, host, onUpdate = () => {}, pollWait = 10 }) {
+  constructor({ client, host, onUpdate = () => {}, pollWait = 10, events = true }) {
     this.client = client;
     this.host = host;
     this.onUpdate = onUpdate;
     this.pollWait = pollWait;
+    this.useEvents = events;
+    this.lastPreview = { step: 0, at: 0 };
     this.jobId = null;
     this.cancelRequested = false;
   }
@@ -193,16 +195,26 @@ class JobSession {
   }
 
   /**
-   * Waits until the job finishes (long-polls), reporting each change. Stops early, returning
-   * the job as last seen, once `stop()` was called (the panel is going away).
+   * Waits until the job finishes, reporting each change and the step previews
+   * ({phase: "preview", preview: {step, url}}): through the job's event stream where the HTTP
+   * stack can read one, else with long-polls (asking for the preview as steps advance). Stops
+   * early, returning the job as last seen, once `stop()` was called (the panel is going away).
    */
   async follow(job) {
+    if (this.useEvents && !isTerminal(job)) {
+      job = (await this.followEvents(job)) || job;
+    }
     while (!isTerminal(job) && !this.stopped) {
       job = await this.client.job(job.id, this.pollWait);
       if (this.stopped) {
         break;
       }
       this.onUpdate({ phase: job.state === "queued" ? "queued" : "running", job });
+      const p = job.progress || {};
+      if (job.state === "running" && p.stage === "denoising" && p.step > this.lastPreview.step &&
+          Date.now() - this.lastPreview.at > 1000) {
+        await this.showPreview(job.id);
+      }
     }
     if (!this.stopped) {
       this.onUpdate({ phase: job.state, job });
@@ -210,8 +222,57 @@ class JobSession {
     return job;
   }
 
+  /**
+   * Follows the job's Server-Sent Events; resolves to the finished job, or null to go on with
+   * long-polls (no streaming here, too many streams, or stopped). A stream that ends without
+   * a final state (the server's time limit) is opened again.
+   */
+  async followEvents(job) {
+    let last = job;
+    while (!this.stopped) {
+      this.stream = {};
+      let final;
+      try {
+        final = await this.client.events(job.id, async (name, data) => {
+          if (this.stopped) {
+            return;
+          }
+          if (name === "progress") {
+            const { state, queue_position: queuePosition, ...progress } = data;
+            last = { ...last, state, queue_position: queuePosition, progress };
+            this.onUpdate({ phase: state === "queued" ? "queued" : "running", job: last });
+          } else if (name === "preview") {
+            await this.showPreview(job.id);
+          }
+        }, this.stream);
+      } catch (err) {
+        if (this.stopped || err.code === "events_unsupported" || err.status === 429) {
+          this.useEvents = err.code !== "events_unsupported";
+          return null;
+        }
+        throw err;
+      }
+      if (final) {
+        return final;
+      }
+    }
+    return null;
+  }
+
+  async showPreview(jobId) {
+    this.lastPreview.at = Date.now();
+    const preview = await this.client.preview(jobId).catch(() => null);
+    if (preview && preview.step > this.lastPreview.step && !this.stopped) {
+      this.lastPreview.step = preview.step;
+      this.onUpdate({ phase: "preview", preview });
+    }
+  }
+
   stop() {
     this.stopped = true;
+    if (this.stream && this.stream.cancel) {
+      this.stream.cancel();
+    }
   }
 
   /** Asks the server to cancel; the running `run` then resolves with state "canceled". */

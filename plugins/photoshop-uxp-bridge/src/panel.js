@@ -91,7 +91,7 @@ class Panel {
    * wait in seconds.
    */
   constructor(root, { photoshop, storage, uxp = null, fetch: fetchImpl = globalThis.fetch,
-    pollWait = 10 }) {
+    pollWait = 10, events = true }) {
     this.root = root;
     this.document = root.ownerDocument;
     this.host = new PhotoshopHost(photoshop);
@@ -99,6 +99,7 @@ class Panel {
     this.uxp = uxp;
     this.fetch = fetchImpl;
     this.pollWait = pollWait;
+    this.events = events;
     this.settings = loadSettings(storage);
     this.operations = [];
     this.catalog = { styles: [], models: [], components: {} };
@@ -139,6 +140,8 @@ class Panel {
     this.copyButton.hidden = true;
     this.cancelButton = el(d, "button", { text: "Cancel", disabled: "" });
     this.progressBar = el(d, "div", { class: "bar" });
+    this.previewImage = el(d, "img", { class: "step-preview", alt: "step preview" });
+    this.previewImage.hidden = true;
     this.statusLine = el(d, "div", { class: "status" });
     this.applyButton = el(d, "button", { text: "Apply selected", disabled: "" });
     this.discardButton = el(d, "button", { text: "Discard selected", disabled: "" });
@@ -152,7 +155,8 @@ class Panel {
       labelled(d, "Context margin (px)", this.marginInput), this.promptInput, this.paramsBox,
       this.creative.box,
       el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
-      el(d, "div", { class: "track" }, [this.progressBar]), this.statusLine, this.copyButton,
+      el(d, "div", { class: "track" }, [this.progressBar]), this.previewImage, this.statusLine,
+      this.copyButton,
       this.resultLine, this.browser.choiceBox,
       el(d, "div", { class: "buttons" }, [this.applyButton, this.discardButton]),
       this.browser.box,
@@ -184,6 +188,7 @@ class Panel {
   newSession(client) {
     const session = new JobSession({
       client, host: this.host, onUpdate: (u) => this.onUpdate(u), pollWait: this.pollWait,
+      events: this.events,
     });
     this.sessions.add(session);
     return session;
@@ -367,6 +372,15 @@ class Panel {
   }
 
   onUpdate(update) {
+    if (update.phase === "preview") {
+      this.previewImage.setAttribute("src", update.preview.url);
+      this.previewImage.hidden = false;
+      this.previewStep = update.preview.step;
+      return;
+    }
+    if (["reading", "succeeded", "failed", "canceled"].includes(update.phase)) {
+      this.previewImage.hidden = true;
+    }
     const fraction = update.job && update.job.progress ? update.job.progress.fraction || 0 : 0;
     this.progressBar.style.width = `${Math.round(fraction * 100)}%`;
     this.say(progressText(update));

@@ -226,3 +226,62 @@ test("edit sends the chosen reference layer over the same region", async () => {
   assert.deepEqual(Array.from(sent.parts.reference), Array.from(expected));
   assert.equal(panel.journal.entries[0].state, "succeeded", panel.statusLine.textContent);
 });
+
+/** A fetch that logs URLs; with `stream: false` /events answers carry no readable body. */
+function loggingFetch(urls, { stream = true } = {}) {
+  return async (url, init) => {
+    urls.push(String(url));
+    const response = await fetch(url, init);
+    if (stream || !String(url).includes("/events")) {
+      return response;
+    }
+    await response.body.cancel();
+    return {
+      ok: response.ok, status: response.status, statusText: response.statusText,
+      headers: response.headers, body: null, json: async () => ({}),
+    };
+  };
+}
+
+for (const stream of [true, false]) {
+  test(`step previews show in the progress area (${stream ? "event stream" : "long-polls"})`,
+    async () => {
+      const ps = createPhotoshop();
+      ps.standin.openDocument({ width: 96, height: 64, background: [200, 200, 200] });
+      const urls = [];
+      const root = new FakeDocument().createElement("div");
+      const panel = createPanel(root, { photoshop: ps, storage: new MemoryStorage(),
+        fetch: loggingFetch(urls, { stream }), pollWait: 1 });
+      panel.serverInput.value = server.baseUrl;
+      await panel.connectButton.fire("click");
+      panel.operationSelect.value = "generate";
+      await panel.operationSelect.fire("change");
+      panel.modelSelect.value = "tiny-sdxl";
+      panel.promptInput.value = "a slow painting";
+      panel.fieldInputs.steps.value = "80";
+      panel.fieldInputs.width.value = "128";
+      panel.fieldInputs.height.value = "128";
+      const shown = [];
+      const onUpdate = panel.onUpdate.bind(panel);
+      panel.onUpdate = (u) => {
+        if (u.phase === "preview") {
+          shown.push(u.preview.step);
+        }
+        onUpdate(u);
+      };
+      await panel.runButton.fire("click");
+      assert.equal(panel.journal.entries[0].state, "succeeded", panel.statusLine.textContent);
+      assert.ok(shown.length >= 1, "at least one step preview was shown");
+      assert.ok(shown.every((step, i) => i === 0 || step > shown[i - 1]), `in order: ${shown}`);
+      assert.ok(shown.at(-1) < 80);
+      assert.ok(urls.some((u) => u.includes("/events")), "the event stream was tried");
+      const polls = urls.filter((u) => /\/v1\/jobs\/[^/?]+\?wait=/.test(u)).length;
+      if (stream) {
+        assert.equal(polls, 0, "no long-polls while the stream works");
+      } else {
+        assert.ok(polls >= 1, "long-polls when the stream cannot be read");
+      }
+      assert.match(panel.previewImage.attributes.src, /^data:image\/png;base64,iVBORw0KGgo/);
+      assert.equal(panel.previewImage.hidden, true, "hidden again once the job is done");
+    });
+}
