@@ -79,6 +79,7 @@ class Services:
             job_timeout_s=config.job_timeout_s,
             log_params=config.log_prompts,
             clock=clock or utcnow,
+            expire_queued=config.hosted,  # the promise: no upload outlives the period
         )
         if config.studio:
             queue = CeleryQueue(runner, config, client)

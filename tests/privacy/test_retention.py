@@ -66,3 +66,21 @@ def test_files_and_rows_are_gone_after_the_retention_period(papp, services, cloc
 def test_the_sweep_interval_follows_a_short_retention(make_privacy_app):
     services = make_privacy_app(retention_hours=0.01).extensions["aiedit"]
     assert services.sweep_interval_s == 3.6
+
+
+def test_hosted_servers_also_expire_jobs_still_queued(papp, services, clock):
+    """A personal or studio server keeps a queued job's uploads until it has run; hosted mode
+    promises the period from submission, so one still queued then is canceled and deleted."""
+    services.queue.stop()  # nothing runs: the job stays queued
+    client = papp.test_client()
+    job_id, upload = _inpaint(client, "a patient lighthouse")
+    clock.advance(hours=25)
+    services.sweep_once()
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["state"] == "queued", "not hosted"
+
+    services.runner.expire_queued = True  # as Services.build sets it in hosted mode
+    services.sweep_once()
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+    assert not services.blobs.job_dir(job_id).exists()
+    assert files_containing(services.config.data_dir, [upload[len(upload) // 2:][:64]]) == []
+

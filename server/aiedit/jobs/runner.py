@@ -120,9 +120,11 @@ class JobRunner:
         log_params: bool = False,
         job_timeout_s: float = 0.0,
         clock: Callable[[], datetime] = utcnow,
+        expire_queued: bool = False,
     ):
         self.db = db
         self.now = clock  # what time it is (UTC); tests pass a clock they move
+        self.expire_queued = expire_queued
         self.blobs = blobs
         self.catalog = catalog
         self.cache = cache
@@ -660,14 +662,23 @@ class JobRunner:
             ]
 
     def expire(self) -> int:
-        """Delete finished jobs past their expiry time with their files (a queued or running
-        job's expiry is set again when it finishes: retention counts from then). Returns how
-        many."""
+        """Delete finished jobs past their expiry time with their files (a running job's expiry
+        is set again when it finishes: retention counts from then). A queued job keeps its
+        files until it has run, unless `expire_queued` (hosted mode: uploads never outlive the
+        promised period): then one still queued at its expiry is canceled (held credits
+        return) and deleted too. Returns how many were deleted."""
         now = self.now()
         with self.db.session() as s:
             ids = list(
                 s.scalars(select(Job.id).where(Job.expires_at < now, Job.state.in_(FINISHED)))
             )
+            stale = list(s.scalars(
+                select(Job.id).where(Job.expires_at < now, Job.state == QUEUED)
+            )) if self.expire_queued else []
+        for job_id in stale:
+            if self.cancel(job_id) == CANCELED:
+                log.info("job expired while queued", extra={"job_id": job_id})
+                ids.append(job_id)
         for job_id in ids:
             self.delete(job_id)
         if ids:
