@@ -111,6 +111,16 @@ def test_16_bit_png_of_every_colour_type_is_read_at_16_bits(client, colour_type)
                           np.full((6, 7), 65535, np.uint16))
 
 
+def test_a_16_bit_png_for_an_8_bit_operation_is_rounded_not_truncated():
+    from aiedit.imaging.codec import decode_image
+
+    image = gradient16(9, 300)
+    eight = decode_image("image", png16(image), 10**6, 1000)
+    assert eight.dtype == np.uint8
+    assert np.array_equal(eight, ((image.astype(np.uint32) + 128) // 257).astype(np.uint8))
+    assert np.array_equal(decode_image("image", png16(image), 10**6, 1000, deep=True), image)
+
+
 def test_upscale_keeps_more_levels_than_8_bits_hold(client):
     image = gradient16(16, 1024)
     job = finished(client, submit_raw16(client, "upscale", image, model="classic-lanczos",

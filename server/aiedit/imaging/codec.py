@@ -151,8 +151,9 @@ def decode_image(
 ) -> np.ndarray:
     """Any supported file → H x W x 4 uint8 sRGB RGBA. With `deep` (the operation takes
     rgba16), a 16-bit PNG → H x W x 4 uint16 sRGB RGBA instead."""
-    if deep and png_bit_depth(data) == 16:
-        return _decode_png16(field, data, max_pixels, max_side)
+    if png_bit_depth(data) == 16 and (deep or _plain_colour_png16(data)):
+        pixels = _decode_png16(field, data, max_pixels, max_side)
+        return pixels if deep else to_8bit(pixels)  # rounded (the library would truncate)
     img = _open(field, data, max_pixels, max_side)
     try:
         rgba = _to_rgba(img)
@@ -221,6 +222,25 @@ def _decode_png16(field: str, data, max_pixels: int, max_side: int) -> np.ndarra
         out[..., :3] = arr[..., 2::-1]
         out[..., 3] = arr[..., 3]
     return out
+
+
+def _plain_colour_png16(data) -> bool:
+    """A 16-bit RGB or RGBA PNG without an embedded profile (chunks before the pixels): its
+    8-bit pixels are its 16-bit ones rounded. 16-bit gray is already rounded; a file with a
+    profile goes through the colour conversion of the 8-bit path."""
+    head = bytes(data[:26])
+    if head[25] not in (2, 6):
+        return False
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(bytes(data[pos : pos + 4]), "big")
+        kind = bytes(data[pos + 4 : pos + 8])
+        if kind == b"iCCP":
+            return False
+        if kind in (b"IDAT", b"IEND"):
+            return True
+        pos += 12 + length
+    return True
 
 
 def _is_srgb(icc: bytes) -> bool:
