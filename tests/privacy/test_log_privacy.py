@@ -140,12 +140,21 @@ def test_an_unexpected_error_in_a_request_is_logged_without_its_prompt(tmp_path,
     try:
         files = {"image": png_bytes(noise_image(16, 16)),
                  "mask": png_bytes(box_mask(16, 16, (2, 2, 8, 8)))}
-        resp = submit(app.test_client(), "inpaint", files, model="classic-telea",
+        client = app.test_client()
+        resp = submit(client, "inpaint", files, model="classic-telea",
                       params={"prompt": f"a {canary} at dusk"})
         assert resp.status_code == 500 and canary not in resp.get_data(as_text=True)
+        request = {"operation": "upscale", "model": "classic-lanczos",
+                   "params": {"refine_prompt": f"{canary} again"},
+                   "raw": {"image": {"width": 4, "height": 4}}}
+        monkeypatch.setattr(job_request, "check_prompt", lambda owner, params: broken(
+            owner, {"prompt": params["refine_prompt"]}))
+        raw = client.post("/v1/jobs/raw", data=bytes(64), content_type="application/octet-stream",
+                          headers={"Aiedit-Request": json.dumps(request)})
+        assert raw.status_code == 500
     finally:
         services_of(app).stop()
         logs.configure(Config(data_dir=tmp_path / "d"), io.StringIO())
     log = stream.getvalue()
-    assert "unhandled error" in log and "RuntimeError: could not check '[user text]'" in log
+    assert log.count("RuntimeError: could not check '[user text]'") == 2
     assert canary not in log

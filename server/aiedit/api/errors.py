@@ -138,15 +138,17 @@ def init_app(app) -> None:
 
 
 def _request_texts() -> tuple[str, ...]:
-    """The prompts of the request being answered (a job's `request` part, or a JSON body's
-    `params`), as far as they were already read: nothing is parsed for this."""
+    """The prompts of the request being answered (a job's `request` part or `Aiedit-Request`
+    header, or a JSON body's `params`), as far as they were already read: no body is parsed
+    for this."""
     import json
 
     texts: list[str] = []
     form = request.__dict__.get("form")  # parsed already (werkzeug caches it there)
-    raw = form.get("request") if form is not None else None
+    raws = [form.get("request") if form is not None else None,
+            request.headers.get("Aiedit-Request")]  # POST /v1/jobs/raw
     bodies = [request.get_json(silent=True)] if request.is_json else []
-    if raw:
+    for raw in filter(None, raws):
         try:
             bodies.append(json.loads(raw))
         except ValueError:
