@@ -26,6 +26,9 @@ OPERATIONS = {
     "upscale": ("_Upscale…", "Enlarge the layer with a super-resolution model"),
     "restore": ("_Restore…", "Restore faces, remove noise or repair old photos"),
     "video": ("Image to _video…", "Animate the layer into frames"),
+    "preprocess": ("_Control map from layer…",
+                   "Turn the layer into a control map (edges, scribble, line art, depth, pose) "
+                   "to use as a control layer"),
 }
 SELECTION_OPERATIONS = ("edit", "inpaint")
 CREATIVE_OPERATIONS = ("generate", "inpaint")  # control layers, LoRAs, styles

@@ -40,6 +40,7 @@ TITLES = {
     "upscale": "Upscale",
     "restore": "Restore",
     "video": "Video",
+    "preprocess": "Control map",
 }
 MASKED_OPERATIONS = ("inpaint", "edit")
 SELECTION_RESULTS = ("generate", "inpaint", "edit")  # results masked by the selection

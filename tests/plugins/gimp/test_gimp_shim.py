@@ -55,8 +55,8 @@ def test_procedures_are_registered_under_the_ai_menu(gimp, plugin):
     plug_in = plugin
     names = plug_in.do_query_procedures()
     assert "plug-in-aiedit-inpaint" in names and "plug-in-aiedit-settings" in names
-    assert "plug-in-aiedit-results" in names
-    assert len(names) == 9
+    assert "plug-in-aiedit-results" in names and "plug-in-aiedit-preprocess" in names
+    assert len(names) == 10
     for name in names:
         procedure = plug_in.do_create_procedure(name)
         assert procedure.menu_paths == ["<Image>/Filters/AI (aiedit)"]
@@ -282,6 +282,17 @@ def test_a_recovered_inpaint_result_keeps_its_selection_mask(gimp, live_server):
     assert new.get_mask().get_buffer().get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE) == \
         plan.mask.data
     assert host.journal().entries() == [] and not os.path.exists(host.mask_path(job["id"]))
+
+
+def test_control_map_from_a_layer_is_a_new_layer(gimp, plugin, live_server):
+    image, layer = make_image(gimp, 24, 20, layer_offset=(3, 2), layer_size=(16, 12))
+    values = run_procedure(gimp, plugin, "plug-in-aiedit-preprocess", image, [layer],
+                           server_url=live_server.url, params=json.dumps({"kind": "canny"}))
+    assert_success(gimp, values)
+    new = image.get_layers()[0]
+    assert new.get_name() == "Control map"
+    assert new.get_offsets() == (True, 3, 2) and (new.get_width(), new.get_height()) == (16, 12)
+    assert new.get_mask() is None
 
 
 def test_indexed_images_are_refused_with_what_to_do(gimp, live_server):
