@@ -13,6 +13,7 @@ from PyQt5.QtGui import QDesktopServices, QIcon, QImage, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -42,7 +43,8 @@ from .worker import CallThread, JobThread
 
 DOCKER_ID = "aiedit_docker"
 THUMB = 96
-OWN_WIDGETS = ("prompt", "strength")
+OWN_WIDGETS = ("prompt", "strength", "loras", "control")
+LORA_ROWS = 2
 SOURCES = ((host.SOURCE_IMAGE, "Visible image"), (host.SOURCE_LAYER, "Active layer"))
 
 ACCOUNT_PAGES = {"keys": "/account/keys", "credits": "/account/credits"}
@@ -119,6 +121,7 @@ class AieditDocker(DockWidget):
         self.params_box = QGroupBox("Parameters")
         self.params_layout = QVBoxLayout(self.params_box)
         layout.addWidget(self.params_box)
+        layout.addWidget(self._creative_box())
         layout.addLayout(self._run_row())
         self.progress = QProgressBar()
         self.progress.setObjectName("progress")
@@ -188,6 +191,110 @@ class AieditDocker(DockWidget):
         form.addRow("Model", self.model_combo)
         form.addRow("Read from", self.source_combo)
         return form
+
+    def _creative_box(self) -> QGroupBox:
+        """Style, LoRAs and control layers (for operations whose schema takes them)."""
+        self.styles: list = []
+        self.loras_available: list = []
+        self.creative_box = QGroupBox("Style, LoRAs and control layers")
+        form = QFormLayout(self.creative_box)
+        self.style_combo = QComboBox()
+        self.style_combo.setObjectName("style")
+        form.addRow("Style", self.style_combo)
+        self.lora_rows = []
+        for index in range(LORA_ROWS):
+            combo, weight = QComboBox(), QDoubleSpinBox()
+            combo.setObjectName(f"lora{index}")
+            weight.setObjectName(f"lora_weight{index}")
+            weight.setRange(-2.0, 2.0)
+            weight.setSingleStep(0.1)
+            weight.setValue(1.0)
+            row = QHBoxLayout()
+            row.addWidget(combo, 3)
+            row.addWidget(weight, 1)
+            form.addRow(f"LoRA {index + 1}", row)
+            self.lora_rows.append((combo, weight))
+        self.control_rows: list = []
+        self.controls_layout = QVBoxLayout()
+        form.addRow(self.controls_layout)
+        self.add_control_button = QPushButton("Add control layer")
+        self.add_control_button.setObjectName("add_control")
+        self.add_control_button.setToolTip("Steer the model with a layer: a sketch, line art, "
+                                           "edges, depth, a pose, or a reference picture")
+        self.add_control_button.clicked.connect(lambda: self.add_control())
+        form.addRow(self.add_control_button)
+        self.creative_box.setVisible(False)
+        return self.creative_box
+
+    def add_control(self, layer: str = "", kind: str = "scribble", strength: float = 1.0):
+        """A control row: which layer, which kind, how strongly (0-2)."""
+        layers, kinds, power = QComboBox(), QComboBox(), QDoubleSpinBox()
+        doc = Krita.instance().activeDocument()
+        names = [n.name() for n in doc.topLevelNodes() if n.type().endswith("layer")
+                 and n.name() != host.PREVIEW_NAME] if doc is not None else []
+        for name in reversed(names):
+            layers.addItem(name)
+        layers.setCurrentIndex(max(0, layers.findText(layer)))
+        for option in host.CONTROL_KINDS:
+            kinds.addItem(option)
+        kinds.setCurrentIndex(max(0, kinds.findText(kind)))
+        power.setRange(0.0, 2.0)
+        power.setSingleStep(0.1)
+        power.setValue(strength)
+        remove = QPushButton("\u2715")
+        remove.setToolTip("Remove this control layer")
+        row = QHBoxLayout()
+        for widget, stretch in ((layers, 3), (kinds, 2), (power, 1), (remove, 0)):
+            row.addWidget(widget, stretch)
+        entry = (row, layers, kinds, power)
+        remove.clicked.connect(lambda: self._remove_control(entry))
+        self.controls_layout.addLayout(row)
+        self.control_rows.append(entry)
+        return entry
+
+    def _remove_control(self, entry) -> None:
+        row = entry[0]
+        while row.count():
+            widget = row.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        self.controls_layout.removeItem(row)
+        self.control_rows.remove(entry)
+
+    def controls(self) -> list:
+        """The control rows as ``aiedit.run`` takes them."""
+        return [{"layer": layers.currentText(), "kind": kinds.currentText(),
+                 "strength": round(power.value(), 2)}
+                for _row, layers, kinds, power in self.control_rows if layers.currentText()]
+
+    def style(self) -> str:
+        return self.style_combo.currentData() or ""
+
+    def loras(self) -> list:
+        return [{"id": combo.currentData(), "weight": round(weight.value(), 2)}
+                for combo, weight in self.lora_rows if combo.currentData()]
+
+    def _fill_creative(self, op: dict) -> None:
+        properties = jobs.schema_properties(op)
+        styles = [st for st in self.styles if op["id"] in (st.get("operations") or [op["id"]])]
+        self.style_combo.clear()
+        self.style_combo.addItem("No style", "")
+        for st in styles:
+            self.style_combo.addItem(st.get("name") or st["id"], st["id"])
+            self.style_combo.setItemData(self.style_combo.count() - 1,
+                                         st.get("description") or "", Qt.ToolTipRole)
+        for combo, _weight in self.lora_rows:
+            combo.clear()
+            combo.addItem("No LoRA", "")
+            for lora in self.loras_available:
+                label = lora.get("name") or lora["id"]
+                if lora.get("base"):
+                    label += f" ({lora['base']})"
+                combo.addItem(label, lora["id"])
+            combo.setEnabled("loras" in properties)
+        self.add_control_button.setEnabled("control" in properties)
+        self.creative_box.setVisible(bool(styles) or "loras" in properties
+                                     or "control" in properties)
 
     def _strength_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -289,6 +396,11 @@ class AieditDocker(DockWidget):
         self.prompt.setPlainText(str(params.pop("prompt", "") or ""))
         if "strength" in params:
             self.strength.setValue(round(100 * float(params.pop("strength"))))
+        loras = params.pop("loras", None) or []
+        for index, (combo, weight) in enumerate(self.lora_rows):
+            chosen = loras[index] if index < len(loras) else {}
+            combo.setCurrentIndex(max(0, combo.findData(chosen.get("id", ""))))
+            weight.setValue(float(chosen.get("weight", 1.0)))
         if self.form is not None:
             self.form.set_values(params)
         return True
@@ -305,15 +417,20 @@ class AieditDocker(DockWidget):
             return
         self.status.setText(f"Connecting to {client.url}…")
         self.connect_button.setEnabled(False)
-        thread = CallThread(lambda: (client, client.health(), client.operations()), self)
+        thread = CallThread(lambda: (client, client.health(), client.operations(),
+                                     _optional(lambda: client._json("GET", "/v1/styles")),
+                                     _optional(client.models)), self)
         thread.done.connect(self._connected)
         thread.failed.connect(self._connection_failed)
         self.call_thread = thread
         thread.start()
 
     def _connected(self, answer) -> None:
-        client, health, operations = answer
+        client, health, operations, styles, models = answer
         self.client, self.operations = client, list(operations)
+        self.styles = list((styles or {}).get("styles") or [])
+        self.loras_available = [m for m in models or [] if m.get("engine") == "lora"
+                                or "lora" in (m.get("operations") or [])]
         self.connect_button.setEnabled(True)
         self.status.setText(f"Connected to aiedit {health.get('version', '')} at {client.url}"
                             f" ({health.get('mode', 'personal')})")
@@ -354,6 +471,7 @@ class AieditDocker(DockWidget):
         self.form = ParamsForm(properties, skip=OWN_WIDGETS)
         self.params_layout.addWidget(self.form)
         self.params_box.setVisible(bool(self.form.fields))
+        self._fill_creative(op)
 
     def _fill_models(self, op: dict) -> None:
         self.model_combo.clear()
@@ -386,6 +504,8 @@ class AieditDocker(DockWidget):
             values["prompt"] = self.prompt.toPlainText().strip()
         if "strength" in properties:
             values["strength"] = self.strength.value() / 100
+        if "loras" in properties and self.loras():
+            values["loras"] = self.loras()
         return values
 
     def generate(self) -> bool:
@@ -401,7 +521,8 @@ class AieditDocker(DockWidget):
         self._remember()
         try:
             spec = scripting.prepare(doc, op, model=self.model_combo.currentData() or "",
-                                     params=self.params(), source=self.source_combo.currentData())
+                                     params=self.params(), source=self.source_combo.currentData(),
+                                     controls=self.controls() or None, style=self.style())
         except host.HostError as error:
             return self._refuse(str(error))
         thread = JobThread(self.client, spec, self)
@@ -661,6 +782,14 @@ class AieditDocker(DockWidget):
         for item, pending in self._items(items):
             self._drop(item, pending)
         self.update_preview()
+
+
+def _optional(call):
+    """An answer the docker can do without (styles, models on older servers): None on error."""
+    try:
+        return call()
+    except AieditError:
+        return None
 
 
 def _history_tooltip(entry) -> str:

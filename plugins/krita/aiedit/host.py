@@ -79,6 +79,7 @@ class Capture:
     layout: px.Layout = field(default_factory=lambda: px.Layout("RGBA", "U8", px.SRGB_PROFILE))
     placement: Placement | None = None
     deep: bool = False  # the operation takes 16-bit images: a 16-bit document sends 16 bits
+    controls: list = field(default_factory=list)  # [(control item JSON, px.Raw)] over region
     _image: Pixels | None = field(default=None, repr=False)
 
     @property
@@ -232,6 +233,42 @@ class _previews_hidden:  # noqa: N801 - used as a statement
         if self.hidden:
             self.doc.refreshProjection()
         return False
+
+
+CONTROL_KINDS = ("scribble", "lineart", "canny", "depth", "pose", "reference")
+
+
+def read_controls(doc, capture: Capture, controls: list) -> None:
+    """Read each control layer over the capture's region (same size, same offsets as the
+    image) into ``capture.controls``. ``controls``: ``[{"node" or "layer", "kind", "strength",
+    ...}]``; the other keys (start, end, preprocess, model) go to the server as they are."""
+    doc_layout = layout(doc)
+    for index, control in enumerate(controls):
+        node = control.get("node") or find_layer(doc, control.get("layer", ""))
+        if node is None:
+            raise HostError(f"Control layer {control.get('layer')!r} is not in the image: "
+                            "pick another layer.")
+        kind = control.get("kind", "scribble")
+        if kind not in CONTROL_KINDS:
+            raise HostError(f"Unknown control kind {kind!r}: use one of "
+                            f"{', '.join(CONTROL_KINDS)}.")
+        item = {k: v for k, v in control.items() if k not in ("node", "layer")}
+        item.update(kind=kind, input=f"control{index}")
+        read = node.projectionPixelData if node.type() == "grouplayer" else node.pixelData
+        raw = _to_srgb(bytes(read(*_rect(capture.region))), capture.region.width,
+                       capture.region.height, doc_layout)
+        capture.controls.append((item, raw))
+
+
+def find_layer(doc, name: str):
+    """The first layer called ``name`` (searching groups too), or None."""
+    def walk(node):
+        for child in node.childNodes():
+            yield child
+            yield from walk(child)
+
+    return next((n for n in walk(doc.rootNode()) if n.name() == name
+                 and n.type().endswith("layer")), None)
 
 
 def active_layer(doc):

@@ -3,9 +3,12 @@ so it runs on a worker thread (the docker) or inline (``aiedit.run``)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 
+from . import aiedit_client as ac
+from . import pixels as px
 from .aiedit_client import Client, Result
 from .host import DEFAULT_MARGIN, Capture, encode_result, result_mask
 
@@ -19,6 +22,7 @@ class JobSpec:
     params: dict
     capture: Capture
     idempotency_key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    style: str = ""
 
     @property
     def prompt(self) -> str:
@@ -50,10 +54,7 @@ def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None,
     worker thread when the docker runs it. ``on_submitted(job)`` is called once the server has
     the job (the docker journals it then), ``on_preview(preview)`` with each step preview of a
     diffusion job (PNG, from the event stream)."""
-    capture = spec.capture
-    job = client.submit(spec.operation, image=capture.image, mask=capture.mask,
-                        region=capture.region, model=spec.model, params=spec.params,
-                        idempotency_key=spec.idempotency_key)
+    job = submit(client, spec)
     if on_submitted:
         on_submitted(job)
     if on_progress:
@@ -61,6 +62,45 @@ def execute(client: Client, spec: JobSpec, on_progress=None, should_cancel=None,
     job = client.wait(job["id"], on_progress=on_progress, should_cancel=should_cancel,
                       on_preview=on_preview)
     return download(client, job, spec)
+
+
+def submit(client: Client, spec: JobSpec) -> dict:
+    """``POST /v1/jobs``. The shared client's ``submit`` sends image, mask and reference; a job
+    with control layers or a style goes through the same client's request plumbing here, with
+    control parts ``control0``… beside the image."""
+    capture = spec.capture
+    if not capture.controls and not spec.style:
+        return client.submit(spec.operation, image=capture.image, mask=capture.mask,
+                             region=capture.region, model=spec.model, params=spec.params,
+                             idempotency_key=spec.idempotency_key)
+    params = dict(spec.params)
+    if capture.controls:
+        params["control"] = [item for item, _ in capture.controls]
+    request = {"operation": spec.operation, "params": params,
+               "region": capture.region.as_json()}
+    if spec.model:
+        request["model"] = spec.model
+    if spec.style:
+        request["style"] = spec.style
+    image = capture.image
+    if image is not None and getattr(image, "depth", 8) == 16 \
+            and not client.takes_16bit(spec.operation):
+        image = image.to_8bit()
+    parts = [("image", image), ("mask", capture.mask)]
+    parts += [(item["input"], ac.Pixels(raw.width, raw.height, px.to_rgba8(raw.data, raw.depth)))
+              for item, raw in capture.controls]
+    files, raw_parts = [], {}
+    for name, value in parts:
+        if value is None:
+            continue
+        files.append((name, value.data))
+        raw_parts[name] = {"width": value.width, "height": value.height}
+        if getattr(value, "depth", 8) == 16:
+            raw_parts[name]["format"] = "rgba16"
+    request["raw"] = raw_parts
+    body, content_type = ac._multipart([("request", json.dumps(request).encode())], files)
+    headers = {"Content-Type": content_type, "Idempotency-Key": spec.idempotency_key}
+    return client._retrying(lambda: client._json("POST", "/v1/jobs", body, headers))
 
 
 def download(client: Client, job: dict, spec: JobSpec) -> Outcome:
@@ -98,9 +138,10 @@ def context_margin(operation: dict, params: dict) -> int:
     return int(default_params(operation).get("context_margin", DEFAULT_MARGIN))
 
 
-def pick_model(operation: dict, requested: str = "") -> str:
-    """The requested model, else the server's default, else the first installed one."""
-    if requested:
+def pick_model(operation: dict, requested: str = "", styled: bool = False) -> str:
+    """The requested model, else (with a style: the style's own) the server's default, else the
+    first installed one."""
+    if requested or styled:
         return requested
     if operation.get("default_model"):
         return operation["default_model"]

@@ -11,25 +11,29 @@ UPSCALING_OPERATIONS = ("upscale",)
 
 def run(document, operation: str, prompt: str = "", model: str = "", params: dict | None = None,
         server_url: str | None = None, api_key: str | None = None, *,
-        source: str = host.SOURCE_IMAGE, node=None, timeout: float = 30.0) -> list:
+        source: str = host.SOURCE_IMAGE, node=None, timeout: float = 30.0,
+        controls: list | None = None, style: str = "") -> list:
     """Run one job on ``document``'s selection (or the whole image) and return the new nodes.
 
     Synchronous: it blocks until the job ends, so call it from scripts and batch runs, not from
     a docker. ``server_url`` / ``api_key`` default to the docker's settings. ``source`` is
     ``"image"`` (the visible image) or ``"layer"`` (the active layer, or ``node``). Upscale
-    results open as a new document; the nodes returned then belong to it.
+    results open as a new document; the nodes returned then belong to it. ``controls``:
+    control layers, ``[{"layer": name (or "node": node), "kind": "canny", "strength": 0.8}]``
+    (kinds: scribble, lineart, canny, depth, pose, reference); ``style``: a ``/v1/styles`` id.
     """
     saved = settings.load()
     client = Client(server_url or saved.server_url,
                     saved.api_key if api_key is None else api_key, timeout=timeout)
     op = client.operation(operation)
-    spec = prepare(document, op, prompt, model, params, source, node)
+    spec = prepare(document, op, prompt, model, params, source, node, controls, style)
     outcome = jobs.execute(client, spec)
     return apply_outcome(document, spec, outcome)
 
 
 def prepare(document, op: dict, prompt: str = "", model: str = "", params: dict | None = None,
-            source: str = host.SOURCE_IMAGE, node=None) -> jobs.JobSpec:
+            source: str = host.SOURCE_IMAGE, node=None, controls: list | None = None,
+            style: str = "") -> jobs.JobSpec:
     """Read what the job needs from the document (GUI thread) and describe the job."""
     params = dict(params or {})
     if prompt:
@@ -37,7 +41,10 @@ def prepare(document, op: dict, prompt: str = "", model: str = "", params: dict 
     margin = jobs.context_margin(op, params)
     capture = host.read_capture(document, op, source, margin, node)
     capture.deep = "rgba16" in (op.get("input_formats") or [])
-    return jobs.JobSpec(op["id"], jobs.pick_model(op, model), params, capture)
+    if controls:
+        host.read_controls(document, capture, controls)
+    return jobs.JobSpec(op["id"], jobs.pick_model(op, model, bool(style)), params, capture,
+                        style=style)
 
 
 def apply_outcome(document, spec: jobs.JobSpec, outcome: jobs.Outcome,

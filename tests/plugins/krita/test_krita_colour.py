@@ -148,3 +148,43 @@ def test_16bit_gradient_upscaled_keeps_its_levels(krita_home, tmp_path, live_ser
     assert report["space"] == ["RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc"]
     assert report["resolution"] == 600, "the resolution scales with the pixels"
     assert report["levels"] >= 1024, report["levels"]
+
+
+def received_job(server) -> dict:
+    """The newest job as the server stored it: params, region and the input files' bytes.
+    (A copy of the GIMP tests' helper.)"""
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "aiedit.sqlite3") as db:
+        row = db.execute("SELECT id, params, region, inputs FROM jobs ORDER BY created_at DESC "
+                         "LIMIT 1").fetchone()
+    job_id, params, region, inputs = row[0], json.loads(row[1]), json.loads(row[2]), \
+        json.loads(row[3])
+    files = {name: (server.data_dir / "blobs" / job_id / ref["blob"]).read_bytes()
+             for name, ref in inputs.items()}
+    return {"params": params, "region": region, "inputs": inputs, "files": files}
+
+
+@pytest.mark.ml
+def test_control_and_reference_layers_reach_the_server(krita_home, tmp_path, tiny_server):
+    """generate from real Krita with a canny control layer, a reference layer, a style, a LoRA
+    and two variations: the server receives each layer's pixels over the job's region."""
+    import hashlib
+
+    report = run_scenario(krita_home, tmp_path, tiny_server.url, "creative",
+                          selection=[16, 8, 64, 48])
+    job = received_job(tiny_server)
+    params = job["params"]
+    assert job["region"] == {"x": 16, "y": 8, "width": 64, "height": 48}
+    assert [(c["kind"], c["input"], c["strength"]) for c in params["control"]] == [
+        ("canny", "control0", 0.7), ("reference", "control1", 0.5)]
+    assert params["loras"] == [{"id": "tiny-lora-sdxl", "weight": 0.5}]
+    assert params["count"] == 2
+    assert params["prompt"].startswith("cinematic film still of a red fox"), params["prompt"]
+    assert hashlib.sha256(job["files"]["control0"]).hexdigest() == report["edges"]
+    assert hashlib.sha256(job["files"]["control1"]).hexdigest() == report["ref"]
+    # the region's corner (16, 8) is the reference layer's pixel (8, 4) from its own origin
+    assert report["ref_corner"] == [16, 12, 200, 255]
+    assert sorted(n["name"] for n in report["nodes"]) == [
+        "generate · a red fox · seed 7", "generate · a red fox · seed 8"]
+    assert all(n["bounds"][:2] == [16, 8] for n in report["nodes"])

@@ -530,3 +530,59 @@ def test_docker_shows_step_previews_of_a_diffusion_job(plugin, krita_app, tiny_s
     assert all(ok and visible and width > 0 for ok, visible, width in shown)
     assert dock.step_preview.isHidden(), "the preview goes when the job ends"
     dock.deleteLater()
+
+
+@pytest.mark.ml
+def test_docker_sends_style_loras_control_layers_and_count(plugin, krita_app, tiny_server, qapp,
+                                                           docker_data):
+    """The docker offers the server's styles, LoRAs and the document's layers as control
+    layers; Generate sends them, and the server receives the control layer's pixels."""
+    import hashlib
+    import json as json_module
+    import sqlite3
+
+    krita_app.writeSetting("aiedit", "server_url", tiny_server.url)
+    krita_app.writeSetting("aiedit", "operation", "generate")
+    krita_app.writeSetting("aiedit", "model", "tiny-sdxl")
+    doc = make_document(krita_app, scene())
+    sketch = doc.createNode("Sketch", "paintlayer")
+    lines = np.zeros((H, W, 4), np.uint8)
+    lines[::6] = 255
+    sketch.setPixelData(bgra(lines), 0, 0, W, H)
+    doc.rootNode().addChildNode(sketch, doc.rootNode().childNodes()[0])
+    dock = plugin.docker.AieditDocker()
+    wait_until(qapp, lambda: dock.client is not None, timeout=15)
+    assert not dock.creative_box.isHidden()
+    styles = [dock.style_combo.itemData(i) for i in range(dock.style_combo.count())]
+    assert styles[0] == "" and "cinematic" in styles
+    combo, weight = dock.lora_rows[0]
+    assert combo.findData("tiny-lora-sdxl") > 0
+    combo.setCurrentIndex(combo.findData("tiny-lora-sdxl"))
+    weight.setValue(0.5)
+    dock.style_combo.setCurrentIndex(dock.style_combo.findData("cinematic"))
+    _row, layers, kinds, power = dock.add_control()
+    assert [layers.itemText(i) for i in range(layers.count())] == ["Sketch", "Background"]
+    kinds.setCurrentIndex(kinds.findText("scribble"))
+    power.setValue(0.8)
+    dock.prompt.setPlainText("a castle")
+    dock.form.fields["seed"].set(5)
+    dock.form.fields["steps"].set(2)
+    dock.form.fields["count"].set(2)
+    assert dock.generate()
+    wait_until(qapp, lambda: dock.results.count() == 2, timeout=120)
+
+    with sqlite3.connect(tiny_server.data_dir / "aiedit.sqlite3") as db:
+        job_id, params, inputs = db.execute(
+            "SELECT id, params, inputs FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
+    params, inputs = json_module.loads(params), json_module.loads(inputs)
+    assert [(c["kind"], c["input"], c["strength"]) for c in params["control"]] == [
+        ("scribble", "control0", 0.8)]
+    assert params["loras"] == [{"id": "tiny-lora-sdxl", "weight": 0.5}]
+    assert params["count"] == 2 and params["prompt"].startswith("cinematic film still of a castle")
+    received = (tiny_server.data_dir / "blobs" / job_id / inputs["control0"]["blob"]).read_bytes()
+    x, y, w, h = SELECTION
+    assert hashlib.sha256(received).digest() == \
+        hashlib.sha256(lines[y:y + h, x:x + w].tobytes()).digest(), \
+        "the control layer's pixels over the job's region"
+    assert [dock.results.item(i).text() for i in range(2)] == ["seed 5", "seed 6"]
+    dock.deleteLater()

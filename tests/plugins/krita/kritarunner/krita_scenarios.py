@@ -239,5 +239,45 @@ def deep_upscale(orders):
             "levels": len(set(column[1::4]))}
 
 
+def creative(orders):
+    """generate with a control layer, a reference layer, a style, a LoRA and two variations."""
+    import hashlib
+
+    from PyQt5.QtCore import QByteArray
+
+    import aiedit
+
+    doc, _ = make_document("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc", gradient16())
+    edges = doc.createNode("Edges", "paintlayer")
+    edges.setPixelData(QByteArray(bytes(
+        v for y in range(H) for x in range(W)
+        for v in ((255, 255, 255, 255) if x % 12 == 0 or y % 10 == 0 else (0, 0, 0, 255)))),
+        0, 0, W, H)
+    ref = doc.createNode("Ref", "paintlayer")  # only from (8, 4) on: the rest is transparent
+    ref.setPixelData(QByteArray(bytes(
+        v for y in range(H - 4) for x in range(W - 8) for v in (200, y * 3, x * 2, 255))),
+        8, 4, W - 8, H - 4)
+    root = doc.rootNode()
+    root.addChildNode(edges, root.childNodes()[0])
+    root.addChildNode(ref, edges)
+    x, y, w, h = orders["selection"]
+    select(doc, x, y, w, h)
+    nodes = aiedit.run(doc, "generate", prompt="a red fox", model="tiny-sdxl",
+                       server_url=orders["server_url"], style="cinematic",
+                       params={"seed": 7, "steps": 2, "count": 2,
+                               "loras": [{"id": "tiny-lora-sdxl", "weight": 0.5}]},
+                       controls=[{"layer": "Edges", "kind": "canny", "strength": 0.7},
+                                 {"layer": "Ref", "kind": "reference", "strength": 0.5}])
+    def rgba(node):
+        bgra = bytearray(node.pixelData(x, y, w, h))
+        bgra[0::4], bgra[2::4] = bgra[2::4], bgra[0::4]
+        return bytes(bgra)
+
+    return {"nodes": [describe(n) for n in nodes],
+            "edges": hashlib.sha256(rgba(edges)).hexdigest(),
+            "ref": hashlib.sha256(rgba(ref)).hexdigest(),
+            "ref_corner": list(rgba(ref)[:4])}
+
+
 SCENARIOS = {f.__name__: f for f in (colour_round_trip, soft_mask, two_outpaints,
-                                     document_changes, deep_upscale)}
+                                     document_changes, deep_upscale, creative)}
