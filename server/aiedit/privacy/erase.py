@@ -22,7 +22,6 @@ from aiedit.store.models import (
     AdminSession,
     ApiKey,
     Job,
-    LedgerEntry,
     PromptRefusal,
     SupportMessage,
     User,
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 STOP_WAIT_S = 10.0  # how long a running job has to stop at its next step
-# What an anonymised ledger row keeps of its details: the money paid or refunded and what was
-# sold (payment, session, charge and invoice ids lead back to the person: they go).
-TAX_DETAILS = ("amount", "amount_paid", "amount_refunded", "currency", "item", "price")
 
 
 @dataclass
@@ -102,18 +98,12 @@ def _stop_jobs(services: Services, owners: list[str], wait_s: float) -> None:
 
 
 def _forget_credits(session, user_id: str) -> int:
-    """Detach the user's ledger rows (amounts kept for the tax records), without the payment
-    references and details that lead back to them, and delete the credit account."""
+    """Detach the user's ledger rows (kept as anonymous amounts, see `ledger.forget_account`)
+    and delete the credit account."""
     from aiedit.billing import ledger
 
     account = ledger.account_of(session, user_id)
-    if account is None:
-        return 0
-    for row in session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == account.id)):
-        kept = {k: v for k, v in (row.meta or {}).items() if k in TAX_DETAILS}
-        row.ref, row.meta = None, kept or None
-    session.flush()
-    return ledger.forget_account(session, account.id)
+    return 0 if account is None else ledger.forget_account(session, account.id)
 
 
 def _forget_throttles(services: Services, owners: list[str], email: str | None) -> None:
