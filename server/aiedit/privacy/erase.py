@@ -1,7 +1,7 @@
 """Erasing a user: their jobs (rows, uploads, results, previews), keys and the admin sessions
 opened with them, account-page sessions, support messages, refused-prompt counts, live
 sessions, and the user row itself. Credit ledger rows needed for the tax records stay, but only
-as anonymous amounts (kind, credits, time, and the money paid or refunded with its currency: no
+as anonymous amounts (kind, credits, time, and for payments the sum paid and its currency: no
 account, job, reason or payment reference).
 
 Unfinished jobs are canceled first (their held credits return through the ledger, as for any
