@@ -3,6 +3,7 @@ PostgreSQL and Redis, all real processes on loopback."""
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -269,3 +270,29 @@ def test_a_redis_restart_mid_run_loses_no_job(tmp_path, postgres):
     finally:
         studio.close()
         broker.cleanup()
+
+
+def test_a_raw_body_job_runs_through_the_gunicorn_api_on_a_worker(studio_factory):
+    """POST /v1/jobs/raw reads gunicorn's input stream (no readinto) into the shared data
+    folder; the worker in another process runs the job from those files."""
+    from tests.helpers import box_mask, noise_image
+
+    studio = studio_factory()
+    alice = studio.user("alice")
+    studio.start_api(workers=1)
+    studio.start_worker("w1")
+    image, mask = noise_image(300, 200), box_mask(300, 200, (50, 50, 90, 90))
+    raw = {"image": {"width": 300, "height": 200}, "mask": {"width": 300, "height": 200}}
+    resp = requests.post(
+        studio.url + "/v1/jobs/raw", data=image.tobytes() + mask.tobytes(), timeout=60,
+        headers={**alice, "Content-Type": "application/octet-stream",
+                 "Aiedit-Request": json.dumps({"operation": "inpaint",
+                                               "model": "classic-telea", "raw": raw})},
+    )
+    assert resp.status_code == 202, resp.text
+    job = wait_state(studio.url, alice, resp.json()["id"])
+    assert job["state"] == "succeeded", job["error"]
+    out = requests.get(studio.url + job["results"][0]["url"], params={"format": "rgba"},
+                       headers=alice, timeout=30).content
+    out = np.frombuffer(out, np.uint8).reshape(200, 300, 4)
+    assert np.array_equal(out[mask == 0], image[mask == 0])
