@@ -166,7 +166,7 @@ class ResultsBrowser {
    */
   async follow(entry, session, job = { id: entry.id, state: entry.state }) {
     const done = await session.follow(job);
-    if (!isTerminal(done)) {
+    if (!isTerminal(done) || session.stopped) {
       return done; // the panel is going away; the journal keeps the job for the next one
     }
     await this.finished(this.journal.get(entry.id), done);

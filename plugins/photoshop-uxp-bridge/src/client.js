@@ -230,7 +230,8 @@ class AieditClient {
    * each `progress`, `preview` and `state` event. Resolves to the final job (the `state`
    * event's data) or null when the stream ended without one (the server's stream time limit).
    * Throws AieditError with code `events_unsupported` when this HTTP stack cannot read a body
-   * as it arrives (then long-polls are the way). `handle.cancel()` ends the stream early.
+   * as it arrives (then long-polls are the way). `handle.cancel()` ends the stream early; set
+   * `handle.canceled` first, so a stream still being opened is closed as soon as it opens.
    */
   async events(id, onEvent, handle = {}) {
     const response = await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}/events`,
@@ -243,10 +244,14 @@ class AieditClient {
       });
     }
     handle.cancel = () => reader.cancel().catch(() => {});
+    if (handle.canceled) {
+      handle.cancel(); // canceled while the request was on its way
+      return null;
+    }
     const decoder = new TextDecoder();
     let buffer = "";
     let final = null;
-    for (;;) {
+    while (!handle.canceled) {
       const { value, done } = await reader.read();
       if (done) {
         break;

@@ -252,7 +252,7 @@ class JobSession {
         }
         throw err;
       }
-      if (final) {
+      if (final && !this.stopped) {
         return final;
       }
     }
@@ -270,8 +270,11 @@ class JobSession {
 
   stop() {
     this.stopped = true;
-    if (this.stream && this.stream.cancel) {
-      this.stream.cancel();
+    if (this.stream) {
+      this.stream.canceled = true;
+      if (this.stream.cancel) {
+        this.stream.cancel();
+      }
     }
   }
 

@@ -155,6 +155,7 @@ test("a job in flight survives a panel reload and its result is applied with its
       "the selection mask is in the plugin's data folder");
     before.close(); // the panel reloads: the old one stops, the new one starts from storage
     await running;
+    assert.equal(entries(before)[0].state, "queued", "the closed panel wrote nothing more");
     doc.setSelectionMask(null); // the selection is gone by the time the job finishes
 
     const reloadedUxp = createUxp({ dataFolder: uxp.standin.dataFolder });

@@ -128,7 +128,7 @@ test("control layers, a LoRA, a style and variations reach the server as the pan
     panel.creative.style.value = "photo";
     await panel.runButton.fire("click");
 
-    const sent = posts.find((p) => p.url.endsWith("/v1/jobs"));
+    const sent = posts.find((p) => /\/v1\/jobs(\/raw)?$/.test(p.url));
     assert.ok(sent, `the job was sent: ${panel.statusLine.textContent}`);
     assert.deepEqual(sent.request.params.control,
       [{ kind: "canny", input: "control0", strength: 0.8 }]);
@@ -215,7 +215,7 @@ test("edit sends the chosen reference layer over the same region", async () => {
   panel.fieldInputs.steps.value = "2";
   panel.creative.reference.value = String(ref.id);
   await panel.runButton.fire("click");
-  const sent = posts.find((p) => p.url.endsWith("/v1/jobs"));
+  const sent = posts.find((p) => /\/v1\/jobs(\/raw)?$/.test(p.url));
   const { x, y, width, height } = sent.request.region;
   assert.deepEqual(sent.request.raw.reference, { width, height });
   const expected = new Uint8Array(width * height * 4);

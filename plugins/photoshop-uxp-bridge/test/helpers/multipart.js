@@ -1,5 +1,5 @@
 "use strict";
-/** Splits a multipart/form-data body into {name: Uint8Array}: what a server receives. */
+/** Splits request bodies into {name: Uint8Array}: what a server receives. */
 
 function indexOf(haystack, needle, from) {
   outer: for (let i = from; i <= haystack.length - needle.length; i++) {
@@ -34,15 +34,40 @@ function parseMultipart(body, contentType) {
   return parts;
 }
 
-/** A fetch that records every POST's parts (`posts`) and passes the request on. */
+const RAW_ORDER = ["image", "reference", "mask", ...Array.from({ length: 8 }, (_, i) => `control${i}`)];
+
+/** Splits a POST /v1/jobs/raw body (files back to back, in the documented order) into parts. */
+function parseRawBody(body, request) {
+  const parts = {};
+  let at = 0;
+  for (const name of RAW_ORDER) {
+    const d = request.raw && request.raw[name];
+    if (!d) {
+      continue;
+    }
+    const size = d.width * d.height * (name === "mask" ? 1 : d.format === "rgba16" ? 8 : 4);
+    parts[name] = body.subarray(at, at + size);
+    at += size;
+  }
+  return parts;
+}
+
+/**
+ * A fetch that records every job or frame POST as the server receives it (`posts`: {url,
+ * request, parts}), multipart or raw body, and passes the request on.
+ */
 function recordingFetch(posts) {
   return async (url, init = {}) => {
     if (init.method === "POST" && init.body instanceof Uint8Array) {
-      const type = init.headers["Content-Type"] || "";
+      const headers = init.headers || {};
+      const type = headers["Content-Type"] || "";
       if (type.startsWith("multipart/form-data")) {
         const parts = parseMultipart(init.body, type);
         posts.push({ url: String(url), parts,
-          request: JSON.parse(new TextDecoder().decode(parts.request)) });
+          request: parts.request ? JSON.parse(new TextDecoder().decode(parts.request)) : {} });
+      } else if (headers["Aiedit-Request"]) {
+        const request = JSON.parse(headers["Aiedit-Request"]);
+        posts.push({ url: String(url), request, parts: parseRawBody(init.body, request) });
       }
     }
     return fetch(url, init);
