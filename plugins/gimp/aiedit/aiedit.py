@@ -211,10 +211,15 @@ def run_operation(procedure, run_mode, image, drawables, config, op_id):
             if window is not None:
                 window.close()
         host.record_history(plan, outcome.job)
-        if interactive and len(outcome.images) > 1 and op_id != "video" and fits(image, plan):
+        rerender = None
+        if host.ReRender.possible(plan, operation, outcome.job):
+            rerender = host.ReRender(client, plan, outcome.job)
+        if interactive and (len(outcome.images) > 1 or rerender) and op_id != "video" \
+                and fits(image, plan):
             import aiedit_browser
 
-            aiedit_browser.browse(image, anchor, [aiedit_browser.Pending(plan, outcome)])
+            aiedit_browser.browse(image, anchor, [aiedit_browser.Pending(plan, outcome)],
+                                  rerender)
         else:
             place_results(image, anchor, plan, outcome, interactive,
                           argument(config, "if-image-changed", "stop"))

@@ -7,6 +7,9 @@ anything; check boxes choose what to apply. "Apply" keeps the checked results as
 "Discard" forgets them. Nothing is dropped without one of those answers.
 """
 
+import random
+import threading
+
 import aiedit_client as ac
 import aiedit_gimp as host
 import gi
@@ -45,13 +48,17 @@ class Pending:
 
 
 class Browser:
-    def __init__(self, image, anchor, pendings: list, interactive: bool = True):
+    def __init__(self, image, anchor, pendings: list, interactive: bool = True,
+                 rerender=None):
         self.image, self.anchor, self.interactive = image, anchor, interactive
         self.pendings = [p for p in pendings if p.items]
         self.items = [item for p in self.pendings for item in p.items]
         self.previewed = None
         self.before = host.document_geometry(image) if host.image_alive(image) else {}
         self.dialog = None
+        self.flow = None
+        self.rerender = rerender if len(self.pendings) == 1 else None  # a host.ReRender
+        self.rerender_button = None
 
     # -- the dialog
 
@@ -67,10 +74,22 @@ class Browser:
         area.pack_start(Gtk.Label(label="Click a result to preview it on the canvas; check the "
                                         "ones to keep as layers.", xalign=0.0, margin=6),
                         False, False, 0)
-        flow = Gtk.FlowBox(selection_mode=Gtk.SelectionMode.NONE, max_children_per_line=4,
-                           column_spacing=6, row_spacing=6, margin=6)
+        flow = self.flow = Gtk.FlowBox(selection_mode=Gtk.SelectionMode.NONE,
+                                       max_children_per_line=4, column_spacing=6,
+                                       row_spacing=6, margin=6)
         for number, item in enumerate(self.items):
             flow.add(self._tile(number, item))
+        if self.rerender is not None:
+            row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6, margin=6)
+            self.rerender_button = Gtk.Button.new_with_mnemonic("_Re-render with a new seed")
+            self.rerender_button.set_tooltip_text(
+                "Render the same request again with another seed, right away (a live session: "
+                "the model stays loaded, nothing waits in the queue)")
+            self.rerender_button.connect("clicked", lambda _b: self.rerender_in_background())
+            row.pack_start(self.rerender_button, False, False, 0)
+            row.pack_start(Gtk.Label(label="Re-rendered results are kept only by applying them",
+                                     xalign=0.0), False, False, 0)
+            area.pack_end(row, False, False, 0)
         scroller = Gtk.ScrolledWindow(min_content_height=min(2, 1 + count // 4) * 190,
                                       min_content_width=4 * (THUMBNAIL + 24))
         scroller.add(flow)
@@ -99,6 +118,49 @@ class Browser:
         return self.finish(ANSWERS.get(response, "later"))
 
     # -- what the buttons do
+
+    def rerender_now(self) -> int:
+        """Render one more result in this thread and add it; returns its number."""
+        return self._add(self.rerender.frame(random.randrange(2**32)))
+
+    def rerender_in_background(self) -> None:
+        """The re-render button: the frame renders in a worker thread (network only) and
+        its thumbnail is added on the main loop when it arrives."""
+        self.rerender_button.set_sensitive(False)
+        self.rerender_button.set_label("Rendering…")
+        seed = random.randrange(2**32)
+
+        def work():
+            try:
+                made = self.rerender.frame(seed)
+            except ac.AieditError as error:
+                GLib.idle_add(self._rerendered, None, str(error))
+                return
+            GLib.idle_add(self._rerendered, made, "")
+
+        threading.Thread(target=work, name="aiedit-rerender", daemon=True).start()
+
+    def _rerendered(self, made, error: str) -> bool:
+        self.rerender_button.set_sensitive(True)
+        self.rerender_button.set_label("_Re-render with a new seed")
+        if made is None:
+            _warn(self.dialog, error)
+        else:
+            self._add(made)
+        return False
+
+    def _add(self, made) -> int:
+        pending = self.pendings[0]
+        pending.outcome.images.append(made)
+        item = Item(pending, *made)
+        pending.items.append(item)
+        self.items.append(item)
+        number = len(self.items) - 1
+        if self.flow is not None:
+            tile = self._tile(number, item)
+            self.flow.add(tile)
+            tile.show_all()
+        return number
 
     def preview(self, number: int) -> None:
         """Show result ``number`` on the canvas, hiding the one shown before."""
@@ -138,6 +200,8 @@ class Browser:
             host.undo_growth(self.image, self.before)
         for pending in self.pendings:
             self._settle(pending, answer, [i for i in pending.items if i in chosen])
+        if self.rerender is not None:
+            self.rerender.close()
         if self.dialog is not None:
             self.dialog.destroy()
         Gimp.displays_flush()
@@ -145,7 +209,10 @@ class Browser:
 
     def _settle(self, pending: Pending, answer: str, chosen: list) -> None:
         journal = host.journal()
-        left = [i for i in pending.items if i not in chosen]
+        # re-rendered results are no job of the server's: only the job's own are kept
+        chosen = [i for i in chosen if i.result.index < host.RERENDER_INDEX]
+        left = [i for i in pending.items
+                if i not in chosen and i.result.index < host.RERENDER_INDEX]
         if answer == "discard" or not left:
             host.forget(pending.job_id)
             host.set_history_state(pending.job_id, "discarded" if answer == "discard"
@@ -176,9 +243,18 @@ def thumbnail(pixels) -> "GdkPixbuf.Pixbuf":
                                GdkPixbuf.InterpType.BILINEAR)
 
 
-def browse(image, anchor, pendings: list) -> str:
-    """Offer the results of ``pendings`` (``Pending`` jobs); returns the answer."""
-    browser = Browser(image, anchor, pendings)
+def _warn(parent, text: str) -> None:
+    box = Gtk.MessageDialog(transient_for=parent, modal=True,
+                            message_type=Gtk.MessageType.WARNING,
+                            buttons=Gtk.ButtonsType.OK, text=text)
+    box.run()
+    box.destroy()
+
+
+def browse(image, anchor, pendings: list, rerender=None) -> str:
+    """Offer the results of ``pendings`` (``Pending`` jobs), with a re-render button when
+    ``rerender`` (a ``host.ReRender`` of the one job) is given; returns the answer."""
+    browser = Browser(image, anchor, pendings, rerender=rerender)
     if not browser.items:
         return "apply"
     return browser.run()

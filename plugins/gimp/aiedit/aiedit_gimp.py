@@ -729,6 +729,81 @@ def download_images(client: ac.Client, job: dict) -> list:
     return [(r, client.fetch_pixels(r)) for r in client.results(job) if r.kind == "image"]
 
 
+# ---------------------------------------------------------------- re-render (live session)
+
+RERENDER_INDEX = 1000  # results made by re-rendering are numbered from here
+
+
+class ReRender:
+    """Renders a finished job's request again with another seed in a live session
+    (``POST /v1/live``): the model stays loaded and nothing is queued. Network only, so it
+    may run in a worker thread. Jobs with control layers or a style are not re-rendered (a
+    live frame takes neither)."""
+
+    OPERATIONS = ("generate", "inpaint")
+
+    def __init__(self, client: ac.Client, plan: Plan, job: dict):
+        self.client, self.plan = client, plan
+        self.model = plan.model or job.get("model") or ""
+        self.session = None
+        self.made = 0
+
+    @classmethod
+    def possible(cls, plan: Plan, operation: dict, job: dict) -> bool:
+        """For generate and inpaint jobs of a diffusion model without control layers or a
+        style."""
+        model = plan.model or job.get("model") or operation.get("default_model")
+        engine = next((m.get("engine") for m in operation.get("models") or []
+                       if m.get("id") == model), None)
+        return plan.operation in cls.OPERATIONS and engine == "diffusion" \
+            and not plan.parts and not plan.style
+
+    def _open(self) -> dict:
+        if self.session is None:
+            params = {k: v for k, v in self.plan.params.items()
+                      if k not in ("count", "seed", "control")}
+            body = {"operation": self.plan.operation, "params": params}
+            if self.model:
+                body["model"] = self.model
+            self.session = self.client._json("POST", "/v1/live", json.dumps(body).encode(),
+                                             {"Content-Type": "application/json"})
+        return self.session
+
+    def frame(self, seed: int):
+        """One more result, made with ``seed``: (Result, Pixels)."""
+        session = self._open()
+        request = {"params": {"seed": seed}, "region": self.plan.region.as_json()}
+        files, raw = [], {}
+        image = self.plan.image
+        if image is not None and pixels_depth(image) == 16:
+            image = image.to_8bit()  # live frames are 8-bit
+        for name, value in (("image", image), ("mask", self.plan.mask)):
+            if value is not None:
+                files.append((name, value.data))
+                raw[name] = {"width": value.width, "height": value.height}
+        if raw:
+            request["raw"] = raw
+        body, content_type = ac._multipart([("request", json.dumps(request).encode())], files)
+        url = session.get("frames_url") or f"/v1/live/{session['id']}/frames"
+        _status, headers, data = self.client._request(
+            "POST", url + "?format=rgba", body, {"Content-Type": content_type})
+        width, height = int(headers["X-Image-Width"]), int(headers["X-Image-Height"])
+        index = RERENDER_INDEX + self.made
+        self.made += 1
+        result = ac.Result(index, "image", width, height, int(headers.get("X-Offset-X", 0)),
+                           int(headers.get("X-Offset-Y", 0)),
+                           int(headers["X-Seed"]) if headers.get("X-Seed") else seed, "")
+        return result, ac.Pixels(width, height, data)
+
+    def close(self) -> None:
+        if self.session is not None:
+            try:
+                self.client._request("DELETE", f"/v1/live/{self.session['id']}")
+            except ac.AieditError:
+                pass  # it expires by itself after a minute
+            self.session = None
+
+
 # ---------------------------------------------------------------- inserting results
 
 

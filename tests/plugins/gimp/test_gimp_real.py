@@ -71,6 +71,7 @@ class Gimp:
 
     def __init__(self, work: Path):
         self.work = work
+        self.binds = []  # more --bind HOST:INSIDE pairs for the chroot
         plugins_dir = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
         subprocess.run([str(Path(sys.executable).with_name("aiedit")), "plugins", "install",
                         "gimp", "--dest", str(plugins_dir)], check=True, capture_output=True)
@@ -78,7 +79,7 @@ class Gimp:
 
     def batch(self, code: str, display: str = "") -> dict:
         (self.work / "batch.py").write_text(PRELUDE + textwrap.dedent(code))
-        binds = ["--bind", f"{self.work}:{INSIDE}"]
+        binds = ["--bind", f"{self.work}:{INSIDE}", *self.binds]
         if display:
             binds += ["--bind", "/tmp/.X11-unix:/tmp/.X11-unix"]
         done = subprocess.run(
@@ -808,3 +809,44 @@ def test_step_previews_show_while_a_job_runs_in_real_gimp(gimp, xvfb, tiny_serve
     assert all(0 < w <= 256 and 0 < h <= 256 for _s, w, h in shown)
     assert report["visible"] is True and report["closed"] is True
     assert report["results"] == 1
+
+
+@pytest.mark.ml
+def test_rerender_adds_a_result_without_a_new_job_in_real_gimp(gimp, xvfb, tiny_server):
+    """The results browser's re-render: one more result with another seed from a live
+    session (no job queued), previewed and applied like the job's own."""
+    code = HOST + textwrap.dedent('''
+        import sqlite3
+        import aiedit_browser
+        client = ac.Client("{URL}")
+        image = Gimp.Image.new(64, 64, Gimp.ImageBaseType.RGB)
+        operation = client.operation("generate")
+        plan = host.plan_job(operation, image, None, "a fox", "tiny-sdxl",
+                             {"seed": 5, "steps": 2})
+        outcome = host.execute(client, plan, Quiet(), record=False, watchdog=False)
+        possible = host.ReRender.possible(plan, operation, outcome.job)
+        db = sqlite3.connect("{DATA}/aiedit.sqlite3")
+        jobs_before = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        rerender = host.ReRender(client, plan, outcome.job)
+        browser = aiedit_browser.Browser(image, None, [aiedit_browser.Pending(plan, outcome)],
+                                         rerender=rerender)
+        browser.build()
+        number = browser.rerender_now()
+        item = browser.items[number]
+        jobs_after = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        browser.preview(number)
+        browser.check(0, False)
+        browser.check(number)
+        browser.finish("apply")
+        report(possible=possible, count=len(browser.items), seed=item.result.seed,
+               size=[item.pixels.width, item.pixels.height], jobs=[jobs_before, jobs_after],
+               layers=layers(image), session_closed=rerender.session is None)
+    ''').replace("{URL}", tiny_server.url).replace("{DATA}", "/aiedit-data")
+    gimp.binds = ["--bind", f"{tiny_server.data_dir}:/aiedit-data"]
+    report = gimp.batch(code, display=xvfb)
+    assert report["possible"] is True
+    assert report["count"] == 2 and report["seed"] != 5
+    assert report["size"] == [64, 64]
+    assert report["jobs"][0] == report["jobs"][1], "re-rendering queued a job"
+    assert [lay["name"] for lay in report["layers"]] == [f"Generate: a fox (seed {report['seed']})"]
+    assert report["session_closed"] is True
