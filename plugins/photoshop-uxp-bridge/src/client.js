@@ -291,6 +291,45 @@ class AieditClient {
     };
   }
 
+  /** POST /v1/live: opens a live session ({operation, model, params}) → {id, params, ...}. */
+  liveOpen(body) {
+    return this.json("POST", "/v1/live", {
+      body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+    });
+  }
+
+  /**
+   * POST /v1/live/{id}/frames?format=rgba: one frame, raw `files` ({image, mask?} as for
+   * submit) and `request` ({params?, region?}); resolves to {width, height, offset, seed,
+   * data} or throws (409 `superseded` when a newer frame replaced this one).
+   */
+  async liveFrame(id, files, request = {}) {
+    const raw = {};
+    const parts = [];
+    for (const [name, file] of Object.entries(files)) {
+      raw[name] = { width: file.width, height: file.height };
+      parts.push({
+        name, filename: `${name}.raw`, contentType: "application/octet-stream", bytes: file.bytes,
+      });
+    }
+    parts.unshift({ name: "request", value: JSON.stringify({ ...request, raw }) });
+    const { body, contentType } = multipartBody(parts);
+    const response = await this.request("POST",
+      `/v1/live/${encodeURIComponent(id)}/frames?format=rgba`,
+      { body, headers: { "Content-Type": contentType } });
+    const header = (name) => Number(response.headers.get(name));
+    return {
+      width: header("X-Image-Width"), height: header("X-Image-Height"), seed: header("X-Seed"),
+      offset: { x: header("X-Offset-X"), y: header("X-Offset-Y") }, depth: 8,
+      data: new Uint8Array(await response.arrayBuffer()),
+    };
+  }
+
+  /** DELETE /v1/live/{id}: ends the session. */
+  liveClose(id) {
+    return this.json("DELETE", `/v1/live/${encodeURIComponent(id)}`);
+  }
+
   /** Deletes a finished job and its files on the server (DELETE /v1/jobs/{id}). */
   remove(id) {
     return this.json("DELETE", `/v1/jobs/${encodeURIComponent(id)}`);

@@ -13,6 +13,7 @@ const SRGB = "sRGB IEC61966-2.1";
 /** Imaging API: masks and selections are one Grayscale component in "Gray Gamma 2.2". */
 const GRAY = "Gray Gamma 2.2";
 const PREVIEW_NAME = "aiedit preview";
+const LIVE_NAME = "aiedit live";
 const THUMB_SIDE = 96;
 const MODE_NAMES = {
   BITMAP: "Bitmap", CMYK: "CMYK", DUOTONE: "Duotone", GRAYSCALE: "Grayscale",
@@ -169,7 +170,7 @@ class PhotoshopHost {
       for (const layer of Array.from(list || [])) {
         if (layer.layers) {
           walk(layer.layers);
-        } else if (layer.name !== PREVIEW_NAME) {
+        } else if (layer.name !== PREVIEW_NAME && layer.name !== LIVE_NAME) {
           out.push(layer);
         }
       }
@@ -361,6 +362,44 @@ class PhotoshopHost {
     }, { commandName: "aiedit: preview" });
   }
 
+  /**
+   * Writes a live frame into the "aiedit live" layer (made on the first frame), replacing its
+   * pixels, in one modal step with one history state; the user's active layer stays active.
+   * Returns the live layer's id.
+   */
+  async writeLive(doc, layerId, frame) {
+    return this.ps.core.executeAsModal(async (context) => {
+      const previous = this.activeLayer(doc);
+      const suspension = await context.hostControl.suspendHistory({
+        documentID: doc.id, name: "aiedit: live",
+      });
+      let layer = layerId ? findLayer(doc.layers, layerId) : null;
+      if (!layer) {
+        layer = await doc.createPixelLayer({ name: LIVE_NAME });
+      }
+      const imageData = await this.imaging.createImageDataFromBuffer(
+        toDepth(frame.data, this.depth(doc)), {
+          width: frame.width, height: frame.height, components: 4, chunky: true,
+          colorSpace: "RGB", colorProfile: SRGB, fullRange: true,
+        });
+      try {
+        await this.imaging.putPixels({
+          documentID: doc.id, layerID: layer.id, imageData, replace: true,
+          targetBounds: { left: frame.offset.x, top: frame.offset.y }, commandName: LIVE_NAME,
+        });
+      } finally {
+        imageData.dispose();
+      }
+      if (previous && previous.id !== layer.id) {
+        await this.ps.action.batchPlay([
+          { _obj: "select", _target: [{ _ref: "layer", _id: previous.id }], makeVisible: false },
+        ], {});
+      }
+      await context.hostControl.resumeHistory(suspension, true);
+      return layer.id;
+    }, { commandName: "aiedit: live frame" });
+  }
+
   /** Removes a preview layer, if its document and the layer are still there. */
   async clearPreview(docId, layerId) {
     const doc = this.documentById(docId);
@@ -473,4 +512,6 @@ function layerName(base, result, results) {
   return `${base}${frame}${seed}`;
 }
 
-module.exports = { PhotoshopHost, DocumentError, layerName, findLayer, SRGB, PREVIEW_NAME };
+module.exports = {
+  PhotoshopHost, DocumentError, layerName, findLayer, SRGB, PREVIEW_NAME, LIVE_NAME,
+};

@@ -11,6 +11,7 @@ const { JobSession } = require("./job");
 const { Journal, FolderBlobs, MemoryBlobs } = require("./journal");
 const { ResultsBrowser } = require("./browser");
 const { CreativeControls } = require("./creative");
+const { LiveMode } = require("./live");
 const { fieldsFromSchema, paramsFromValues, hasPrompt } = require("./params");
 
 const DEFAULT_SERVER = "http://127.0.0.1:8790";
@@ -91,7 +92,7 @@ class Panel {
    * wait in seconds.
    */
   constructor(root, { photoshop, storage, uxp = null, fetch: fetchImpl = globalThis.fetch,
-    pollWait = 10, events = true }) {
+    pollWait = 10, events = true, liveIntervalMs = 250 }) {
     this.root = root;
     this.document = root.ownerDocument;
     this.host = new PhotoshopHost(photoshop);
@@ -100,6 +101,8 @@ class Panel {
     this.fetch = fetchImpl;
     this.pollWait = pollWait;
     this.events = events;
+    this.liveIntervalMs = liveIntervalMs;
+    this.live = null;
     this.settings = loadSettings(storage);
     this.operations = [];
     this.catalog = { styles: [], models: [], components: {} };
@@ -139,6 +142,8 @@ class Panel {
     this.copyButton = el(d, "button", { text: "Work on an RGB copy" });
     this.copyButton.hidden = true;
     this.cancelButton = el(d, "button", { text: "Cancel", disabled: "" });
+    this.liveButton = el(d, "button", { text: "Start live" });
+    this.liveApplyButton = el(d, "button", { text: "Apply live", disabled: "" });
     this.progressBar = el(d, "div", { class: "bar" });
     this.previewImage = el(d, "img", { class: "step-preview", alt: "step preview" });
     this.previewImage.hidden = true;
@@ -155,6 +160,7 @@ class Panel {
       labelled(d, "Context margin (px)", this.marginInput), this.promptInput, this.paramsBox,
       this.creative.box,
       el(d, "div", { class: "buttons" }, [this.runButton, this.cancelButton]),
+      el(d, "div", { class: "buttons" }, [this.liveButton, this.liveApplyButton]),
       el(d, "div", { class: "track" }, [this.progressBar]), this.previewImage, this.statusLine,
       this.copyButton,
       this.resultLine, this.browser.choiceBox,
@@ -169,6 +175,9 @@ class Panel {
     this.runButton.addEventListener("click", () => this.run());
     this.copyButton.addEventListener("click", () => this.workOnCopy());
     this.cancelButton.addEventListener("click", () => this.cancel());
+    this.liveButton.addEventListener("click", () => this.toggleLive());
+    this.liveApplyButton.addEventListener("click", () => this.applyLive());
+    this.promptInput.addEventListener("input", () => this.liveParamsChanged());
     this.applyButton.addEventListener("click", () => this.apply());
     this.discardButton.addEventListener("click", () => this.discard());
   }
@@ -229,6 +238,10 @@ class Panel {
   close() {
     for (const session of this.sessions) {
       session.stop();
+    }
+    if (this.live) {
+      this.live.stop().catch(() => {});
+      this.live = null;
     }
   }
 
@@ -313,6 +326,7 @@ class Panel {
     this.fieldInputs = {};
     setChildren(this.paramsBox, fieldsFromSchema(op.params_schema).map((field) => {
       const input = this.inputFor(field);
+      input.addEventListener("change", () => this.liveParamsChanged());
       this.fieldInputs[field.name] = input;
       return labelled(d, field.label, input);
     }));
@@ -466,6 +480,82 @@ class Panel {
     this.sourceSelect.value = settings.source || "composite";
     this.marginInput.value = String(settings.margin ?? this.settings.margin);
     this.say(`Settings of "${entry.name}" are back in the form.`);
+  }
+
+  /** Starts or stops live mode with the operation, model and params in the form. */
+  async toggleLive() {
+    if (this.live) {
+      const live = this.live;
+      this.live = null;
+      this.liveButton.textContent = "Start live";
+      this.liveApplyButton.disabled = true;
+      this.runButton.disabled = this.busy;
+      await live.stop();
+      this.say("Live mode stopped.");
+      return;
+    }
+    const op = this.currentOperation();
+    if (!op) {
+      this.say("Connect to a server first.", true);
+      return;
+    }
+    const { params, errors } = paramsFromValues(op.params_schema, this.fieldValues(),
+      this.promptInput.value);
+    if (errors.length) {
+      this.say(errors.join("; "), true);
+      return;
+    }
+    this.saveSettings();
+    const live = new LiveMode({
+      photoshop: this.host.ps, host: this.host, client: this.client(),
+      onStatus: (text, isError) => this.say(text, isError), intervalMs: this.liveIntervalMs,
+    });
+    this.live = live;
+    this.liveButton.textContent = "Stop live";
+    this.runButton.disabled = true;
+    try {
+      await live.start({ operation: op, model: this.modelSelect.value || null, params });
+      this.liveApplyButton.disabled = false;
+    } catch (err) {
+      this.live = null;
+      this.liveButton.textContent = "Start live";
+      this.runButton.disabled = this.busy;
+      await live.stop().catch(() => {});
+      this.fail(err);
+    }
+  }
+
+  /** The prompt or a field changed while live: the next frame uses the new values. */
+  liveParamsChanged() {
+    const op = this.currentOperation();
+    if (!this.live || !op) {
+      return;
+    }
+    const { params, errors } = paramsFromValues(op.params_schema, this.fieldValues(),
+      this.promptInput.value);
+    if (errors.length) {
+      return;
+    }
+    const rest = { ...params };
+    delete rest.count; // a live session renders one frame at a time
+    const changes = {};
+    for (const [name, value] of Object.entries(rest)) {
+      if (JSON.stringify(this.live.params[name]) !== JSON.stringify(value)) {
+        changes[name] = value;
+      }
+    }
+    if (Object.keys(changes).length) {
+      this.live.setParams(changes);
+    }
+  }
+
+  async applyLive() {
+    try {
+      await this.live.apply();
+      this.say("The live frame is a layer now.");
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   async cancel() {

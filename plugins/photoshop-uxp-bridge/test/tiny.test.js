@@ -285,3 +285,82 @@ for (const stream of [true, false]) {
       assert.equal(panel.previewImage.hidden, true, "hidden again once the job is done");
     });
 }
+
+async function until(check, what, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test("live mode re-renders the preview layer after a stroke; Apply makes a real layer",
+  async () => {
+    const { LIVE_NAME } = require("../src/host");
+    const ps = createPhotoshop();
+    const doc = ps.standin.openDocument({ width: 64, height: 64, background: [255, 255, 255] });
+    const paint = doc.addLayerNow({ name: "paint", bounds: { left: 0, top: 0, right: 64,
+      bottom: 64 }, pixels: new Uint8Array(64 * 64 * 4).fill(255) });
+    const root = new FakeDocument().createElement("div");
+    const urls = [];
+    const panel = createPanel(root, { photoshop: ps, storage: new MemoryStorage(),
+      fetch: async (url, init) => {
+        urls.push(`${(init && init.method) || "GET"} ${url}`);
+        return fetch(url, init);
+      }, liveIntervalMs: 50 });
+    panel.serverInput.value = server.baseUrl;
+    await panel.connectButton.fire("click");
+    panel.operationSelect.value = "generate";
+    await panel.operationSelect.fire("change");
+    panel.modelSelect.value = "tiny-sdxl";
+    panel.promptInput.value = "a red ball";
+    panel.fieldInputs.steps.value = "2";
+    panel.fieldInputs.strength.value = "0.6";
+    const history = doc.historyStates.length;
+    await panel.liveButton.fire("click");
+    const live = panel.live;
+    assert.ok(live, panel.statusLine.textContent);
+    assert.equal(live.frames, 1, "the first frame renders at once");
+    const layer = () => doc.layers.find((l) => l.name === LIVE_NAME);
+    assert.ok(layer(), "the live layer is there");
+    assert.equal(doc.activeLayers[0], paint, "painting still goes to the user's layer");
+    assert.equal(doc.historyStates.length, history + 1, "one history step per frame");
+    const before = Array.from(layer().raster.data);
+
+    // A brush stroke: Photoshop changes the layer and announces a new history state.
+    for (let y = 20; y < 44; y++) {
+      for (let x = 20; x < 44; x++) {
+        paint.raster.data.set([0.9, 0.1, 0.1, 1], (y * 64 + x) * 4);
+      }
+    }
+    ps.standin.notify("historyStateChanged", {});
+    await until(() => live.frames === 2 && !live.sending, "the frame after the stroke");
+    assert.notDeepEqual(Array.from(layer().raster.data), before, "the frame follows the stroke");
+
+    // Nothing changed: a notification sends nothing (same canvas, same frame).
+    const frames = urls.filter((u) => u.includes("/frames")).length;
+    ps.standin.notify("historyStateChanged", {});
+    await until(() => live.skipped >= 1 && !live.sending && !live.timer, "the skipped frame");
+    assert.equal(urls.filter((u) => u.includes("/frames")).length, frames);
+
+    // A new prompt: the next frame carries it.
+    panel.promptInput.value = "a blue ball";
+    await panel.promptInput.fire("input");
+    await until(() => live.frames === 3 && !live.sending, "the frame with the new prompt");
+    assert.equal(live.params.prompt, "a blue ball");
+
+    const layers = doc.layers.length;
+    await panel.liveApplyButton.fire("click");
+    assert.equal(doc.layers.length, layers + 1);
+    const applied = doc.layers.find((l) => /^live: a blue ball seed \d+$/.test(l.name));
+    assert.ok(applied, doc.layers.map((l) => l.name).join(", "));
+    assert.deepEqual(applied.pixelAt(30, 30), layer().pixelAt(30, 30));
+
+    const sessionId = live.session.id;
+    await panel.liveButton.fire("click");
+    assert.equal(layer(), undefined, "the live layer goes with the session");
+    assert.ok(urls.includes(`DELETE ${server.baseUrl}/v1/live/${sessionId}`));
+    await assert.rejects(new AieditClient({ baseUrl: server.baseUrl }).liveFrame(sessionId,
+      { image: { width: 1, height: 1, bytes: new Uint8Array(4) } }),
+    (err) => err.status === 404 || err.status === 409);
+  });
