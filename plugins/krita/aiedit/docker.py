@@ -8,7 +8,7 @@ import weakref
 from dataclasses import dataclass
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import QSize, QStandardPaths, Qt, QUrl
+from PyQt5.QtCore import QSize, QStandardPaths, Qt, QTimer, QUrl
 from PyQt5.QtGui import QDesktopServices, QIcon, QImage, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
@@ -30,11 +30,12 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from . import host, jobs, scripting, session, settings
+from . import host, jobs, live, scripting, session, settings
 from .aiedit_client import (
     AieditError,
     Client,
     ConnectionFailed,
+    Result,
     describe_progress,
     progress_fraction,
 )
@@ -44,6 +45,7 @@ from .worker import CallThread, JobThread
 DOCKER_ID = "aiedit_docker"
 THUMB = 96
 OWN_WIDGETS = ("prompt", "strength", "loras", "control")
+LIVE_OPERATIONS = ("generate", "inpaint")
 LORA_ROWS = 2
 SOURCES = ((host.SOURCE_IMAGE, "Visible image"), (host.SOURCE_LAYER, "Active layer"))
 
@@ -123,6 +125,7 @@ class AieditDocker(DockWidget):
         layout.addWidget(self.params_box)
         layout.addWidget(self._creative_box())
         layout.addLayout(self._run_row())
+        layout.addLayout(self._live_row())
         self.progress = QProgressBar()
         self.progress.setObjectName("progress")
         self.progress.setRange(0, 1000)
@@ -231,7 +234,7 @@ class AieditDocker(DockWidget):
         layers, kinds, power = QComboBox(), QComboBox(), QDoubleSpinBox()
         doc = Krita.instance().activeDocument()
         names = [n.name() for n in doc.topLevelNodes() if n.type().endswith("layer")
-                 and n.name() != host.PREVIEW_NAME] if doc is not None else []
+                 and n.name() not in host.PREVIEW_NAMES] if doc is not None else []
         for name in reversed(names):
             layers.addItem(name)
         layers.setCurrentIndex(max(0, layers.findText(layer)))
@@ -321,6 +324,145 @@ class AieditDocker(DockWidget):
         row.addWidget(self.generate_button, 2)
         row.addWidget(self.cancel_button, 1)
         return row
+
+    def _live_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.live_check = QCheckBox("Live")
+        self.live_check.setObjectName("live")
+        self.live_check.setToolTip("Re-render the selection (or the canvas) as you paint; "
+                                   "prompt, strength and seed can change meanwhile")
+        self.live_check.toggled.connect(self.set_live)
+        self.live_apply_button = QPushButton("Apply live")
+        self.live_apply_button.setObjectName("apply_live")
+        self.live_apply_button.setToolTip("Copy the current live result into a new layer")
+        self.live_apply_button.setEnabled(False)
+        self.live_apply_button.clicked.connect(lambda: self.apply_live())
+        row.addWidget(self.live_check)
+        row.addWidget(self.live_apply_button)
+        self.live_session = None
+        self.live_thread = None
+        self.live_last = None  # (capture, frame) shown in the live layer
+        self.live_fingerprint = ""
+        self.live_timer = QTimer(self)
+        self.live_timer.timeout.connect(self.live_tick)
+        return row
+
+    def set_live(self, on: bool) -> None:
+        """Live mode on: open a session (worker thread), then send frames on a timer."""
+        if not on:
+            self._stop_live()
+            return
+        op = self.current_operation()
+        if self.client is None or op is None or op["id"] not in LIVE_OPERATIONS:
+            self.live_check.setChecked(False)
+            self._refuse("Live mode works with Generate and Inpaint on a connected server.")
+            return
+        client, model = self.client, self.model_combo.currentData() or ""
+        params = {k: v for k, v in self.params().items() if k != "count"}
+        thread = CallThread(lambda: live.LiveSession(client, op["id"], model, params), self)
+        thread.done.connect(self._live_opened)
+        thread.failed.connect(self._live_failed)
+        self.live_opening = thread
+        self._show_progress("Opening a live session…", 0.0)
+        thread.start()
+
+    def _live_opened(self, session) -> None:
+        if not self.live_check.isChecked():
+            CallThread(session.close, self).start()
+            return
+        self.live_session, self.live_fingerprint = session, ""
+        self._show_progress(f"Live: {session.model}", 0.0)
+        interval = int(self.saved.live_interval_ms or 700) if \
+            str(self.saved.live_interval_ms).isdigit() else 700
+        self.live_timer.start(max(100, interval))
+        self.live_tick()
+
+    def _live_failed(self, message: str) -> None:
+        self.live_check.setChecked(False)
+        self._refuse(message)
+
+    def live_tick(self) -> bool:
+        """Send the canvas if it (or the params) changed and no frame is on its way."""
+        if self.live_session is None or self.live_thread is not None:
+            return False
+        doc = Krita.instance().activeDocument()
+        op = self.current_operation()
+        if doc is None or op is None:
+            return False
+        try:
+            inputs = {**(op.get("inputs") or {}), "image": "required"}
+            if inputs.get("mask") == "required":
+                inputs["mask"] = "optional"  # without a selection, the whole canvas
+            capture = host.read_capture(doc, {**op, "inputs": inputs}, margin=0)
+        except host.HostError as error:
+            self._refuse(str(error))
+            return False
+        params = {k: v for k, v in self.params().items() if k != "count"}
+        if op["id"] == "generate":
+            params.pop("width", None)
+            params.pop("height", None)
+        thread = _LiveFrameThread(self.live_session, capture, params, self.live_fingerprint,
+                                  self)
+        thread.done.connect(self._live_frame)
+        thread.failed.connect(self._live_frame_failed)
+        thread.finished.connect(thread.deleteLater)
+        self.live_thread = thread
+        thread.start()
+        return True
+
+    def _live_frame(self, answer) -> None:
+        self.live_thread = None
+        fingerprint, capture, frame = answer
+        self.live_fingerprint = fingerprint
+        if frame is None:
+            return  # unchanged canvas, or superseded by a newer frame
+        doc = host.find_document(capture.placement)
+        if doc is None or not self.live_check.isChecked():
+            return
+        result = Result(0, "image", frame.pixels.width, frame.pixels.height, frame.x, frame.y,
+                        frame.seed, "")
+        try:
+            host.show_preview(doc, capture, self.live_session.operation, result, frame.pixels,
+                              name=host.LIVE_NAME)
+        except host.HostError as error:
+            self._refuse(str(error))
+            return
+        self.live_last = (capture, result, frame.pixels)
+        self.live_apply_button.setEnabled(True)
+        seed = f" · seed {frame.seed}" if frame.seed is not None else ""
+        self._show_progress(f"Live: {self.live_session.model}{seed}", 1.0)
+
+    def _live_frame_failed(self, message: str) -> None:
+        self.live_thread = None
+        self._refuse(message)
+
+    def apply_live(self):
+        """The current live result as a new layer (the live layer keeps updating)."""
+        if self.live_last is None:
+            return None
+        capture, result, pixels = self.live_last
+        doc = host.find_document(capture.placement)
+        if doc is None:
+            return self._refuse("The live result's document was closed.")
+        operation = self.live_session.operation if self.live_session else "generate"
+        name = host.layer_name(operation, str(self.params().get("prompt") or ""), result.seed,
+                               self.live_session.model if self.live_session else "")
+        try:
+            return host.insert_image(doc, capture, operation, result, pixels, "live " + name)
+        except host.HostError as error:
+            return self._refuse(str(error))
+
+    def _stop_live(self) -> None:
+        self.live_timer.stop()
+        session, self.live_session = self.live_session, None
+        if session is not None:
+            closer = CallThread(session.close, self)
+            closer.finished.connect(closer.deleteLater)
+            closer.start()
+        for doc in Krita.instance().documents():
+            host.remove_previews(doc, host.LIVE_NAME)
+        self.live_last = None
+        self.live_apply_button.setEnabled(False)
 
     def _results_strip(self) -> QListWidget:
         self.results = QListWidget()
@@ -782,6 +924,24 @@ class AieditDocker(DockWidget):
         for item, pending in self._items(items):
             self._drop(item, pending)
         self.update_preview()
+
+
+class _LiveFrameThread(CallThread):
+    """Converts the capture, skips an unchanged one, sends the frame (worker thread)."""
+
+    def __init__(self, session, capture, params: dict, last: str, parent=None):
+        super().__init__(self._run, parent)
+        self.session, self.capture, self.params, self.last = session, capture, params, last
+
+    def _run(self):
+        capture = self.capture
+        image = host.to_8bit(capture.image)
+        fingerprint = live.fingerprint(image.data, capture.mask.data if capture.mask else b"",
+                                       self.params, capture.region.as_json())
+        if fingerprint == self.last:
+            return fingerprint, capture, None
+        frame = self.session.frame(image, capture.region, capture.mask, self.params)
+        return fingerprint, capture, frame
 
 
 def _optional(call):

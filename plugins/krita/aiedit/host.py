@@ -26,6 +26,8 @@ SOURCE_LAYER = "layer"  # the active layer's own pixels
 DEFAULT_MARGIN = 32
 MASKED_OPERATIONS = ("inpaint", "edit")
 PREVIEW_NAME = "aiedit preview (not applied)"
+LIVE_NAME = "aiedit live (not applied)"
+PREVIEW_NAMES = (PREVIEW_NAME, LIVE_NAME)
 MASK_LAYER_NAME = "Selection mask (paint to show, erase to hide)"
 MASK_BLENDING = "destination-in"
 
@@ -222,7 +224,7 @@ class _previews_hidden:  # noqa: N801 - used as a statement
 
     def __enter__(self):
         for node in self.doc.topLevelNodes():
-            if node.name() == PREVIEW_NAME and node.visible():
+            if node.name() in PREVIEW_NAMES and node.visible():
                 node.setVisible(False)
                 self.hidden.append(node)
         return self
@@ -277,7 +279,7 @@ def active_layer(doc):
     Scripted runs (kritarunner) have no view, so ``activeNode()`` can be None there.
     """
     node = doc.activeNode()
-    if node is not None and node.type().endswith("layer") and node.name() != PREVIEW_NAME:
+    if node is not None and node.type().endswith("layer") and node.name() not in PREVIEW_NAMES:
         return node
     layers = [n for n in doc.topLevelNodes() if n.type() == "paintlayer" and n.visible()]
     return layers[-1] if layers else None
@@ -402,33 +404,34 @@ def mask_layer_raw(mask: Mask, doc_layout: px.Layout) -> px.Raw:
 
 
 def show_preview(doc, capture: Capture, operation: str, result: Result, pixels: Pixels,
-                 raw: px.Raw | None = None):
-    """A preview layer of one result (replacing any earlier one), masked like the result would
-    be; None when the result does not fit the canvas as it is (outpaint) or cannot be placed."""
-    remove_previews(doc)
+                 raw: px.Raw | None = None, name: str = PREVIEW_NAME):
+    """A preview layer of one result (replacing any earlier one of that ``name``), masked like
+    the result would be; None when the result does not fit the canvas as it is (outpaint) or
+    cannot be placed."""
+    remove_previews(doc, name)
     try:
         x, y = place(doc, capture, result.x, result.y)
     except HostError:
         return None
     if x < 0 or y < 0 or x + pixels.width > doc.width() or y + pixels.height > doc.height():
         return None
-    node = _paint_layer(doc, PREVIEW_NAME, raw or encode_result(pixels, capture.layout), x, y)
+    node = _paint_layer(doc, name, raw or encode_result(pixels, capture.layout), x, y)
     parent, above = doc.rootNode(), _top_layer(doc)
     masked = result_mask(capture, operation, result.x, result.y, pixels.width, pixels.height)
     if masked is None:
         parent.addChildNode(node, above)
     elif masked[1] is not None:
-        node = _mask_group(doc, node, masked[1], x, y, parent, above, PREVIEW_NAME)
+        node = _mask_group(doc, node, masked[1], x, y, parent, above, name)
     else:
         return None
     doc.refreshProjection()
     return node
 
 
-def remove_previews(doc) -> int:
+def remove_previews(doc, name: str = PREVIEW_NAME) -> int:
     removed = 0
     for node in doc.topLevelNodes():
-        if node.name() == PREVIEW_NAME:
+        if node.name() == name:
             node.remove()
             removed += 1
     return removed
@@ -505,14 +508,14 @@ def mask_for(capture: Capture, x: int, y: int, width: int, height: int) -> Mask:
 def _insertion_point(doc, source_node):
     """Directly above the source layer, or above the topmost layer of the image."""
     if (source_node is not None and source_node.parentNode() is not None
-            and source_node.name() != PREVIEW_NAME):
+            and source_node.name() not in PREVIEW_NAMES):
         return source_node.parentNode(), source_node
     return doc.rootNode(), _top_layer(doc)
 
 
 def _top_layer(doc):
     layers = [n for n in doc.rootNode().childNodes()
-              if n.type().endswith("layer") and n.name() != PREVIEW_NAME]
+              if n.type().endswith("layer") and n.name() not in PREVIEW_NAMES]
     return layers[-1] if layers else None
 
 

@@ -19,6 +19,7 @@ class Settings:
     operation: str = "inpaint"
     model: str = ""
     source: str = "image"
+    live_interval_ms: str = "700"  # live mode: at most one frame this often
 
 
 def load() -> Settings:

@@ -586,3 +586,44 @@ def test_docker_sends_style_loras_control_layers_and_count(plugin, krita_app, ti
         "the control layer's pixels over the job's region"
     assert [dock.results.item(i).text() for i in range(2)] == ["seed 5", "seed 6"]
     dock.deleteLater()
+
+
+@pytest.mark.ml
+def test_live_mode_follows_a_stroke_and_apply_makes_a_layer(plugin, krita_app, tiny_server,
+                                                            qapp, docker_data):
+    krita_app.writeSetting("aiedit", "server_url", tiny_server.url)
+    krita_app.writeSetting("aiedit", "operation", "generate")
+    krita_app.writeSetting("aiedit", "model", "tiny-sdxl")
+    krita_app.writeSetting("aiedit", "live_interval_ms", "200")
+    doc = make_document(krita_app, scene())
+    dock = plugin.docker.AieditDocker()
+    wait_until(qapp, lambda: dock.client is not None, timeout=15)
+    dock.prompt.setPlainText("a fox")
+    dock.strength.setValue(60)
+    dock.form.fields["steps"].set(2)
+    dock.form.fields["seed"].set(3)
+    live_name = "aiedit live (not applied)"
+
+    def live_pixels():
+        node = doc.nodeByName(live_name)
+        return None if node is None else bytes(node.pixelData(*SELECTION))
+
+    dock.live_check.setChecked(True)
+    try:
+        wait_until(qapp, lambda: live_pixels() is not None, timeout=60)
+    except AssertionError:
+        raise AssertionError(dock.progress.format()) from None
+    first = live_pixels()
+    x, y, w, h = SELECTION
+    assert doc.nodeByName(live_name).bounds().getRect() == (x, y, w, h)
+    # a "stroke": the background changes under the selection; the live layer follows
+    stroke = scene()
+    stroke[y:y + h, x:x + w] = (20, 200, 40, 255)
+    doc.nodeByName("Background").setPixelData(bgra(stroke), 0, 0, W, H)
+    wait_until(qapp, lambda: live_pixels() not in (None, first), timeout=60)
+    node = dock.apply_live()
+    assert node.name().startswith("live generate · a fox")
+    assert bytes(node.pixelData(*SELECTION)) == live_pixels(), "Apply copies the live result"
+    dock.live_check.setChecked(False)
+    assert doc.nodeByName(live_name) is None and node in doc.topLevelNodes()
+    dock.deleteLater()
