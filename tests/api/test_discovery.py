@@ -63,3 +63,17 @@ def test_openapi_and_docs_are_served(client):
     docs = client.get("/docs")
     assert docs.status_code == 200 and b"swagger" in docs.data.lower()
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_params_schemas_stand_alone_with_nested_items_inlined(client):
+    """A plugin reads only /v1/operations: no `$ref` may point into a document it never gets."""
+    import json
+
+    ops = {op["id"]: op for op in client.get("/v1/operations").get_json()["operations"]}
+    for op_id, op in ops.items():
+        assert "$ref" not in json.dumps(op["params_schema"]), op_id
+    control = ops["generate"]["params_schema"]["properties"]["control"]["items"]
+    assert "reference" in control["properties"]["kind"]["enum"]
+    assert set(control["required"]) == {"kind", "input"}
+    lora = ops["inpaint"]["params_schema"]["properties"]["loras"]["items"]
+    assert lora["properties"]["weight"]["maximum"] == 2.0

@@ -68,8 +68,24 @@ def params_json_schema(op_id: str) -> dict:
     spec = APISpec("params", "1", "3.0.3", plugins=[plugin])
     schema = plugin.converter.schema2jsonschema(registry()[op_id].params)
     schema["additionalProperties"] = False
-    del spec
-    return schema
+    components = spec.to_dict().get("components", {}).get("schemas", {})
+    return _inline(schema, components)
+
+
+def _inline(node, components: dict, seen: tuple = ()):
+    """The schema with every `$ref` to a nested schema (control items, LoRA items) replaced by
+    that schema, so each operation's JSON Schema stands alone."""
+    if isinstance(node, list):
+        return [_inline(item, components, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        if name in seen or name not in components:
+            raise ValueError(f"params schema: cannot inline {ref}")
+        return _inline(dict(components[name]), components, (*seen, name))
+    return {key: _inline(value, components, seen) for key, value in node.items()}
 
 
 def describe_operation(op, catalog, config, rates=None) -> dict:
