@@ -135,3 +135,38 @@ def test_gui_docker_is_created_and_generate_action_inserts_layer(krita_home, tmp
     assert mask["values"][3::4] == ramp
     assert report["selection_after"] == ramp
     assert report["saved"]
+
+
+@pytest.mark.ml
+def test_gui_live_mode_follows_a_stroke_and_apply_makes_a_layer(krita_home, tmp_path,
+                                                                tiny_server):
+    """Krita's GUI with the docker: live mode against the tiny server renders the selection,
+    follows a block painted by script, and "Apply live" copies the frame into a layer."""
+    kritarc = krita_home / ".config" / "kritarc"
+    pykrita = krita_home / ".local" / "share" / "krita" / "pykrita"
+    install_krita(pykrita, kritarc=kritarc)
+    smoke = Path(__file__).parent / "gui_smoke"
+    shutil.copytree(smoke / "aiedit_smoke", pykrita / "aiedit_smoke")
+    shutil.copy(smoke / "aiedit_smoke.desktop", pykrita)
+    enable_krita_plugin(kritarc, "aiedit_smoke")
+    with kritarc.open("a") as f:
+        f.write(f"\n[aiedit]\nserver_url={tiny_server.url}\noperation=generate\n"
+                "model=tiny-sdxl\nlive_interval_ms=200\n")
+    source = tmp_path / "in.png"
+    Image.fromarray(scene(), "RGBA").save(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    orders = tmp_path / "orders.json"
+    orders.write_text(json.dumps({"image": str(source), "selection": list(SELECTION),
+                                  "mode": "live", "out_dir": str(out)}))
+    proc = run_krita_gui(krita_home, {"AIEDIT_SMOKE_ORDERS": str(orders)})
+    report_path = out / "report.json"
+    assert report_path.exists(), f"Krita wrote no report:\n{proc.stderr[-3000:]}"
+    report = json.loads(report_path.read_text())
+    assert report["error"] is None, report
+    steps = [s["step"] for s in report["steps"]]
+    assert "first frame" in steps and "followed stroke" in steps
+    applied = report["applied"]
+    assert applied["name"].startswith("live generate · a fox")
+    assert applied["bounds"] == list(SELECTION) and applied["equals_live"]
+    assert not report["live_left"] and applied["name"] in report["layers"]

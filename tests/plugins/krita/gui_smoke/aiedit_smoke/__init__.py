@@ -76,6 +76,8 @@ def wait_connected():
         return QTimer.singleShot(200, wait_connected)
     step("connected", status=docker.status.text(),
          operation=docker.operation_combo.currentData(), model=docker.model_combo.currentData())
+    if json.load(open(ORDERS)).get("mode") == "live":
+        return start_live(docker)
     Krita.instance().action("aiedit_generate").trigger()
     step("generate triggered", progress=docker.progress.format())
     QTimer.singleShot(200, wait_result)
@@ -112,6 +114,67 @@ def wait_result():
         list(bytes(selection.pixelData(x, y, w, h))) if selection is not None else None
     doc.setBatchmode(True)
     state["report"]["saved"] = bool(doc.saveAs(os.path.join(orders["out_dir"], "gui.kra")))
+    finish()
+
+
+LIVE_NAME = "aiedit live (not applied)"
+
+
+def live_pixels():
+    x, y, w, h = json.load(open(ORDERS))["selection"]
+    node = next((n for n in state["doc"].topLevelNodes() if n.name() == LIVE_NAME), None)
+    return None if node is None else bytes(node.pixelData(x, y, w, h))
+
+
+def start_live(docker):
+    """Live mode: wait for a frame, paint a block by script, wait for the next, Apply."""
+    docker.prompt.setPlainText("a fox")
+    docker.strength.setValue(60)
+    docker.form.fields["steps"].set(2)
+    docker.form.fields["seed"].set(3)
+    docker.live_check.setChecked(True)
+    state["live_since"] = time.monotonic()
+    QTimer.singleShot(200, wait_first_frame)
+
+
+@guarded
+def wait_first_frame():
+    from aiedit.docker import live_dockers
+
+    if live_pixels() is None:
+        if time.monotonic() - state["live_since"] > 90:
+            return finish(f"no live frame: {live_dockers()[-1].progress.format()}")
+        return QTimer.singleShot(200, wait_first_frame)
+    state["first"] = live_pixels()
+    step("first frame")
+    from PyQt5.QtCore import QByteArray
+
+    x, y, w, h = json.load(open(ORDERS))["selection"]
+    background = next(n for n in state["doc"].topLevelNodes() if n.type() == "paintlayer")
+    background.setPixelData(QByteArray(bytes([40, 200, 20, 255]) * (w * h)), x, y, w, h)
+    state["doc"].refreshProjection()
+    state["stroke_at"] = time.monotonic()
+    QTimer.singleShot(200, wait_next_frame)
+
+
+@guarded
+def wait_next_frame():
+    from aiedit.docker import live_dockers
+
+    docker = live_dockers()[-1]
+    if live_pixels() in (None, state["first"]):
+        if time.monotonic() - state["stroke_at"] > 90:
+            return finish(f"the live layer did not follow the stroke: {docker.progress.format()}")
+        return QTimer.singleShot(200, wait_next_frame)
+    step("followed stroke", seconds=round(time.monotonic() - state["stroke_at"], 2))
+    x, y, w, h = json.load(open(ORDERS))["selection"]
+    node = docker.apply_live()
+    state["report"]["applied"] = {"name": node.name(), "bounds": list(node.bounds().getRect()),
+                                  "equals_live": bytes(node.pixelData(x, y, w, h)) ==
+                                  live_pixels()}
+    docker.live_check.setChecked(False)
+    state["report"]["live_left"] = live_pixels() is not None
+    state["report"]["layers"] = [n.name() for n in state["doc"].topLevelNodes()]
     finish()
 
 
