@@ -90,4 +90,6 @@ def _cache_gui_resources(home: Path) -> None:
     cached = PROFILE_CACHE / ".local" / "share" / "krita"
     if cached.exists() or not (resources / "resourcecache.sqlite").exists():
         return
-    shutil.copytree(resources, cached, ignore=shutil.ignore_patterns("pykrita", "*.log"))
+    # not the plugins nor the docker's journal and history of that run
+    shutil.copytree(resources, cached,
+                    ignore=shutil.ignore_patterns("pykrita", "aiedit", "*.log"))
