@@ -191,7 +191,9 @@ def test_environment_variables_configure_serve(tmp_path):
 
     port = free_port()
     env = {**os.environ, "AIEDIT_PORT": str(port), "AIEDIT_DATA_DIR": str(tmp_path / "envdata")}
-    proc = subprocess.Popen([str(AIEDIT_BIN), "serve"], env=env, stderr=subprocess.PIPE)
+    log_path = tmp_path / "serve.log"
+    log_file = open(log_path, "wb")  # a file, not a pipe nobody reads: the log cannot block it
+    proc = subprocess.Popen([str(AIEDIT_BIN), "serve"], env=env, stderr=log_file)
     try:
         health = None
         deadline = time.monotonic() + 30
@@ -201,10 +203,17 @@ def test_environment_variables_configure_serve(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+        assert proc.poll() is None, log_path.read_text(errors="replace")[-2000:]
         assert health is not None, f"nothing answered on AIEDIT_PORT {port} within 30 s"
         assert health.status_code == 200 and health.json()["status"] == "ok", health.text
         assert (tmp_path / "envdata" / "aiedit.sqlite3").exists()
     finally:
         proc.terminate()
-        proc.wait(15)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("aiedit serve did not stop within 30 s of SIGTERM:\n"
+                                 + log_path.read_text(errors="replace")[-3000:]) from None
+        finally:
+            log_file.close()

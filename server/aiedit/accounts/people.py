@@ -6,13 +6,12 @@ keys and appears in the ledger, so it never changes when they correct their name
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -24,8 +23,17 @@ MAX_PASSWORD = 1024  # hashing a longer one is work for nothing (and a way to bu
 MAX_NAME = 100
 MAX_EMAIL = 254
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _argon():
+    """argon2id with the library's current recommended parameters, and a hash of a random
+    password to spend the same work on unknown emails. Imported on first use: argon2-cffi
+    comes with the `hosted` extra, and a base install never signs people in."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    return hasher, hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(ValueError):
@@ -99,7 +107,7 @@ def sign_up(db: Database, email: str, name: str, password: str, age_confirmed: b
             min_age: int) -> Person:
     """Create a person's account; raises AccountError naming the field that is wrong."""
     email, name = check_sign_up(email, name, password, age_confirmed, min_age)
-    password_hash = _hasher.hash(password)
+    password_hash = _argon()[0].hash(password)
     try:
         with db.session() as s:
             if _find_by_email(s, email) is not None:
@@ -123,13 +131,13 @@ def sign_in(db: Database, email: str, password: str) -> Person | None:
     with db.session() as s:
         user = _find_by_email(s, email)
     if user is None or not user.password_hash:
-        _verify(_DUMMY_HASH, password or "")
+        _verify(_argon()[1], password or "")
         return None
     if not _verify(user.password_hash, password or ""):
         return None
-    if _hasher.check_needs_rehash(user.password_hash):
+    if _argon()[0].check_needs_rehash(user.password_hash):
         with db.session() as s:
-            s.get(User, user.name).password_hash = _hasher.hash(password)
+            s.get(User, user.name).password_hash = _argon()[0].hash(password)
     return Person.of(user)
 
 
@@ -140,14 +148,16 @@ def verify_password(db: Database, user_name: str, password: str) -> bool:
     with db.session() as s:
         user = s.get(User, user_name)
     if user is None or not user.password_hash:
-        _verify(_DUMMY_HASH, password or "")
+        _verify(_argon()[1], password or "")
         return False
     return _verify(user.password_hash, password or "")
 
 
 def _verify(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash, password)
+        return _argon()[0].verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

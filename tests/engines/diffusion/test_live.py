@@ -118,7 +118,9 @@ def test_eight_frames_back_to_back_supersede_the_stale_ones(diffusion_app, dserv
     assert set(statuses) <= {200, 409}
     # superseded frames are answered as soon as the next one arrives, not after a render
     assert all(a[1] < frame_time for a in superseded), ([a[1] for a in superseded], frame_time)
-    assert elapsed < 8 * frame_time / 2, (elapsed, frame_time)
+    # at most two renders (the one running and the last) instead of eight: about three frames'
+    # time; the bound leaves room for a loaded machine and still fails a queue of eight
+    assert elapsed < 6 * frame_time, (elapsed, frame_time)
     # the last answer is the last frame's own picture (the same input renders the same frame)
     check = send_frame(client, session["id"], images[-1])
     assert check.status_code == 200 and check.data == answers[-1][2]
