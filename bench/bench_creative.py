@@ -18,12 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import Row, best_of
-from tests.fixtures import tiny_diffusion
+from bench.common import Row, best_of, tiny_hub
 
 REPEATS = 3
 SIZE, STEPS, SEED = 64, 4, 3
-CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
 CATALOG = """
 [[model]]
 id = "bench-sdxl"
@@ -88,9 +86,7 @@ def _control_rows() -> list[Row]:
     from aiedit.app import create_app, services_of
     from aiedit.config import Config
 
-    hub = tiny_diffusion.build_hub_cache(
-        CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=["sdxl", "controlnet-sdxl"]
-    )
+    hub = tiny_hub(["sdxl", "controlnet-sdxl"])
     previous = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_HUB_CACHE")}
     os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(hub))
     try:

@@ -11,48 +11,15 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import requests
 
-from bench.bench_warm_job import CACHE_ROOT
-from bench.common import Row
-from tests.fixtures import tiny_diffusion
+from bench.common import Row, bare_sdxl_call, timed, tiny_hub, tiny_sdxl_catalog
 from tests.helpers import LiveServer
 
 REPEATS = 3
 SIZE, STEPS, SEED, PROMPT = 256, 4, 21, "a sailing boat"
-CATALOG = f"""
-[[model]]
-id = "bench-sdxl"
-operations = ["generate"]
-engine = "diffusion"
-licence = "test"
-options = {{ native_size = {SIZE} }}
-[model.source]
-repo = "{tiny_diffusion.ORG}/sdxl"
-revision = "{tiny_diffusion.REVISION}"
-pipeline = "StableDiffusionXLPipeline"
-"""
-
-
-def _bare_pipeline(hub: Path):
-    import torch
-    from diffusers import StableDiffusionXLPipeline
-
-    torch.set_num_threads(1)
-    pipe = StableDiffusionXLPipeline.from_pretrained(
-        f"{tiny_diffusion.ORG}/sdxl", cache_dir=str(hub), local_files_only=True
-    )
-    pipe.set_progress_bar_config(disable=True)
-
-    def call():
-        with torch.inference_mode():
-            pipe(prompt=PROMPT, num_inference_steps=STEPS, width=SIZE, height=SIZE,
-                 generator=torch.Generator("cpu").manual_seed(SEED), output_type="pil")
-
-    return call
 
 
 def _frame(server: LiveServer, session_id: str, canvas: bytes) -> None:
@@ -67,22 +34,14 @@ def _frame(server: LiveServer, session_id: str, canvas: bytes) -> None:
     assert len(resp.content) == SIZE * SIZE * 4
 
 
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 def main() -> list[Row]:
     import numpy as np
 
-    hub = tiny_diffusion.build_hub_cache(
-        CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=["sdxl"]
-    )
+    hub = tiny_hub(["sdxl"])
     canvas = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 4), np.uint8).tobytes()
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.toml"
-        catalog.write_text(CATALOG)
+        catalog.write_text(tiny_sdxl_catalog(SIZE))
         env = {
             "HF_HUB_OFFLINE": "1",
             "HF_HUB_CACHE": str(hub),
@@ -98,12 +57,12 @@ def main() -> list[Row]:
             resp.raise_for_status()
             session_id = resp.json()["id"]
             _frame(server, session_id, canvas)  # loads the model
-            bare_call = _bare_pipeline(hub)
+            bare_call = bare_sdxl_call(hub, PROMPT, STEPS, SIZE, SEED, threads=1)
             bare_call()
             live, bare = [], []
             for _ in range(REPEATS):
-                live.append(_timed(lambda: _frame(server, session_id, canvas)))
-                bare.append(_timed(bare_call))
+                live.append(timed(lambda: _frame(server, session_id, canvas)))
+                bare.append(timed(bare_call))
             requests.delete(f"{server.url}/v1/live/{session_id}", timeout=30)
         finally:
             server.stop()

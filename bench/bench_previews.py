@@ -10,21 +10,17 @@ previews / without <= 1.05."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from bench.common import Row
+from bench.common import Row, tiny_hub
 from tests.fixtures import tiny_diffusion
 
 REPEATS = 3
 SIZE, STEPS, SEED, PROMPT = 128, 20, 5, "a lighthouse at dusk"
-CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
 
 
 def tiny_sdxl(native_size: int = SIZE):
     """The tiny SDXL pipeline loaded through the engine, as a job's model."""
-    hub = tiny_diffusion.build_hub_cache(
-        CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=["sdxl"]
-    )
+    hub = tiny_hub(["sdxl"])
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HUB_CACHE"] = str(hub)
     from aiedit.engines import diffusion

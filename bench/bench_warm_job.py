@@ -24,55 +24,11 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.common import Row
-from tests.fixtures import tiny_diffusion
+from bench.common import Row, bare_sdxl_call, timed, tiny_hub, tiny_sdxl_catalog
 from tests.helpers import LiveServer
 
 REPEATS = 3
 SIZE, STEPS, SEED, PROMPT = 128, 10, 11, "a lighthouse at dusk"
-CACHE_ROOT = Path(os.environ.get("AIEDIT_TINY_CACHE", "~/.cache/aiedit/tiny-models")).expanduser()
-CATALOG = f"""
-[[model]]
-id = "bench-sdxl"
-operations = ["generate"]
-engine = "diffusion"
-licence = "test"
-options = {{ native_size = {SIZE} }}
-[model.source]
-repo = "{tiny_diffusion.ORG}/sdxl"
-revision = "{tiny_diffusion.REVISION}"
-pipeline = "StableDiffusionXLPipeline"
-"""
-
-
-def _bare_pipeline(hub: Path):
-    """The bare call: from_pretrained, then `pipe(...)` with the job's arguments."""
-    import torch
-    from diffusers import StableDiffusionXLPipeline
-
-    pipe = StableDiffusionXLPipeline.from_pretrained(
-        f"{tiny_diffusion.ORG}/sdxl", cache_dir=str(hub), local_files_only=True
-    )
-    pipe.set_progress_bar_config(disable=True)
-
-    def call():
-        with torch.inference_mode():
-            pipe(
-                prompt=PROMPT,
-                num_inference_steps=STEPS,
-                width=SIZE,
-                height=SIZE,
-                generator=torch.Generator("cpu").manual_seed(SEED),
-                output_type="pil",
-            )
-
-    return call
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def _timed_job(server, run_times: list[float]) -> float:
@@ -139,23 +95,21 @@ class BareProcess:
 
 
 def _serve_bare(hub: Path) -> None:
-    call = _bare_pipeline(hub)
+    call = bare_sdxl_call(hub, PROMPT, STEPS, SIZE, SEED)
     call()  # the bare side's own one-off warm-up
     print("ready", flush=True)
     for _line in sys.stdin:
-        print(_timed(call), flush=True)
+        print(timed(call), flush=True)
 
 
 def main() -> list[Row]:
     from aiedit.config import Config
     from aiedit.engines import threads
 
-    hub = tiny_diffusion.build_hub_cache(
-        CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=["sdxl"]
-    )
+    hub = tiny_hub(["sdxl"])
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.toml"
-        catalog.write_text(CATALOG)
+        catalog.write_text(tiny_sdxl_catalog(SIZE))
         env = {
             "HF_HUB_OFFLINE": "1",
             "HF_HUB_CACHE": str(hub),
@@ -165,7 +119,7 @@ def main() -> list[Row]:
         server = LiveServer(Path(tmp) / "data", env=env).start(timeout=60)
         bare_process = None
         try:
-            cold = _timed(lambda: _job(server))  # loads the model
+            cold = timed(lambda: _job(server))  # loads the model
             plan = threads.plan(Config(devices=["cpu"]))
             bare_process = BareProcess(hub, {**env, **threads.environment(plan)})
             warm, bare, run = [], [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -39,6 +40,68 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
         fn()
         best = min(best, time.perf_counter() - started)
     return best
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of `fn` takes."""
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def tiny_hub(names: list[str]) -> Path:
+    """The tests' HF cache of tiny models (tests/fixtures/tiny_server.py), with `names` built if
+    missing (under the same lock the tests take)."""
+    from tests.fixtures import tiny_diffusion
+    from tests.fixtures.tiny_server import CACHE_ROOT
+    from tests.helpers import cache_lock
+
+    with cache_lock("tiny-models"):
+        return tiny_diffusion.build_hub_cache(
+            CACHE_ROOT / tiny_diffusion.versions_key() / "hub", names=names
+        )
+
+
+def tiny_sdxl_catalog(native_size: int) -> str:
+    """A catalog file offering the tiny SDXL pipeline as model `bench-sdxl`."""
+    from tests.fixtures import tiny_diffusion
+
+    return f"""
+[[model]]
+id = "bench-sdxl"
+operations = ["generate"]
+engine = "diffusion"
+licence = "test"
+options = {{ native_size = {native_size} }}
+[model.source]
+repo = "{tiny_diffusion.ORG}/sdxl"
+revision = "{tiny_diffusion.REVISION}"
+pipeline = "StableDiffusionXLPipeline"
+"""
+
+
+def bare_sdxl_call(hub: Path, prompt: str, steps: int, size: int, seed: int,
+                   threads: int | None = None) -> Callable[[], None]:
+    """The bare call a job is measured against: the tiny SDXL pipeline from_pretrained, then
+    `pipe(...)` with the job's arguments (on `threads` torch threads if given)."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from tests.fixtures import tiny_diffusion
+
+    if threads:
+        torch.set_num_threads(threads)
+    pipe = StableDiffusionXLPipeline.from_pretrained(
+        f"{tiny_diffusion.ORG}/sdxl", cache_dir=str(hub), local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+
+    def call():
+        with torch.inference_mode():
+            pipe(prompt=prompt, num_inference_steps=steps, width=size, height=size,
+                 generator=torch.Generator("cpu").manual_seed(seed), output_type="pil")
+
+    return call
 
 
 def print_table(rows: list[Row]) -> None:

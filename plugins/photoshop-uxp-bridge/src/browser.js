@@ -14,30 +14,7 @@
 const { isTerminal } = require("./client");
 const { applyOutcome, MASKED_OPERATIONS } = require("./job");
 const { settled } = require("./journal");
-
-function el(document, tag, attributes = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") {
-      node.textContent = value;
-    } else {
-      node.setAttribute(name, value);
-    }
-  }
-  for (const child of children) {
-    node.appendChild(child);
-  }
-  return node;
-}
-
-function setChildren(node, children) {
-  while (node.firstChild) {
-    node.removeChild(node.firstChild);
-  }
-  for (const child of children) {
-    node.appendChild(child);
-  }
-}
+const { el, setChildren } = require("./dom");
 
 /** "seed 5 · steps 20 · strength 0.6": the parameters a user reads back, prompt aside. */
 function paramsLine(entry) {

@@ -8,31 +8,9 @@
  * same region as the image, so they line up with it on the server.
  */
 
+const { el, setChildren } = require("./dom");
+
 const DEFAULT_KINDS = ["scribble", "lineart", "canny", "depth", "pose", "reference"];
-
-function el(document, tag, attributes = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") {
-      node.textContent = value;
-    } else {
-      node.setAttribute(name, value);
-    }
-  }
-  for (const child of children) {
-    node.appendChild(child);
-  }
-  return node;
-}
-
-function setChildren(node, children) {
-  while (node.firstChild) {
-    node.removeChild(node.firstChild);
-  }
-  for (const child of children) {
-    node.appendChild(child);
-  }
-}
 
 function options(document, items, selected = null) {
   return items.map(([value, text]) => {

@@ -13,6 +13,7 @@ const { ResultsBrowser } = require("./browser");
 const { CreativeControls } = require("./creative");
 const { LiveMode } = require("./live");
 const { fieldsFromSchema, paramsFromValues, hasPrompt } = require("./params");
+const { el, setChildren } = require("./dom");
 
 const DEFAULT_SERVER = "http://127.0.0.1:8790";
 const SETTINGS_KEY = "aiedit.settings";
@@ -29,31 +30,6 @@ function loadSettings(storage) {
       ...JSON.parse(storage.getItem(SETTINGS_KEY) || "{}") };
   } catch {
     return { server: DEFAULT_SERVER, key: "", margin: 32, source: "composite" };
-  }
-}
-
-function el(document, tag, attributes = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") {
-      node.textContent = value;
-    } else {
-      node.setAttribute(name, value);
-    }
-  }
-  for (const child of children) {
-    node.appendChild(child);
-  }
-  return node;
-}
-
-/** Replaces a node's children with calls every UXP version has. */
-function setChildren(node, children) {
-  while (node.firstChild) {
-    node.removeChild(node.firstChild);
-  }
-  for (const child of children) {
-    node.appendChild(child);
   }
 }
 
