@@ -122,8 +122,11 @@ LIVE_NAME = "aiedit live (not applied)"
 
 def live_pixels():
     x, y, w, h = json.load(open(ORDERS))["selection"]
-    node = next((n for n in state["doc"].topLevelNodes() if n.name() == LIVE_NAME), None)
-    return None if node is None else bytes(node.pixelData(x, y, w, h))
+    state["doc"].waitForDone()  # a replaced live layer's removal may still be under way
+    nodes = [n for n in state["doc"].topLevelNodes() if n.name() == LIVE_NAME]
+    state["report"]["live_layers_seen"] = max(len(nodes),
+                                              state["report"].get("live_layers_seen", 0))
+    return None if not nodes else bytes(nodes[-1].pixelData(x, y, w, h))
 
 
 def start_live(docker):
@@ -169,6 +172,7 @@ def wait_next_frame():
     step("followed stroke", seconds=round(time.monotonic() - state["stroke_at"], 2))
     x, y, w, h = json.load(open(ORDERS))["selection"]
     node = docker.apply_live()
+    state["doc"].waitForDone()
     state["report"]["applied"] = {"name": node.name(), "bounds": list(node.bounds().getRect()),
                                   "equals_live": bytes(node.pixelData(x, y, w, h)) ==
                                   live_pixels()}
