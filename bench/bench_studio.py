@@ -1,8 +1,11 @@
 """Studio mode (real PostgreSQL, Redis, gunicorn API, Celery workers, all on this machine):
 
-- throughput: the same 40 classic jobs (4 users) through 2 CPU workers and through 1 worker;
-  the row's ratio is wall time with 2 ÷ wall time with 1 (target ≤ 1/1.7: 2 workers do ≥ 1.7×
-  the work; needs 2+ free cores).
+- throughput: the same 40 classic jobs (4 users: non-local-means denoising of a 512² picture,
+  about 0.5 s of one core each, compute-bound as GPU jobs are) through 2 CPU workers and through
+  1 worker, alternately, best of two runs each; the row's ratio is wall time with 2 ÷ wall
+  time with 1 (target ≤ 1/1.7: 2 workers do ≥ 1.7× the work; needs 2+ free cores). The API,
+  PostgreSQL, Redis and this client share those cores: a job's API cost (about 20-40 ms of CPU)
+  would dominate a job of a few tens of milliseconds, which is not what a studio queue holds.
 - submit → start latency with an empty queue, studio ÷ personal: from the moment the client
   sends the job (a 512×512 PNG) to the job's `started_at`, median of several jobs, each waited
   for before the next."""
@@ -26,6 +29,8 @@ from tests.fixtures.studio import Studio
 from tests.helpers import LiveServer, png_bytes
 
 JOBS = 40
+THROUGHPUT_SIZE = 512  # a denoise of this size costs a CPU worker about 0.5 s
+ROUNDS = 2
 LATENCY_JOBS = 12
 
 
@@ -35,8 +40,10 @@ def _gradient(size: int) -> bytes:
     return png_bytes(np.dstack([rgb, np.full((size, size), 255, np.uint8)]))
 
 
-def _post(url, headers, image, scale) -> str:
-    request = {"operation": "upscale", "model": "classic-lanczos", "params": {"scale": scale}}
+def _post(url, headers, image, scale=None) -> str:
+    """An upscale by `scale` (Lanczos), or without `scale` a denoise (non-local means)."""
+    request = ({"operation": "upscale", "model": "classic-lanczos", "params": {"scale": scale}}
+               if scale else {"operation": "restore", "model": "classic-denoise"})
     resp = requests.post(url + "/v1/jobs", data={"request": json.dumps(request)},
                          files={"image": ("i.png", image)}, headers=headers, timeout=60)
     resp.raise_for_status()
@@ -55,10 +62,10 @@ def _wait(url, headers, job_id) -> dict:
 
 def _throughput(studio: Studio, users: list[dict], workers: int) -> float:
     started = [studio.start_worker(f"t{workers}-{i}") for i in range(workers)]
-    image = _gradient(500)
+    image = _gradient(THROUGHPUT_SIZE)
     t0 = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(lambda i: (users[i % 4], _post(studio.url, users[i % 4], image, 4)),
+        ids = list(pool.map(lambda i: (users[i % 4], _post(studio.url, users[i % 4], image)),
                             range(JOBS)))
         list(pool.map(lambda item: _wait(studio.url, *item), ids))
     wall = time.monotonic() - t0
@@ -92,8 +99,13 @@ def main() -> list[Row]:
                         extra_env={"AIEDIT_OPENCV_THREADS": "1", "AIEDIT_TORCH_THREADS": "1"})
         users = [studio.user(f"user{i}") for i in range(4)]
         studio.start_api(workers=2)
-        one = _throughput(studio, users, 1)
-        two = _throughput(studio, users, 2)
+        # Alternately, best of ROUNDS each: a shared 2-core machine's noise (other processes,
+        # the VM's neighbours) hits both sides alike instead of one unlucky run.
+        ones, twos = [], []
+        for _ in range(ROUNDS):
+            ones.append(_throughput(studio, users, 1))
+            twos.append(_throughput(studio, users, 2))
+        one, two = min(ones), min(twos)
 
         studio.start_worker("latency")
         studio_client, studio_server = _latency(studio.url, users[0])

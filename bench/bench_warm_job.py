@@ -27,7 +27,7 @@ import requests
 from bench.common import Row, bare_sdxl_call, timed, tiny_hub, tiny_sdxl_catalog
 from tests.helpers import LiveServer
 
-REPEATS = 3
+REPEATS = 6
 SIZE, STEPS, SEED, PROMPT = 128, 10, 11, "a lighthouse at dusk"
 
 

@@ -61,6 +61,10 @@ POLL_INTERVAL_S = 0.5
 LONG_POLL_RETRY_S = 1
 WEBP_MAX_SIDE = 16383  # the WebP format cannot hold a larger image
 PROGRESS_EVERY_S = 0.25  # a long-poll answers a state change at once, progress at most this often
+# ... and a queued job's new place in the queue (and its ETA) at most this often: with many jobs
+# queued every start moves all of them, and answering each move sent every waiting client
+# back for another long-poll four times a second, which cost the API more than the jobs
+QUEUE_EVERY_S = 1.0
 
 
 # --- request schemas --------------------------------------------------------------------------
@@ -430,11 +434,12 @@ class JobById(MethodView):
 
 def _wait_for_change(job_id: str, body: dict, wait: float) -> dict:
     """Long-poll: the job as soon as its state changes, or its progress (at most every
-    PROGRESS_EVERY_S), or when `wait` seconds have passed."""
+    PROGRESS_EVERY_S; its queue position at most every QUEUE_EVERY_S), or when `wait` seconds
+    have passed."""
     services = _services()
     started = time.monotonic()
     deadline = started + min(wait, services.config.max_wait_s)
-    progress_due = started + PROGRESS_EVERY_S
+    progress_due = started + (QUEUE_EVERY_S if body["state"] == QUEUED else PROGRESS_EVERY_S)
     before = _snapshot(body)
     version = services.events.version(job_id)
     while body["state"] not in FINISHED and body["state"] == before[0]:

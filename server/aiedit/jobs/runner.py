@@ -8,6 +8,7 @@ PostgreSQL) cannot overwrite each other: whichever commits second changes nothin
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import time
 import uuid
@@ -644,22 +645,8 @@ class JobRunner:
     def queued_jobs(self) -> list[tuple[str, str, object, str, object]]:
         """Queued jobs as (id, owner, created_at, model, when the owner's latest job started),
         oldest first, in one query."""
-        started = aliased(Job)
-        last_started = (
-            select(func.max(started.started_at))
-            .where(started.owner == Job.owner)
-            .correlate(Job)
-            .scalar_subquery()
-        )
         with self.db.statements() as s:
-            return [
-                tuple(row)
-                for row in s.execute(
-                    select(Job.id, Job.owner, Job.created_at, Job.model, last_started)
-                    .where(Job.state == QUEUED)
-                    .order_by(Job.created_at, Job.id)
-                )
-            ]
+            return [tuple(row) for row in s.execute(_queued_jobs_statement())]
 
     def expire(self) -> int:
         """Delete finished jobs past their expiry time with their files (a running job's expiry
@@ -745,6 +732,22 @@ class _ProgressWriter(Progress):
         if complete and state.get("total"):
             state["step"] = state["total"]
         return state
+
+
+@functools.cache
+def _queued_jobs_statement():
+    """Built once: constructing it (an aliased, correlated subquery) cost more than running it,
+    and workers and queue positions ask for it often."""
+    started = aliased(Job)
+    last_started = (
+        select(func.max(started.started_at))
+        .where(started.owner == Job.owner)
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    return (select(Job.id, Job.owner, Job.created_at, Job.model, last_started)
+            .where(Job.state == QUEUED)
+            .order_by(Job.created_at, Job.id))
 
 
 def _transition(session, job_id: str, expected: str, extra=None, **values) -> bool:

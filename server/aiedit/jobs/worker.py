@@ -136,6 +136,7 @@ class StudioWorker:
     def work_once(self) -> None:
         """One ticket: run the job that should start next, if any."""
         self._busy.set()
+        job_id = None
         try:
             job_id = self.services.runner.run_next(self._queued_order, on_start=self._started)
             if job_id:
@@ -146,6 +147,19 @@ class StudioWorker:
                 self._beat(busy=False)
             except Exception:
                 log.exception("worker %s: could not report itself idle", self.id)
+        if job_id:
+            self._keep_busy()
+
+    def _keep_busy(self) -> None:
+        """After a job: if jobs wait but no ticket will reach this worker (their tickets went to
+        another worker's own queue, for the model it holds, and that worker is busy), take one
+        now rather than idle until the next heartbeat. A spare ticket costs one look at the
+        queue."""
+        try:
+            if not self._tickets_waiting() and self._queued_order():
+                self.queue.send_ticket(self.own_queue)
+        except Exception as exc:  # the heartbeat asks again
+            log.warning("worker %s: could not look for waiting jobs (%s)", self.id, exc)
 
     def _queued_order(self) -> list[str]:
         """The queued jobs this worker may take, in fair order (see `fair.for_device`)."""
