@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	if $(BIN)/pip show -q opencv-python 2>/dev/null; then \
 	  $(BIN)/pip uninstall -y -q opencv-python && \
 	  $(BIN)/pip install -q --force-reinstall --no-deps -c $(CONSTRAINTS) opencv-python-headless; fi
+	@# An editable install leaves the server's bytecode to the first run, which never writes it
+	@# where PYTHONDONTWRITEBYTECODE is set: every start would compile it (about 0.2 s).
+	$(BIN)/python -m compileall -q server/aiedit
 	touch $@
 
 serve: venv

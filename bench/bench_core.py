@@ -174,7 +174,14 @@ def _http_bulk_roundtrip(server, width: int, height: int) -> float:
 
 def _startup(data_dir: Path) -> tuple[float, float]:
     """(first start on an empty folder, best later start on the same folder: its database is
-    current, which is the start a user waits for every day)."""
+    current, which is the start a user waits for every day). The server's bytecode is brought
+    up to date first, as `make` leaves it and as Python's own cache keeps it between a user's
+    starts (unless PYTHONDONTWRITEBYTECODE is set, when every start would compile it)."""
+    import compileall
+
+    import aiedit
+
+    compileall.compile_dir(Path(aiedit.__file__).parent, quiet=1)
     server = LiveServer(data_dir / "start")
     started = time.perf_counter()
     server.start()
