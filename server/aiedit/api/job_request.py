@@ -628,9 +628,14 @@ def reused_key_error(key: str) -> ApiError:
 # --- capacity ---------------------------------------------------------------------------------
 
 
-def check_capacity(owner: str) -> None:
+EARLY_QUEUE_CHECK_BYTES = 1 << 20  # smaller uploads leave the queue caps to `admission`
+
+
+def check_capacity(owner: str, body_bytes: int | None = None) -> None:
     """Refuse a new job while the disk is nearly full or the queue is at its limits (early,
-    before the upload is read; `admission` checks the limits again as the job is stored)."""
+    before the upload is read; `admission` checks the limits again as the job is stored, with
+    the same answer). The early count of the queue is skipped for a body under
+    EARLY_QUEUE_CHECK_BYTES: reading it costs less than the round trip that would spare it."""
     services = _services()
     config = services.config
     if config.min_free_bytes > 0:
@@ -643,7 +648,8 @@ def check_capacity(owner: str) -> None:
                 f"{_size(config.min_free_bytes)} it keeps in reserve (min_free_bytes); free "
                 "space there (or delete finished jobs) and retry",
             )
-    if config.max_queued_per_owner or config.max_queued:
+    small = body_bytes is not None and body_bytes <= EARLY_QUEUE_CHECK_BYTES
+    if (config.max_queued_per_owner or config.max_queued) and not small:
         with services.db.statements() as s:
             _check_queue(s, config, owner)
 

@@ -369,7 +369,7 @@ def _submit(request_text, read_files, job_id: str | None = None) -> dict:
     require_account(g.principal)
     existing = services.runner.find_idempotent(owner, key) if key else None
     if existing is None:
-        check_capacity(owner)
+        check_capacity(owner, request.content_length)
     submission = read_submission(owner, request_text(), read_files, key, job_id)
     if existing is not None:
         if not same_request(existing, submission):

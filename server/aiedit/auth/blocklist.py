@@ -163,7 +163,7 @@ def list_terms(db: Database) -> list[BlockedTerm]:
 
 
 def matcher(db: Database) -> Matcher:
-    with db.session() as s:
+    with db.statements() as s:  # one read, no transaction round trips: every job asks
         return Matcher(s.scalars(select(BlockedTerm.key)))
 
 
