@@ -478,7 +478,7 @@ class JobRunner:
         with self.db.session() as s:
             finished = _transition(s, job_id, RUNNING, extra=_same_worker(self.worker_id),
                                    **values)
-            started = s.scalar(select(Job.started_at).where(Job.id == job_id))
+            started = finished.started_at if finished else None
             elsewhere = not finished and s.scalar(
                 select(Job.id).where(Job.id == job_id, Job.state.in_((QUEUED, RUNNING)))
             )
@@ -750,21 +750,28 @@ def _queued_jobs_statement():
             .order_by(Job.created_at, Job.id))
 
 
-def _transition(session, job_id: str, expected: str, extra=None, **values) -> bool:
-    """`UPDATE jobs SET … WHERE id = job_id AND state = expected [AND extra]`; True if it
-    changed the row."""
+def _transition(session, job_id: str, expected: str, extra=None, **values):
+    """`UPDATE jobs SET … WHERE id = job_id AND state = expected [AND extra]`; falsy if it
+    changed nothing. Finishing a job hands back its (operation, model, started_at) row from
+    the same statement (RETURNING), which the statistics and the caller use: one round trip
+    instead of three on the path every job ends by."""
     query = update(Job).where(Job.id == job_id, Job.state == expected)
     if extra is not None:
         query = query.where(extra)
     if not values:
         values = {"state": expected}
-    result = session.execute(query.values(**values).execution_options(synchronize_session=False))
-    changed = result.rowcount == 1
-    if changed and values.get("state") in FINISHED:
-        stats.record_finished(session, job_id, values["state"], values.get("finished_at")
-                              or utcnow(), values.get("error"))
-        # every way a job ends passes here once: its held credits are charged or released
-        ledger.settle(session, job_id, values["state"])
-    return changed
+    query = query.values(**values).execution_options(synchronize_session=False)
+    if values.get("state") not in FINISHED:
+        return session.execute(query).rowcount == 1
+    row = session.execute(query.returning(Job.operation, Job.model, Job.started_at)).first()
+    if row is None:
+        return None
+    stats.record_finished(session, job_id, values["state"], values.get("finished_at")
+                          or utcnow(), values.get("error"), job=tuple(row))
+    # every way a job ends passes here once: its held credits are charged or released
+    ledger.settle(session, job_id, values["state"])
+    return row
+
+
 def _same_worker(worker: str | None):
     return Job.worker.is_(None) if worker is None else Job.worker == worker

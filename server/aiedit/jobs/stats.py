@@ -19,9 +19,10 @@ NEVER_STARTED = -1
 
 
 def record_finished(session, job_id: str, state: str, finished_at: datetime,
-                    error: dict | None) -> None:
-    """Count a job that has just reached `state` (call inside the transaction that set it)."""
-    row = session.execute(
+                    error: dict | None, job: tuple | None = None) -> None:
+    """Count a job that has just reached `state` (call inside the transaction that set it).
+    `job`: its (operation, model, started_at), when the caller has them already."""
+    row = job or session.execute(
         select(Job.operation, Job.model, Job.started_at).where(Job.id == job_id)
     ).first()
     if row is None:
