@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aiedit.billing.settings import BillingSettings
 from aiedit.config import Config
@@ -23,6 +24,9 @@ from aiedit.store import datadir
 from aiedit.store.blobs import BlobStore
 from aiedit.store.db import Database, utcnow
 from aiedit.styles import StyleBook
+
+if TYPE_CHECKING:
+    from aiedit.jobs.live_redis import RedisLiveSessions
 
 log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 600.0
@@ -40,7 +44,7 @@ class Services:
     queue: JobQueue
     downloads: DownloadTracker | None = None
     styles: StyleBook | None = None
-    live: LiveSessions | None = None  # live painting sessions (personal mode)
+    live: LiveSessions | RedisLiveSessions | None = None  # live painting sessions
     billing: BillingSettings | None = None  # prices, packs and plans (hosted mode charges)
 
     @classmethod
@@ -82,14 +86,18 @@ class Services:
             expire_queued=config.hosted,  # the promise: no upload outlives the period
         )
         if config.studio:
+            from aiedit.jobs.live_redis import RedisLiveSessions
+
             queue = CeleryQueue(runner, config, client)
+            live = RedisLiveSessions(runner, queue, client)
         else:
             from aiedit.engines import threads
             from aiedit.jobs.queue_embedded import EmbeddedQueue
 
             queue = EmbeddedQueue(runner, config.devices, thread_plan=threads.plan(config))
+            live = LiveSessions(runner)
         return cls(config, db, blobs, catalog, cache, events, runner, queue, downloads=tracker(),
-                   styles=StyleBook.load(config.styles_file or None), live=LiveSessions(runner),
+                   styles=StyleBook.load(config.styles_file or None), live=live,
                    billing=BillingSettings.load(config.billing_file or None))
 
     def start(self) -> None:

@@ -89,12 +89,8 @@ def _live():
             "credits); submit jobs instead",
         )
     if live is None or not live.available:
-        raise ApiError(
-            501,
-            "live_unavailable",
-            "live sessions need the personal-mode server (frames run on its own device "
-            "workers); this server's workers are separate processes. Submit jobs instead",
-        )
+        raise ApiError(501, "live_unavailable",
+                       "live sessions are not available on this server; submit jobs instead")
     return live
 
 
@@ -198,8 +194,8 @@ def send_frame(args, form, files, session_id):
     sizes.setdefault("image", (region.width, region.height))
     check_operation(op, params, sizes, session.entry)
     if changes["params"]:
-        session.params = merged  # later frames keep the change
-    frame = Frame(params=params, inputs=_decoded(inputs), region=region)
+        live.update_params(session, merged)  # later frames keep the change
+    frame = Frame(params=params, inputs=_decoded(inputs), region=region, raw_params=merged)
     try:
         # a frame holds a server thread while it waits and renders, as a long-poll does
         with _long_polls().slot(g.principal.owner):

@@ -50,6 +50,7 @@ class Frame:
     params: dict  # loaded (validated) params, the session's with this frame's changes
     inputs: dict[str, np.ndarray]
     region: Region
+    raw_params: dict | None = None  # the params as sent (JSON), for a worker in another process
     done: threading.Event = field(default_factory=threading.Event)
     output: ImageOutput | None = None
     error: Exception | None = None
@@ -142,6 +143,10 @@ class LiveSessions:
         with self._lock:
             return self._sessions.get(session_id)
 
+    def update_params(self, session: LiveSession, params: dict) -> None:
+        """Later frames of the session keep a frame's changes (prompt, strength, ...)."""
+        session.params = params
+
     def owned_by(self, owners) -> list[str]:
         """Ids of the open sessions of these owners."""
         with self._lock:
@@ -213,23 +218,12 @@ class LiveSessions:
                 return
             session.running = frame
         try:
-            with private_text(*job_texts(frame.params)):
-                frame.finish(output=self._render(session, frame))
-        except Canceled:
-            frame.finish(error=SessionClosed("deleted"))
-        except OperationError as exc:
-            frame.finish(error=exc)
-        except MemoryError:
-            frame.finish(error=OperationError(
-                "out_of_memory", "the server ran out of memory; try a smaller region"))
-        except Exception:
-            with private_text(*job_texts(frame.params)):
-                log.exception("live session %s: a frame failed", session.id)
-            frame.finish(error=OperationError(
-                "internal_error",
-                f"the frame failed unexpectedly (live session {session.id}); the server log has "
-                "the details",
+            frame.finish(output=render_frame(
+                self._runner, session.operation, session.entry, session.device, frame.params,
+                frame.inputs, frame.region, lambda: session.closed, f"live session {session.id}",
             ))
+        except Exception as exc:
+            frame.finish(error=exc)
         finally:
             again = False
             with self._lock:
@@ -242,32 +236,6 @@ class LiveSessions:
                 session.device, lambda: self._run_next(session)
             ):
                 self.close(session.id, "server stopping")
-
-    def _render(self, session: LiveSession, frame: Frame) -> ImageOutput:
-        runner = self._runner
-        op = registry()[session.operation]
-        entry = session.entry
-        prepare = getattr(engine_module(entry.engine), "prepare", None)
-        if prepare is not None:
-            prepare(entry)
-        model = runner.cache.get(entry, session.device)
-        params = dict(frame.params)
-        for key, value in entry.defaults.items():
-            if params.get(key) is None:
-                params[key] = value
-        progress = Progress(lambda *a: None, lambda: session.closed)
-        ctx = OpContext(
-            params=params,
-            inputs=frame.inputs,
-            region=frame.region,
-            model=model,
-            progress=progress,
-            device=model.device,
-            load=lambda model_id: runner._load_extra(model_id, session.device, progress),
-            catalog=runner.catalog,
-        )
-        outputs = op.run(ctx)
-        return outputs[0]
 
     # --- expiry -----------------------------------------------------------------------------
 
@@ -297,3 +265,55 @@ def _base_run_task():
     from aiedit.jobs.queue_base import JobQueue
 
     return JobQueue.run_task
+
+
+def render_frame(runner: JobRunner, operation: str, entry: ModelEntry, device: str, params: dict,
+                 inputs: dict[str, np.ndarray], region: Region, closed, what: str
+                 ) -> ImageOutput:
+    """Render one live frame on this process's worker with its warm model (`params` loaded by
+    the operation's schema). `closed()` is asked at every step: true stops the frame. Raises
+    SessionClosed when it stopped so, else OperationError (the operation's own, or
+    out_of_memory / internal_error for what went wrong underneath)."""
+    try:
+        with private_text(*job_texts(params)):
+            return _render(runner, operation, entry, device, params, inputs, region, closed)
+    except Canceled:
+        raise SessionClosed("deleted") from None
+    except OperationError:
+        raise
+    except MemoryError:
+        raise OperationError(
+            "out_of_memory", "the server ran out of memory; try a smaller region") from None
+    except Exception:
+        with private_text(*job_texts(params)):
+            log.exception("%s: a frame failed", what)
+        raise OperationError(
+            "internal_error",
+            f"the frame failed unexpectedly ({what}); the server log has the details",
+        ) from None
+
+
+def _render(runner: JobRunner, operation: str, entry: ModelEntry, device: str, params: dict,
+            inputs: dict[str, np.ndarray], region: Region, closed) -> ImageOutput:
+    op = registry()[operation]
+    prepare = getattr(engine_module(entry.engine), "prepare", None)
+    if prepare is not None:
+        prepare(entry)
+    model = runner.cache.get(entry, device)
+    params = dict(params)
+    for key, value in entry.defaults.items():
+        if params.get(key) is None:
+            params[key] = value
+    progress = Progress(lambda *a: None, closed)
+    ctx = OpContext(
+        params=params,
+        inputs=inputs,
+        region=region,
+        model=model,
+        progress=progress,
+        device=model.device,
+        load=lambda model_id: runner._load_extra(model_id, device, progress),
+        catalog=runner.catalog,
+    )
+    outputs = op.run(ctx)
+    return outputs[0]

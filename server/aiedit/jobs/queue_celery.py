@@ -32,6 +32,7 @@ from aiedit.store.models import Job, Worker
 log = logging.getLogger(__name__)
 
 TASK = "aiedit.work"
+LIVE_TASK = "aiedit.live"  # a live session has a frame waiting (see live_redis.py)
 SHARED_QUEUE = "aiedit.jobs"
 CANCEL_KEY = "aiedit:cancel:{}"
 CANCEL_TTL_S = 24 * 3600
@@ -128,6 +129,22 @@ class CeleryQueue(JobQueue):
             log.warning("could not send a job ticket to %s (%s); workers will find the job "
                         "when the broker is back", queue, exc)
             return False
+
+    def send_live_ticket(self, session_id: str, queue: str, warm: bool = False) -> bool:
+        """A live session has a frame waiting (or, `warm`, a model to load ahead): a ticket in
+        the same lists as job tickets, so frames and jobs take turns on the workers."""
+        try:
+            self.celery.send_task(LIVE_TASK, args=[session_id, warm], queue=queue,
+                                  ignore_result=True)
+            return True
+        except Exception as exc:
+            log.warning("could not send a live ticket to %s (%s)", queue, exc)
+            return False
+
+    def route_model(self, model: str) -> str:
+        """The ticket queue for work on `model`: an idle worker that holds it, else any."""
+        with self._runner.db.statements() as s:
+            return self._route_in(s, model)
 
     def prepare(self, session, job_id: str, model: str) -> None:
         """Route the job in the transaction that stores it (one statement there instead of a

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from aiedit.jobs.fair import fair_order, for_device
-from aiedit.jobs.queue_celery import SHARED_QUEUE, TASK, CeleryQueue, worker_queue
+from aiedit.jobs.queue_celery import LIVE_TASK, SHARED_QUEUE, TASK, CeleryQueue, worker_queue
 from aiedit.services import Services
 from aiedit.store.db import utcnow
 from aiedit.store.models import Worker
@@ -57,6 +57,12 @@ def _work() -> None:
     if _current is None:
         raise RuntimeError("aiedit.work ran outside `aiedit worker`")
     _current.work_once()
+
+
+def _live(session_id: str, warm: bool = False) -> None:
+    if _current is None:
+        raise RuntimeError("aiedit.live ran outside `aiedit worker`")
+    _current.live_once(session_id, warm)
 
 
 class StudioWorker:
@@ -150,6 +156,17 @@ class StudioWorker:
         if job_id:
             self._keep_busy()
 
+    def live_once(self, session_id: str, warm: bool = False) -> None:
+        """One live ticket: render the session's waiting frame (or load its model ahead)."""
+        live = self.services.live
+        if live is None:
+            return
+        self._busy.set()
+        try:
+            live.work(session_id, self.device, self.own_queue, warm=warm)
+        finally:
+            self._busy.clear()
+
     def _keep_busy(self) -> None:
         """After a job: if jobs wait but no ticket will reach this worker (their tickets went to
         another worker's own queue, for the model it holds, and that worker is busy), take one
@@ -184,6 +201,7 @@ class StudioWorker:
         _current = self
         celery = self.queue.celery
         celery.task(name=TASK, ignore_result=True)(_work)
+        celery.task(name=LIVE_TASK, ignore_result=True)(_live)
         self._beat(busy=False)
         self.services.start()
         threading.Thread(target=self._heartbeat_loop, daemon=True, name="aiedit-heartbeat").start()
