@@ -214,3 +214,53 @@ def test_other_users_get_404_admins_see_all_and_sessions_are_limited(studio):
                            timeout=10).status_code == 204
     # a deleted session no longer counts
     assert open_session(studio, alice, params={"prompt": "a rock"})["id"]
+
+
+def test_a_job_takes_its_turn_between_a_stream_of_frames_on_one_worker(studio):
+    """Last in the module: it stops the second worker, so frames and the job share one."""
+    from tests.studio.conftest import wait_state
+
+    studio.workers[1].stop()
+    bob = studio.headers["bob"]
+    session = open_session(studio, bob, params={"prompt": "a boat", "steps": 4})
+    stop = threading.Event()
+    finished: list[float] = []
+    failures: list = []
+
+    def paint():
+        i = 0
+        while not stop.is_set():
+            resp = send_frame(studio, bob, session["id"], noise_image(SIZE, SIZE, seed=i))
+            if resp.status_code != 200:
+                failures.append(resp.text)
+                return
+            finished.append(time.monotonic())
+            i += 1
+
+    thread = threading.Thread(target=paint)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while len(finished) < 2 and time.monotonic() < deadline and not failures:
+            time.sleep(0.05)
+        submitted = time.monotonic()
+        request = {"operation": "generate", "model": "tiny-sdxl",
+                   "params": {"prompt": "a lighthouse", "seed": 1, "steps": 4},
+                   "region": {"x": 0, "y": 0, "width": SIZE, "height": SIZE}}
+        resp = requests.post(studio.url + "/v1/jobs", data={"request": json.dumps(request)},
+                             headers=bob, timeout=60)
+        assert resp.status_code == 202, resp.text
+        job = wait_state(studio.url, bob, resp.json()["id"], timeout=180)
+        done = time.monotonic()
+    finally:
+        stop.set()
+        thread.join(180)
+    assert not failures, failures
+    assert job["state"] == "succeeded", job
+    # the job started after the frame running and at most one more, not after the painter
+    # stopped (one more frame may end while the answer to the long-poll travels)
+    during = sum(submitted < t < done for t in finished)
+    print(f"frames while the job was queued and ran: {during} of {len(finished)}")
+    assert during <= 4, (during, len(finished))
+    assert requests.delete(f"{studio.url}/v1/live/{session['id']}", headers=bob,
+                           timeout=10).status_code == 204
