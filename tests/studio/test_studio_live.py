@@ -216,6 +216,18 @@ def test_other_users_get_404_admins_see_all_and_sessions_are_limited(studio):
     assert open_session(studio, alice, params={"prompt": "a rock"})["id"]
 
 
+def test_erasing_a_user_ends_their_live_sessions(studio):
+    eve = studio.user("eve")
+    session = open_session(studio, eve, params={"prompt": "a secret garden", "steps": 2})
+    key = f"aiedit:live:s:{session['id']}"
+    assert send_frame(studio, eve, session["id"], noise_image(SIZE, SIZE)).status_code == 200
+    assert b"secret garden" in store(studio).hget(key, "params")
+    studio.cli("users", "erase", "eve", "--yes")
+    assert not store(studio).exists(key), "the session and its prompt left Redis"
+    resp = send_frame(studio, studio.headers["boss"], session["id"], noise_image(SIZE, SIZE))
+    assert resp.status_code == 404 and resp.json()["code"] == "live_session_not_found"
+
+
 def test_a_job_takes_its_turn_between_a_stream_of_frames_on_one_worker(studio):
     """Last in the module: it stops the second worker, so frames and the job share one."""
     from tests.studio.conftest import wait_state
