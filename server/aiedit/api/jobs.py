@@ -224,6 +224,30 @@ def _own_job(job_id: str) -> Job:
 # --- views ------------------------------------------------------------------------------------
 
 
+IDEMPOTENCY_KEY_HEADER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
+    "description": "A retried request with the same key returns the same job",
+}
+
+
+def _submission_responses(view):
+    """The refusals both ways of submitting a job share (the account, the model, the
+    server's room for it)."""
+    for status, description in (
+        (507, "Not enough free disk space"),
+        (503, "Too many uploads at once (`server_busy`)"),
+        (429, "Queue full (`queue_full`) or rate limited"),
+        (409, "The model is not installed (or cannot run here)"),
+        (403, "Account suspended or missing (hosted)"),
+        (402, "Not enough credits (`insufficient_credits`, hosted)"),
+    ):
+        view = blp.alt_response(status, description=description)(view)
+    return view
+
+
 @blp.route("/jobs")
 class Jobs(MethodView):
     decorators = [upload_slot]
@@ -232,14 +256,9 @@ class Jobs(MethodView):
     @blp.arguments(JobFilesSchema, location="files")
     @blp.response(202, JobSchema)
     @blp.alt_response(400, description="Undecodable input")
-    @blp.alt_response(402, description="Not enough credits (`insufficient_credits`, hosted)")
-    @blp.alt_response(403, description="Account suspended or missing (hosted)")
-    @blp.alt_response(409, description="The model is not installed (or cannot run here)")
+    @_submission_responses
     @blp.alt_response(413, description="Upload or image too large")
     @blp.alt_response(422, description="Invalid request, params or files")
-    @blp.alt_response(429, description="Queue full (`queue_full`) or rate limited")
-    @blp.alt_response(503, description="Too many uploads at once (`server_busy`)")
-    @blp.alt_response(507, description="Not enough free disk space")
     @blp.doc(
         requestBody={
             "required": True,
@@ -250,15 +269,7 @@ class Jobs(MethodView):
                 }
             },
         },
-        parameters=[
-            {
-                "in": "header",
-                "name": "Idempotency-Key",
-                "required": False,
-                "schema": {"type": "string", "maxLength": 200},
-                "description": "A retried request with the same key returns the same job",
-            }
-        ],
+        parameters=[IDEMPOTENCY_KEY_HEADER],
     )
     def post(self, form, files):
         """Submit a job
@@ -296,16 +307,11 @@ class RawJobs(MethodView):
 
     @blp.response(202, JobSchema)
     @blp.alt_response(400, description="Body shorter than its Content-Length")
-    @blp.alt_response(402, description="Not enough credits (`insufficient_credits`, hosted)")
-    @blp.alt_response(403, description="Account suspended or missing (hosted)")
-    @blp.alt_response(409, description="The model is not installed (or cannot run here)")
+    @_submission_responses
     @blp.alt_response(411, description="No Content-Length (`length_required`)")
     @blp.alt_response(413, description="Upload or image too large")
     @blp.alt_response(422, description="Invalid request or params, or a body that is not the "
                                         "declared pixels (`raw_size_mismatch`)")
-    @blp.alt_response(429, description="Queue full (`queue_full`) or rate limited")
-    @blp.alt_response(503, description="Too many uploads at once (`server_busy`)")
-    @blp.alt_response(507, description="Not enough free disk space")
     @blp.doc(
         requestBody={
             "required": True,
@@ -324,13 +330,7 @@ class RawJobs(MethodView):
                 "description": "The job request JSON (as the `request` part of POST /v1/jobs, "
                 "ASCII: escape other characters as \\uXXXX); its `raw` declares every file",
             },
-            {
-                "in": "header",
-                "name": "Idempotency-Key",
-                "required": False,
-                "schema": {"type": "string", "maxLength": 200},
-                "description": "A retried request with the same key returns the same job",
-            },
+            IDEMPOTENCY_KEY_HEADER,
         ],
     )
     def post(self):

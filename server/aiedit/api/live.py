@@ -27,7 +27,7 @@ from aiedit.api.job_request import (
 from aiedit.api.jobs import _long_polls
 from aiedit.api.models import require_runnable
 from aiedit.imaging.codec import ImageInputError, decode_image, decode_mask, encode
-from aiedit.jobs.live import Frame, FrameTimeout, SessionClosed, Superseded
+from aiedit.jobs.live import Frame, FrameTimeout, SessionClosed, Superseded, describe_session
 from aiedit.ops.base import PART_NAMES, registry
 
 blp = Blueprint("live", __name__, url_prefix="/v1", description="Live painting sessions")
@@ -140,7 +140,7 @@ def open_session(req):
                        f"the server has {everyone} live sessions open, its limit "
                        "(max_live_sessions); retry later", headers={"Retry-After": "10"})
     session = live.open(owner, op.id, entry, {**req["params"], "seed": params["seed"]})
-    return session.describe()
+    return describe_session(session)
 
 
 @blp.route("/live/<session_id>", methods=["DELETE"])

@@ -75,15 +75,17 @@ class LiveSession:
     closed: bool = False
     frames: int = 0
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "operation": self.operation,
-            "model": self.entry.id,
-            "params": self.params,
-            "idle_timeout_s": LIVE_IDLE_S,
-            "frames_url": f"/v1/live/{self.id}/frames",
-        }
+
+def describe_session(session) -> dict[str, Any]:
+    """A session as the API answers it (a `LiveSession`, or studio's `RedisLiveSession`)."""
+    return {
+        "id": session.id,
+        "operation": session.operation,
+        "model": session.entry.id,
+        "params": session.params,
+        "idle_timeout_s": LIVE_IDLE_S,
+        "frames_url": f"/v1/live/{session.id}/frames",
+    }
 
 
 class LiveSessions:

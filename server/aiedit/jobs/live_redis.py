@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -122,16 +122,6 @@ class RedisLiveSession:
     operation: str
     entry: ModelEntry
     params: dict
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "operation": self.operation,
-            "model": self.entry.id,
-            "params": self.params,
-            "idle_timeout_s": LIVE_IDLE_S,
-            "frames_url": f"/v1/live/{self.id}/frames",
-        }
 
 
 class RedisLiveSessions:

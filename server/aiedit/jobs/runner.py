@@ -751,7 +751,7 @@ def _queued_jobs_statement():
 
 
 def _transition(session, job_id: str, expected: str, extra=None, **values):
-    """`UPDATE jobs SET … WHERE id = job_id AND state = expected [AND extra]`; falsy if it
+    """`UPDATE jobs SET … WHERE id = job_id AND state = expected [AND extra]`; False if it
     changed nothing. Finishing a job hands back its (operation, model, started_at) row from
     the same statement (RETURNING), which the statistics and the caller use: one round trip
     instead of three on the path every job ends by."""
@@ -765,9 +765,9 @@ def _transition(session, job_id: str, expected: str, extra=None, **values):
         return session.execute(query).rowcount == 1
     row = session.execute(query.returning(Job.operation, Job.model, Job.started_at)).first()
     if row is None:
-        return None
-    stats.record_finished(session, job_id, values["state"], values.get("finished_at")
-                          or utcnow(), values.get("error"), job=tuple(row))
+        return False
+    stats.record_finished(session, tuple(row), values["state"],
+                          values.get("finished_at") or utcnow(), values.get("error"))
     # every way a job ends passes here once: its held credits are charged or released
     ledger.settle(session, job_id, values["state"])
     return row

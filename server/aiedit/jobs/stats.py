@@ -11,23 +11,18 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from aiedit.store.db import Database, as_utc
-from aiedit.store.models import Job, JobStat
+from aiedit.store.models import JobStat
 
 # Seconds; from a tiny classic job to a long video.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 NEVER_STARTED = -1
 
 
-def record_finished(session, job_id: str, state: str, finished_at: datetime,
-                    error: dict | None, job: tuple | None = None) -> None:
-    """Count a job that has just reached `state` (call inside the transaction that set it).
-    `job`: its (operation, model, started_at), when the caller has them already."""
-    row = job or session.execute(
-        select(Job.operation, Job.model, Job.started_at).where(Job.id == job_id)
-    ).first()
-    if row is None:
-        return
-    operation, model, started = row
+def record_finished(session, job: tuple, state: str, finished_at: datetime,
+                    error: dict | None) -> None:
+    """Count a job that has just reached `state` (call inside the transaction that set it);
+    `job` is its (operation, model, started_at), as the finishing update returned them."""
+    operation, model, started = job
     if started is None:
         bucket, seconds = NEVER_STARTED, 0.0
     else:

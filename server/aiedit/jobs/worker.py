@@ -173,8 +173,8 @@ class StudioWorker:
         now rather than idle until the next heartbeat. A spare ticket costs one look at the
         queue."""
         try:
-            if not self._tickets_waiting() and self._queued_order():
-                self.queue.send_ticket(self.own_queue)
+            if not self._tickets_waiting():
+                self._ask_for_work()
         except Exception as exc:  # the heartbeat asks again
             log.warning("worker %s: could not look for waiting jobs (%s)", self.id, exc)
 

@@ -7,7 +7,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -46,31 +46,17 @@ class Database:
             if self.engine.dialect.name == "postgresql" else self._sessions
         )
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """A session that commits on success and rolls back on error."""
-        with self._sessions() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        return _committing(self._sessions)
 
-    @contextmanager
-    def statements(self) -> Iterator[Session]:
+    def statements(self) -> AbstractContextManager[Session]:
         """A session whose statements each commit on their own (PostgreSQL autocommit: no BEGIN
         and COMMIT round trips), for hot paths that read with one statement or change a row
         with one conditional update, which are atomic by themselves. Work that must see or
         change several rows as one step uses `session()`. On SQLite (a local file: no round
         trips) it is `session()`."""
-        with self._statements() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        return _committing(self._statements)
 
     def serialize(self, session: Session, *names: str) -> None:
         """Make `session`'s transaction wait for, and then hold off, every other transaction
@@ -213,3 +199,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # erased account is gone from the file, not only from the table.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+@contextmanager
+def _committing(sessions) -> Iterator[Session]:
+    """A session from the factory `sessions` that commits on success and rolls back on error."""
+    with sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

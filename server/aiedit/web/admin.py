@@ -147,11 +147,9 @@ def logout():
 
 @blp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
-    session = _session()
-    if session is None:
-        return _sign_in_page("Sign in first.", 401)
-    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
-        return _refused_form()
+    refusal = _form_refusal()
+    if refusal is not None:
+        return refusal
     services = _services()
     with services.db.session() as s:
         job = s.get(Job, job_id) if job_id.isalnum() and len(job_id) <= 32 else None
@@ -167,11 +165,9 @@ def cancel(job_id: str):
 @blp.post("/blocklist")
 def blocklist_change():
     """Add a term to the prompt block list, or remove one (the form's `action`)."""
-    session = _session()
-    if session is None:
-        return _sign_in_page("Sign in first.", 401)
-    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
-        return _refused_form()
+    refusal = _form_refusal()
+    if refusal is not None:
+        return refusal
     db = _services().db
     term = request.form.get("term", "")
     try:
@@ -205,11 +201,9 @@ def _suspension(name: str, suspend: bool):
     from aiedit.auth.users import get_user
     from aiedit.billing import suspension
 
-    session = _session()
-    if session is None:
-        return _sign_in_page("Sign in first.", 401)
-    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
-        return _refused_form()
+    refusal = _form_refusal()
+    if refusal is not None:
+        return refusal
     services = _services()
     if not services.config.hosted or len(name) > 64 or get_user(services.db, name) is None:
         return redirect(url_for(".index", notice="no_user"), 303)
@@ -253,6 +247,17 @@ def _sign_in_page(error: str | None = None, status: int = 200):
     )
     response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, **_cookie_flags())
     return response
+
+
+def _form_refusal():
+    """The answer refusing a form post without a signed-in admin or with a wrong CSRF token;
+    None when the post may go ahead."""
+    session = _session()
+    if session is None:
+        return _sign_in_page("Sign in first.", 401)
+    if not tokens_match(request.form.get("csrf_token"), session.csrf_token):
+        return _refused_form()
+    return None
 
 
 def _refused_form():
