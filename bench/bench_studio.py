@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -118,6 +119,7 @@ def main() -> list[Row]:
     finally:
         redis.cleanup()
         postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
     return [
         Row("studio: 40 classic jobs, wall time 2 CPU workers / 1", two, one, target=1 / 1.7,
             note=f"throughput x{one / two:.2f} (target >= 1.7)"),

@@ -11,6 +11,7 @@ params an operation takes are decided by the server, not expressible in OpenAPI.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import shutil
@@ -41,6 +42,8 @@ def _fuzz_app():
     """Built at import, since schemathesis reads the schema when tests are collected; its
     workers start only when the fuzz test runs."""
     data_dir = Path(tempfile.mkdtemp(prefix="aiedit-fuzz-"))
+    # Every test process that collects this file builds one; only the one that runs it stops it.
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     config = Config(data_dir=data_dir, testing=True, rate_limit_per_minute=0)
     return create_app(config, start=False)
 

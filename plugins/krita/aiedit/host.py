@@ -6,6 +6,7 @@ Call these on Krita's GUI thread only. Network code lives in ``jobs.py`` and nev
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 
@@ -577,10 +578,14 @@ def insert_animation(doc, capture: Capture, frames: list[bytes], fps: int, name:
             f.write(png)
         paths.append(path)
     if Krita.instance().activeWindow() is None:
-        return _frames_as_group(doc, capture, paths, name)
+        try:
+            return _frames_as_group(doc, capture, paths, name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     before = {n.uniqueId() for n in doc.topLevelNodes()}
     if not doc.importAnimation(paths, 0, 1):
         raise HostError(f"Krita could not import the video frames (saved in {folder}).")
+    shutil.rmtree(folder, ignore_errors=True)  # importAnimation has read them into the document
     doc.setFramesPerSecond(int(fps))
     doc.setFullClipRangeStartTime(0)
     doc.setFullClipRangeEndTime(max(doc.fullClipRangeEndTime(), len(paths) - 1))

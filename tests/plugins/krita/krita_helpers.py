@@ -28,10 +28,12 @@ def krita_env(home: Path, pythonpath: list[Path] = ()) -> dict:
                XDG_DATA_HOME=str(home / ".local" / "share"),
                XDG_CACHE_HOME=str(home / ".cache"), XDG_RUNTIME_DIR=str(home / "run"),
                QT_QPA_PLATFORM="offscreen", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(str(p) for p in pythonpath))
+               PYTHONPATH=os.pathsep.join(str(p) for p in pythonpath),
+               TMPDIR=str(home / "tmp"))  # Krita's swap files go with the test's folder
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if ".venv" not in p and ".pyenv" not in p)
     (home / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
+    (home / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
     return env
 
 
@@ -54,6 +56,7 @@ def build_profile_cache() -> None:
     if not marker.exists():
         pytest.fail(f"kritarunner did not run a script while building its profile in {building}")
     shutil.rmtree(building / "scripts")
+    shutil.rmtree(building / "tmp", ignore_errors=True)
     marker.unlink()
     building.rename(PROFILE_CACHE)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import tempfile
 import time
 import zipfile
 
@@ -238,7 +239,16 @@ def frames_png(tmp_path, count=3) -> list:
     return out
 
 
-def test_video_becomes_animated_layer_with_frame_rate(plugin, krita_stub, tmp_path):
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """The temp folder the plugin writes frames to, to check it cleans up after itself."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_video_becomes_animated_layer_with_frame_rate(plugin, krita_stub, tmp_path, scratch):
     app = krita_stub.Krita.reset(window=True)
     doc = make_document(app, scene(), selection=None)
     capture = plugin.host.Capture(plugin.aiedit_client.Region(0, 0, W, H), None, None, W, H)
@@ -246,15 +256,17 @@ def test_video_becomes_animated_layer_with_frame_rate(plugin, krita_stub, tmp_pa
     assert node.name() == "video · a cat" and node.animated()
     assert len(node._frames) == 3
     assert doc.framesPerSecond() == 12 and doc.fullClipRangeEndTime() >= 2
+    assert list(scratch.iterdir()) == [], "the frame files are deleted once imported"
 
 
-def test_video_without_window_becomes_group_of_frames(plugin, krita_app, tmp_path):
+def test_video_without_window_becomes_group_of_frames(plugin, krita_app, tmp_path, scratch):
     doc = make_document(krita_app, scene(), selection=None)
     capture = plugin.host.Capture(plugin.aiedit_client.Region(0, 0, W, H), None, None, W, H)
     group = plugin.host.insert_animation(doc, capture, frames_png(tmp_path), 12, "video")
     frames = group.childNodes()
     assert [f.name() for f in frames] == ["frame 001", "frame 002", "frame 003"]
     assert list(bytes(frames[1].pixelData(0, 0, 1, 1))) == [200, 10, 80, 255]
+    assert list(scratch.iterdir()) == [], "the frame files are deleted once read"
 
 
 # -- the docker ---------------------------------------------------------------------------------
