@@ -155,6 +155,11 @@ def _check_studio(config: Config) -> None:
             f"studio mode needs {' and '.join(missing)} (e.g. "
             "postgresql+psycopg://aiedit@127.0.0.1:5432/aiedit and redis://127.0.0.1:6379/0)"
         )
+    if not config.database_url.startswith("postgresql"):
+        raise ValueError(
+            "studio mode needs PostgreSQL: AIEDIT_DATABASE_URL must be a postgresql+psycopg:// "
+            f"URL (got {config.database_url.split(':', 1)[0]}:...)"
+        )
     if not config.broker_url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"AIEDIT_BROKER_URL must be a redis:// URL (got {config.broker_url!r})")
 

@@ -259,3 +259,23 @@ def test_running_state_is_only_left_through_the_runner(stopped_app):
     job_id = _queued_job(stopped_app)
     assert runner._start(job_id).state == RUNNING
     assert runner._start(job_id) is None, "a running job cannot be started twice"
+
+
+def test_a_ticket_for_the_only_queued_job_claims_it_without_reading_the_queue(stopped_app):
+    """Studio tickets name the job they were sent for: alone in the queue, it is the job fair
+    order would pick, claimed in one statement."""
+    runner = services_of(stopped_app).runner
+    job_id = _queued_job(stopped_app)
+    reads = []
+    assert runner.run_next(lambda: reads.append(1) or [job_id], alone=job_id) == job_id
+    assert reads == [], "the queue was not read"
+    assert _job(stopped_app, job_id).state == SUCCEEDED
+
+
+def test_a_ticket_for_a_job_behind_others_takes_the_fair_turn(stopped_app):
+    """The job a ticket names is a hint: with others queued, fair order decides."""
+    runner = services_of(stopped_app).runner
+    first, second = _queued_job(stopped_app), _queued_job(stopped_app)
+    assert runner.run_next(lambda: [first, second], alone=second) == first
+    assert _job(stopped_app, first).state == SUCCEEDED
+    assert _job(stopped_app, second).state == "queued"

@@ -24,6 +24,13 @@ def test_studio_needs_its_database_and_broker_and_an_upgraded_schema(tmp_path, p
     assert result.returncode != 0
     assert "studio mode needs AIEDIT_DATABASE_URL and AIEDIT_BROKER_URL" in result.stderr
 
+    # several API processes and workers on other machines share the database: not a file
+    result = aiedit("serve", "--port", "0", env={
+        **base, "AIEDIT_DATABASE_URL": f"sqlite:///{tmp_path / 'studio.sqlite3'}",
+        "AIEDIT_BROKER_URL": redis_server.url})
+    assert result.returncode != 0
+    assert "studio mode needs PostgreSQL" in result.stderr, result.stderr
+
     env = {**base, "AIEDIT_DATABASE_URL": postgres.database(),
            "AIEDIT_BROKER_URL": redis_server.url}
     for args in (("serve",), ("worker", "--device", "cpu"), ("users", "list")):

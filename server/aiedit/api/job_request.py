@@ -19,7 +19,7 @@ from flask import current_app, g, request
 from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from aiedit.api.errors import ApiError
@@ -655,14 +655,17 @@ def check_capacity(owner: str, body_bytes: int | None = None) -> None:
 
 
 def admission(
-    owner: str, user: str | None, cost: float, job_id: str | None = None, price: int = 0
+    owner: str, user: str | None, cost: float, job_id: str | None = None, price: int = 0,
+    user_limits: tuple | None = None,
 ) -> Callable[[Session], None]:
     """The authoritative check of the queue caps, the user's limits and (hosted mode) the
     account's credits, for `JobRunner.submit` to run in the transaction that inserts the job:
     serialized on the owner and the user, on the account, and on the whole queue while it has a
     total cap, so that of many submissions racing at a limit only those that fit are stored
     (the others get the same 429 as the early check, or 402 when the credits run out). In
-    hosted mode the job's `price` is held in that transaction (see billing/ledger.py)."""
+    hosted mode the job's `price` is held in that transaction (see billing/ledger.py).
+    `user_limits`: the user's limits as the request's key lookup read them (see
+    `limits.check_in`)."""
     services = _services()
     config = services.config
     account_id = billing_account(user) if job_id is not None else None
@@ -677,7 +680,7 @@ def admission(
         if config.max_queued_per_owner or config.max_queued:
             _check_queue(s, config, owner)
         try:
-            limits.check_in(s, user, cost)
+            limits.check_in(s, user, cost, known=user_limits)
         except limits.LimitExceeded as exc:
             raise ApiError(
                 429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
@@ -717,12 +720,17 @@ def require_account(principal) -> None:
         )
 
 
+@functools.cache
+def _queue_counts():
+    """Queued jobs, in all and the owner's (parameter owner): one round trip for both, the
+    statement built once (every submission runs it)."""
+    owner = bindparam("owner", type_=String)
+    return (select(func.count(), func.count().filter(Job.owner == owner))
+            .select_from(Job).where(Job.state == QUEUED))
+
+
 def _check_queue(s: Session, config, owner: str) -> None:
-    total, mine = s.execute(  # one round trip for both counts
-        select(func.count(), func.count().filter(Job.owner == owner))
-        .select_from(Job)
-        .where(Job.state == QUEUED)
-    ).one()
+    total, mine = s.connection().execute(_queue_counts(), {"owner": owner}).one()
     retry = {"Retry-After": str(QUEUE_FULL_RETRY_S)}
     if config.max_queued_per_owner and mine >= config.max_queued_per_owner:
         raise ApiError(

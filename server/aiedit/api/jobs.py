@@ -376,7 +376,8 @@ def _submit(request_text, read_files, job_id: str | None = None) -> dict:
             raise reused_key_error(key)
         return job_json(existing)
     admit = admission(owner, g.principal.user, submission.new.cost,
-                      job_id=submission.new.id, price=submission.price)
+                      job_id=submission.new.id, price=submission.price,
+                      user_limits=g.principal.limits)
     try:
         job = services.runner.submit(submission.new, admit)
     except IntegrityError:  # the same Idempotency-Key raced in

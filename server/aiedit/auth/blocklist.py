@@ -174,12 +174,17 @@ def checked(name: str) -> bool:
 
 
 def refused_field(db: Database, params: dict) -> str | None:
-    """The name of the first checked parameter that holds a blocked term, or None."""
+    """The name of the first checked parameter that holds a blocked term, or None. A job
+    without text to check (an upscale, a restore) does not read the list."""
+    texts = [(name, value) for name, value in params.items()
+             if checked(name) and isinstance(value, str) and value]
+    if not texts:
+        return None
     match = matcher(db)
     if not match:
         return None
-    for name, value in params.items():
-        if checked(name) and isinstance(value, str) and value and match.find(value) is not None:
+    for name, value in texts:
+        if match.find(value) is not None:
             return name
     return None
 

@@ -3,13 +3,14 @@ strings, so a fast hash is enough), compared in constant time."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import String, bindparam, func, select
 
 from aiedit.store.db import Database, utcnow
 from aiedit.store.models import ApiKey, Job, User
@@ -32,6 +33,8 @@ class Principal:
     role: str = "user"
     key_name: str = ""
     user: str | None = None  # studio: the user the key belongs to
+    # the user's (max_queued, daily_units), read with the key; None: not read
+    limits: tuple[int | None, float | None] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -125,35 +128,45 @@ def authenticate(db: Database, token: str) -> Principal | None:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX or not parts[1].isalnum():
         return None
-    row, user = _key_and_user(db, parts[1])
+    row = _key_and_user(db, parts[1])
     if row is None or row.revoked_at is not None:
         hmac.compare_digest(_hash(parts[2]), _hash("x"))  # same work either way
         return None
     if not hmac.compare_digest(_hash(parts[2]), row.secret_hash):
         return None
-    return _principal(row, user)
+    return _principal(row)
 
 
-def _key_and_user(db: Database, key_id: str) -> tuple[ApiKey | None, User | None]:
-    """The key's row and its user's, in one statement (every request checks a key)."""
-    with db.statements() as s:
-        found = s.execute(
-            select(ApiKey, User).outerjoin(User, User.name == ApiKey.user)
-            .where(ApiKey.id == key_id)
-        ).first()
-    return (found[0], found[1]) if found is not None else (None, None)
+@functools.cache
+def _key_statement():
+    """A key's columns and its user's (parameter key_id), built once: every request asks."""
+    return (
+        select(ApiKey.id, ApiKey.name, ApiKey.secret_hash, ApiKey.role, ApiKey.revoked_at,
+               User.name.label("user"), User.role.label("user_role"), User.max_queued,
+               User.daily_units)
+        .outerjoin(User, User.name == ApiKey.user)
+        .where(ApiKey.id == bindparam("key_id", type_=String))
+    )
+
+
+def _key_and_user(db: Database, key_id: str):
+    """The key's row joined with its user's (None: no such key), in one statement on a Core
+    connection (every request checks a key)."""
+    with db.connection() as c:
+        return c.execute(_key_statement(), {"key_id": key_id}).first()
 
 
 def principal_for_key(db: Database, key_id: str) -> Principal | None:
     """Who an active key acts as now (its user's current role), or None if it is revoked."""
-    row, user = _key_and_user(db, key_id)
+    row = _key_and_user(db, key_id)
     if row is None or row.revoked_at is not None:
         return None
-    return _principal(row, user)
+    return _principal(row)
 
 
-def _principal(row: ApiKey, user: User | None) -> Principal:
-    if user is not None:  # the user's current role counts, not the one at key creation
-        return Principal(owner=user.name, role="admin" if user.role == "admin" else "user",
-                         key_name=row.name, user=user.name)
+def _principal(row) -> Principal:
+    if row.user is not None:  # the user's current role counts, not the one at key creation
+        return Principal(owner=row.user, role="admin" if row.user_role == "admin" else "user",
+                         key_name=row.name, user=row.user,
+                         limits=(row.max_queued, row.daily_units))
     return Principal(owner=row.id, role=row.role, key_name=row.name)

@@ -59,33 +59,40 @@ def check(db: Database, user_name: str | None, cost: float) -> None:
         check_in(s, user_name, cost)
 
 
-def check_in(s: Session, user_name: str | None, cost: float) -> None:
+def check_in(s: Session, user_name: str | None, cost: float,
+             known: tuple[int | None, float | None] | None = None) -> None:
     """`check` inside a session: the one that inserts the job, serialized on the user (see
-    `JobRunner.submit`), so that concurrent submissions cannot all pass a limit."""
+    `JobRunner.submit`), so that concurrent submissions cannot all pass a limit. `known`: the
+    user's (max_queued, daily_units) as the request's key lookup read them (no read here)."""
     if not user_name:
         return
-    user = s.get(User, user_name)
-    if user is None or (user.max_queued is None and user.daily_units is None):
+    if known is None:
+        user = s.get(User, user_name)
+        if user is None:
+            return
+        known = (user.max_queued, user.daily_units)
+    max_queued, daily_units = known
+    if max_queued is None and daily_units is None:
         return
     unfinished = s.scalar(
         select(func.count()).where(Job.owner == user_name, Job.state.in_(UNFINISHED))
     )
-    if user.max_queued is not None and unfinished >= user.max_queued:
+    if max_queued is not None and unfinished >= max_queued:
         raise LimitExceeded(
             "limit_max_queued",
             f"user {user_name} has {unfinished} unfinished job(s) and the limit max-queued is "
-            f"{user.max_queued}; it frees up as soon as one of them finishes or is canceled",
+            f"{max_queued}; it frees up as soon as one of them finishes or is canceled",
             retry_after_s=5,
         )
-    if user.daily_units is not None:
+    if daily_units is not None:
         now = utcnow()
         used = _usage_today(s, user_name, now)
-        if used + cost > user.daily_units:
+        if used + cost > daily_units:
             reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             wait = max(1, math.ceil((reset - now).total_seconds()))
             raise LimitExceeded(
                 "limit_daily_units",
-                f"user {user_name} has used {used:g} of {user.daily_units:g} daily units and "
+                f"user {user_name} has used {used:g} of {daily_units:g} daily units and "
                 f"this job costs {cost:g}; the limit daily-units resets at "
                 f"{reset:%Y-%m-%d %H:%M} UTC (in {wait // 3600} h {wait % 3600 // 60} min)",
                 retry_after_s=wait,

@@ -34,12 +34,12 @@ class JobQueue(ABC):
     def enqueue(self, job_id: str, device: str) -> None:
         """Queue a stored job for a device queue."""
 
-    def prepare(self, session, job_id: str, model: str) -> None:
-        """Called in the transaction that stores the job, before it commits: a transport may
-        look up there what `enqueue` will need, instead of in a transaction of its own after
-        the commit (the studio queue: which worker's queue gets the ticket). By default there
-        is nothing to look up."""
-        return None
+    def insert(self, connection, statement, row: dict, model: str) -> None:
+        """Run `statement`, the INSERT that stores a new job (`row`: its values), on the
+        connection of its transaction: a transport may have it hand back what `enqueue` will
+        need (RETURNING), instead of a statement of its own (the studio queue: which worker's
+        queue gets the ticket)."""
+        connection.execute(statement, row)
 
     def enqueue_cpu(self, job_id: str) -> None:
         """Queue a stored job that needs only the CPU (a classic operation). Transports with a

@@ -6,13 +6,16 @@ take turns, see `fair.py`) with a conditional update, so no job runs twice at on
 through the one `JobRunner`. Tickets are acknowledged late; a worker runs one job at a time.
 
 Tickets for a model some idle worker already holds go to that worker's own queue; the others
-go to the shared queue every worker reads. Redis carries signals only: a lost ticket (Redis
+go to the shared queue every worker reads. The INSERT that stores a job also answers which
+(RETURNING), and a ticket names the job it was sent for: a worker that finds that job alone in
+the queue claims it in one statement, without reading the queue first. Redis carries signals only: a lost ticket (Redis
 restarted without persistence) is replaced by an idle worker that finds jobs waiting, and a
 killed worker's job is queued again by the reaper (any process) once its heartbeat stops, long
 before the broker's visibility timeout would redeliver the ticket."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,11 +23,12 @@ from datetime import timedelta
 
 import redis
 from celery import Celery
-from sqlalchemy import func, or_, select
+from sqlalchemy import DateTime, bindparam, cast, func, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from aiedit.config import Config
 from aiedit.jobs.fair import fair_order
-from aiedit.jobs.queue_base import JobQueue, WorkerInfo
+from aiedit.jobs.queue_base import CPU_DEVICE, JobQueue, WorkerInfo
 from aiedit.jobs.runner import RUNNING, SUCCEEDED, JobRunner
 from aiedit.store.db import utcnow
 from aiedit.store.models import Job, Worker
@@ -118,12 +122,17 @@ class CeleryQueue(JobQueue):
     # --- the queue interface -----------------------------------------------------------------
 
     def enqueue(self, job_id: str, device: str) -> None:
-        """Send a ticket; the job itself is already in the database."""
-        self.send_ticket(self._routes.pop(job_id, None) or self._route(job_id))
+        """Send a ticket; the job itself is already in the database. The ticket names the job:
+        a worker that finds it alone in the queue claims it without reading the queue first."""
+        self.send_ticket(self._routes.pop(job_id, None) or self._route(job_id),
+                         job_id, cpu_only=device == CPU_DEVICE)
 
-    def send_ticket(self, queue: str) -> bool:
+    def send_ticket(self, queue: str, job_id: str | None = None, cpu_only: bool = False) -> bool:
+        """A ticket: a worker that takes it runs the job that should start next. `job_id`, the
+        job this ticket was sent for (`cpu_only`: a classic one), is a hint, never an order."""
         try:
-            self.celery.send_task(TASK, queue=queue, ignore_result=True)
+            self.celery.send_task(TASK, args=[job_id, cpu_only] if job_id else None, queue=queue,
+                                  ignore_result=True)
             return True
         except Exception as exc:  # Redis is down: an idle worker finds the job when it is back
             log.warning("could not send a job ticket to %s (%s); workers will find the job "
@@ -144,34 +153,25 @@ class CeleryQueue(JobQueue):
     def route_model(self, model: str) -> str:
         """The ticket queue for work on `model`: an idle worker that holds it, else any."""
         with self._runner.db.statements() as s:
-            return self._route_in(s, model)
+            return _queue_of(s.scalar(select(_idle_holder()), self._holder_params(model)))
 
-    def prepare(self, session, job_id: str, model: str) -> None:
-        """Route the job in the transaction that stores it (one statement there instead of a
-        transaction of its own after the commit); `enqueue` sends the ticket there."""
+    def insert(self, connection, statement, row: dict, model: str) -> None:
+        """Store the job and route it in one statement: the INSERT hands back the idle worker
+        that holds the job's model (RETURNING), and `enqueue` sends the ticket there."""
         if len(self._routes) > 1000:  # left by transactions that failed after this
             self._routes.clear()
-        self._routes[job_id] = self._route_in(session, model)
+        holder = connection.execute(_returning_holder(statement),
+                                    {**row, **self._holder_params(model)}).scalar_one()
+        self._routes[row["id"]] = _queue_of(holder)
 
     def _route(self, job_id: str) -> str:
         with self._runner.db.statements() as s:
             model = s.scalar(select(Job.model).where(Job.id == job_id))
-            return self._route_in(s, model)
+            return _queue_of(s.scalar(select(_idle_holder()), self._holder_params(model)))
 
-    def _route_in(self, s, model: str | None) -> str:
-        """An idle, live worker that holds the job's model gets it; else any worker."""
-        alive = utcnow() - timedelta(seconds=self._config.worker_dead_after_s)
-        running = select(Job.id).where(Job.state == RUNNING)
-        idle = s.execute(
-            select(Worker.id, Worker.models)
-            .where(Worker.heartbeat_at >= alive,
-                   or_(Worker.job.is_(None), Worker.job.not_in(running)))
-            .order_by(Worker.heartbeat_at.desc())
-        ).all()
-        for worker_id, models in idle:
-            if model in (models or []):
-                return worker_queue(worker_id)
-        return SHARED_QUEUE
+    def _holder_params(self, model: str | None) -> dict:
+        return {"holder_alive": utcnow() - timedelta(seconds=self._config.worker_dead_after_s),
+                "holder_models": [model]}
 
     def remove(self, job_id: str) -> None:
         """Nothing to do: its ticket will find the job canceled and take the next one."""
@@ -260,4 +260,32 @@ class CeleryQueue(JobQueue):
 
     def pending_tickets(self, queue: str) -> int:
         return int(self._redis.llen(queue))
+
+
+@functools.cache
+def _idle_holder():
+    """The idle, live worker that holds a model and beat last: a scalar subquery (its id, or
+    NULL when there is none), built once, with parameters holder_alive (the oldest heartbeat
+    of a live worker) and holder_models ([the model])."""
+    running = select(Job.id).where(Job.state == RUNNING)
+    return (
+        select(Worker.id)
+        .where(Worker.heartbeat_at >= bindparam("holder_alive", type_=DateTime(timezone=True)),
+               or_(Worker.job.is_(None), Worker.job.not_in(running)),
+               cast(Worker.models, JSONB).contains(bindparam("holder_models", type_=JSONB)))
+        .order_by(Worker.heartbeat_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+@functools.cache
+def _returning_holder(insert_statement):
+    """`insert_statement` handing back `_idle_holder()`, built once per statement."""
+    return insert_statement.returning(_idle_holder())
+
+
+def _queue_of(worker_id: str | None) -> str:
+    """A ticket for a worker goes to its own queue; without one, to the queue all share."""
+    return worker_queue(worker_id) if worker_id else SHARED_QUEUE
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import DateTime, String, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from aiedit.billing import ledger
@@ -195,7 +195,7 @@ class JobRunner:
             if any(not f.stored for f in new.inputs.values()):
                 self.blobs.sync_job_dir(job_id)  # the names of the files just written
             now = self.now()
-            job = Job(
+            row = dict(
                 id=job_id,
                 owner=new.owner,
                 operation=new.operation,
@@ -224,8 +224,8 @@ class JobRunner:
             with self.db.session() as s:
                 if admit is not None:
                     admit(s)
-                s.add(job)
-                self.queue.prepare(s, job_id, new.model)
+                self.queue.insert(s.connection(), _insert_statement(), row, new.model)
+            job = Job(**row)
         except BaseException:
             self.blobs.delete_job(job_id)
             raise
@@ -265,10 +265,16 @@ class JobRunner:
             self._run_started(job)
             return True
 
-    def run_next(self, queued_order, on_start=None) -> str | None:
+    def run_next(self, queued_order, on_start=None, alone: str | None = None) -> str | None:
         """Studio: claim the job that should start next (`queued_order()` lists queued ids in
         fair order) and run it; `on_start(job_id)` is told once it is claimed. Returns its id,
-        or None when nothing is waiting."""
+        or None when nothing is waiting. `alone`: a job to claim first, in one statement, if
+        it is the only queued job (then it is the one fair order would pick)."""
+        if alone is not None:
+            with job_context(alone):
+                job = self._claim(alone, alone=True)
+                if job is not None:
+                    return self._run_next_claimed(job, on_start)
         for _ in range(20):  # another worker may claim a candidate first: take the next one
             order = queued_order()
             if not order:
@@ -277,11 +283,14 @@ class JobRunner:
                 with job_context(job_id):
                     job = self._start(job_id)
                     if job is not None:
-                        if on_start is not None:
-                            on_start(job_id)
-                        self._run_started(job)
-                        return job_id
+                        return self._run_next_claimed(job, on_start)
         return None
+
+    def _run_next_claimed(self, job: Job, on_start) -> str:
+        if on_start is not None:
+            on_start(job.id)
+        self._run_started(job)
+        return job.id
 
     def _run_started(self, job: Job) -> None:
         with private_text(*job_texts(job.params)):  # no prompt in any line logged meanwhile
@@ -335,25 +344,7 @@ class JobRunner:
     def _start(self, job_id: str) -> Job | None:
         """Queued → running; the conditional update is also the claim between studio workers
         racing for one job (one wins)."""
-        claim = {"worker": self.worker_id}
-        if self.device:
-            claim["device"] = self.device
-        # One statement, one round trip: the conditional update that claims the job hands the
-        # row back (RETURNING), and is atomic without a transaction around it.
-        with self.db.statements() as s:
-            job = s.scalars(
-                update(Job)
-                .where(Job.id == job_id, Job.state == QUEUED, ~Job.cancel_requested)
-                .values(
-                    state=RUNNING,
-                    started_at=self.now(),
-                    attempts=Job.attempts + 1,
-                    progress={"step": 0, "total": 0, "stage": "starting"},
-                    **claim,
-                )
-                .returning(Job)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
+        job = self._claim(job_id)
         if job is None:  # gone, canceled, or started elsewhere; a cancel may be pending
             with self.db.session() as s:
                 canceled = _transition(s, job_id, QUEUED, extra=Job.cancel_requested,
@@ -361,7 +352,20 @@ class JobRunner:
             if canceled:
                 self.events.notify(job_id)
             return None
-        self.events.notify(job_id)
+        return job
+
+    def _claim(self, job_id: str, alone: bool = False) -> Job | None:
+        """The conditional update that claims a queued job (`alone`: only if no other job is
+        queued), handing the row back. One statement, one round trip (RETURNING), atomic
+        without a transaction around it."""
+        with self.db.connection() as c:
+            row = c.execute(_claim_statement(alone), {
+                "job_id": job_id, "started_at": self.now(), "worker": self.worker_id,
+                "device": self.device or None,
+            }).first()
+        job = Job(**row._mapping) if row is not None else None
+        if job is not None:
+            self.events.notify(job_id)
         return job
 
     def _execute(self, job: Job, progress: _ProgressWriter):
@@ -748,6 +752,37 @@ def _queued_jobs_statement():
     return (select(Job.id, Job.owner, Job.created_at, Job.model, last_started)
             .where(Job.state == QUEUED)
             .order_by(Job.created_at, Job.id))
+
+
+@functools.cache
+def _insert_statement():
+    """A new job's INSERT, its values given as parameters: one statement object for every job,
+    so it is compiled once (see `_claim_statement`)."""
+    return insert(Job)
+
+
+@functools.cache
+def _claim_statement(alone: bool):
+    """The claim's UPDATE, built once (building it cost as much as running it), run on a Core
+    connection (an ORM session costs as much again): parameters job_id, started_at, worker
+    and device (None: the job's own stays); it hands back the job's row."""
+    job_id = bindparam("job_id", type_=String)
+    query = update(Job).where(Job.id == job_id, Job.state == QUEUED, ~Job.cancel_requested)
+    if alone:
+        other = aliased(Job)
+        query = query.where(~select(other.id).where(other.state == QUEUED,
+                                                    other.id != job_id).exists())
+    return (
+        query.values(
+            state=RUNNING,
+            started_at=bindparam("started_at", type_=DateTime(timezone=True)),
+            attempts=Job.attempts + 1,
+            progress={"step": 0, "total": 0, "stage": "starting"},
+            worker=bindparam("worker", type_=String),
+            device=func.coalesce(bindparam("device", type_=String), Job.device),
+        )
+        .returning(*Job.__table__.columns)
+    )
 
 
 def _transition(session, job_id: str, expected: str, extra=None, **values):

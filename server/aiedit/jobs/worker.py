@@ -53,10 +53,10 @@ def claim_device(device: str) -> int | None:
     return fd
 
 
-def _work() -> None:
+def _work(job_id: str | None = None, cpu_only: bool = False) -> None:
     if _current is None:
         raise RuntimeError("aiedit.work ran outside `aiedit worker`")
-    _current.work_once()
+    _current.work_once(job_id, cpu_only)
 
 
 def _live(session_id: str, warm: bool = False) -> None:
@@ -139,12 +139,17 @@ class StudioWorker:
 
     # --- work -------------------------------------------------------------------------------
 
-    def work_once(self) -> None:
-        """One ticket: run the job that should start next, if any."""
+    def work_once(self, hint: str | None = None, cpu_only: bool = False) -> None:
+        """One ticket: run the job that should start next, if any. `hint`, the job the ticket
+        was sent for, is claimed at once if it is the only one queued and this worker may take
+        it (a CPU worker takes only classic jobs that way; see `fair.for_device`)."""
         self._busy.set()
         job_id = None
+        if hint is not None and self.device == "cpu" and not cpu_only:
+            hint = None
         try:
-            job_id = self.services.runner.run_next(self._queued_order, on_start=self._started)
+            job_id = self.services.runner.run_next(self._queued_order, on_start=self._started,
+                                                   alone=hint)
             if job_id:
                 log.info("worker %s: job %s done", self.id, job_id)
         finally:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,10 +40,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL: a transaction costs two round trips of its own (BEGIN, COMMIT; psycopg
         # sends BEGIN before the first statement). Single statements need none: each is atomic.
+        self._autocommit = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
+                            if self.engine.dialect.name == "postgresql" else None)
         self._statements = (
-            sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                         expire_on_commit=False)
-            if self.engine.dialect.name == "postgresql" else self._sessions
+            sessionmaker(self._autocommit, expire_on_commit=False)
+            if self._autocommit is not None else self._sessions
         )
 
     def session(self) -> AbstractContextManager[Session]:
@@ -57,6 +58,14 @@ class Database:
         change several rows as one step uses `session()`. On SQLite (a local file: no round
         trips) it is `session()`."""
         return _committing(self._statements)
+
+    def connection(self) -> AbstractContextManager[Connection]:
+        """A Core connection for one statement on a hot path (a job's claim, a key lookup),
+        without an ORM session: that costs more than the statement itself. PostgreSQL: in
+        autocommit; SQLite: in a transaction committed at the end."""
+        if self._autocommit is not None:
+            return self._autocommit.connect()
+        return self.engine.begin()
 
     def serialize(self, session: Session, *names: str) -> None:
         """Make `session`'s transaction wait for, and then hold off, every other transaction

@@ -1,0 +1,97 @@
+"""A studio submission's path to a worker, statement by statement: on a 2-core machine every
+round trip and every statement an API process builds shows in the submit → start latency
+(`make bench`), so the path reads only what it needs."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+from sqlalchemy import event
+
+from aiedit.app import create_app, services_of
+from aiedit.auth.keys import create_key
+from aiedit.auth.users import create_user, set_limits
+from aiedit.config import Config
+from aiedit.store.db import Database
+from tests.helpers import box_mask, noise_image, png_bytes, submit
+
+pytestmark = pytest.mark.studio
+
+IMAGE = png_bytes(noise_image(16, 16))
+
+
+@pytest.fixture
+def studio_app(tmp_path, postgres, redis_server, models_dir):
+    url = postgres.database()
+    Database(url).migrate()
+    broker = redis_server.url.rsplit("/", 1)[0] + "/14"
+    redis.Redis.from_url(broker).flushdb()
+    app = create_app(Config(mode="studio", data_dir=tmp_path / "data", database_url=url,
+                            broker_url=broker, testing=True, models_dir=str(models_dir),
+                            rate_limit_per_minute=0), start=False)
+    yield app
+    services_of(app).stop()
+
+
+def _statements_of_this_thread(db):
+    seen, me = [], threading.get_ident()
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if threading.get_ident() == me:
+            seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    return seen, lambda: event.remove(db.engine, "before_cursor_execute", before)
+
+
+def _key(db, user: str) -> dict:
+    create_user(db, user)
+    return {"Authorization": f"Bearer {create_key(db, f'{user}-key', user=user)[1]}"}
+
+
+def test_a_submission_stores_and_routes_the_job_in_one_transaction_of_few_statements(
+        studio_app):
+    db = services_of(studio_app).db
+    headers = _key(db, "ada")
+    seen, stop = _statements_of_this_thread(db)
+    try:
+        resp = submit(studio_app.test_client(), "upscale", {"image": IMAGE}, headers=headers,
+                      model="classic-lanczos", params={"scale": 2})
+    finally:
+        stop()
+    assert resp.status_code == 202, resp.get_json()
+    until_insert = seen[:next(i for i, s in enumerate(seen) if s.startswith("INSERT INTO jobs"))]
+    insert = seen[len(until_insert)]
+    assert "FROM workers" in insert, "the INSERT hands back the worker queue (RETURNING)"
+    assert not any("blocked_terms" in s for s in seen), "an upscale has no prompt to check"
+    assert not any("FROM users" in s and "api_keys" not in s for s in seen), \
+        "the user's limits came with the key"
+    assert not any("FROM workers" in s for s in until_insert)
+    assert len(until_insert) <= 3, until_insert  # the key (with its user), locks, queue counts
+
+
+def test_limits_read_with_the_key_still_hold(studio_app):
+    db = services_of(studio_app).db
+    headers = _key(db, "bob")
+    set_limits(db, "bob", max_queued=1)
+    client = studio_app.test_client()
+    first = submit(client, "upscale", {"image": IMAGE}, headers=headers,
+                   model="classic-lanczos", params={"scale": 2})
+    assert first.status_code == 202, first.get_json()
+    second = submit(client, "upscale", {"image": IMAGE}, headers=headers,
+                    model="classic-lanczos", params={"scale": 2})
+    assert second.status_code == 429 and second.get_json()["code"] == "limit_max_queued"
+
+
+def test_a_prompt_is_still_checked_against_the_block_list(studio_app):
+    from aiedit.auth import blocklist
+
+    db = services_of(studio_app).db
+    headers = _key(db, "cy")
+    blocklist.add_term(db, "forbidden")
+    mask = png_bytes(box_mask(16, 16, (4, 4, 12, 12)))
+    resp = submit(studio_app.test_client(), "inpaint", {"image": IMAGE, "mask": mask},
+                  headers=headers, model="classic-telea", params={"prompt": "a forbidden thing"})
+    assert resp.status_code == 422 and resp.get_json()["code"] == "prompt_refused"
