@@ -202,8 +202,9 @@ def test_results_are_fsynced_before_they_appear(app, client, monkeypatch):
 
 
 def test_inputs_are_on_disk_before_the_202(app, client, monkeypatch):
-    """An acknowledged job keeps its inputs through a crash: each input file is fsynced before
-    it is renamed into place, and its folder after, all before the answer."""
+    """An acknowledged job keeps its inputs through a crash: each input file is fsynced, and its
+    folder after, all before the answer (while the job may already run: a crash before then
+    leaves a file shorter than the row says, which the next start removes with its job)."""
     events = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -221,15 +222,36 @@ def test_inputs_are_on_disk_before_the_202(app, client, monkeypatch):
     assert resp.status_code == 202
     answered = list(events)
     job_id = resp.get_json()["id"]
-    moves = [(i, e) for i, e in enumerate(answered)
-             if e[0] == "replace" and os.path.basename(e[2]).startswith("image.")]
-    assert moves, answered
-    index, (_, src, dst) = moves[0]
-    assert ("fsync", src) in answered[:index], "the input was fsynced before its rename"
-    assert any(e[0] == "fsync" and e[1].endswith(job_id) for e in answered[index:]), (
-        "and its folder after the rename"
+    synced = [i for i, e in enumerate(answered)
+              if e[0] == "fsync" and os.path.basename(e[1]).startswith("image.")
+              and os.path.dirname(e[1]).endswith(job_id)]
+    assert synced, answered
+    assert any(e[0] == "fsync" and e[1].endswith(job_id) for e in answered[synced[0]:]), (
+        "and its folder after it"
     )
     wait_finished(client, job_id)
+
+
+def test_a_start_removes_a_queued_job_whose_inputs_a_crash_cut_short(config):
+    """The inputs reach the disk while a job starts and before its 202: a crash in between can
+    leave a queued row with a short file. That job was never acknowledged (its client retries,
+    with the same Idempotency-Key too): the next start removes it instead of running it."""
+    app = create_app(config, start=False)
+    whole = _queued_job(app)
+    cut = _queued_job(app)
+    services = services_of(app)
+    image = services.blobs.path(cut, _job(app, cut).inputs["image"]["blob"])
+    image.write_bytes(image.read_bytes()[: len(IMAGE) // 2])
+    services.stop()
+
+    app = create_app(config)
+    try:
+        client = app.test_client()
+        assert client.get(f"/v1/jobs/{cut}").status_code == 404
+        assert not services_of(app).blobs.job_dir(cut).exists()
+        assert wait_finished(client, whole)["state"] == SUCCEEDED
+    finally:
+        services_of(app).stop()
 
 
 def test_a_result_whose_file_is_gone_answers_410(app, client):
@@ -279,3 +301,24 @@ def test_a_ticket_for_a_job_behind_others_takes_the_fair_turn(stopped_app):
     assert runner.run_next(lambda: [first, second], alone=second) == first
     assert _job(stopped_app, first).state == SUCCEEDED
     assert _job(stopped_app, second).state == "queued"
+
+
+def test_inputs_that_cannot_reach_the_disk_leave_no_job_to_run(stopped_app, monkeypatch):
+    """The inputs are synced after the job is queued: if that fails the client gets 507, and
+    the job it was not given is canceled instead of running on inputs a crash could cut."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def failing(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith("image."):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    resp = submit(stopped_app.test_client(), "upscale", {"image": IMAGE}, **UPSCALE)
+    assert resp.status_code == 507, resp.get_json()
+    assert resp.get_json()["code"] == "insufficient_storage"
+    with services_of(stopped_app).db.session() as s:
+        states = [job.state for job in s.query(Job)]
+    assert states in ([], [CANCELED]), states

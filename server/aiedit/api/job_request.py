@@ -452,7 +452,8 @@ RAW_BODY_ORDER = ("image", "reference", "mask", *(f"control{i}" for i in range(M
 
 @dataclass
 class StoredUpload:
-    """A raw body's part, stored durably as `blob` in the new job's folder as it arrived."""
+    """A raw body's part, stored as `blob` in the new job's folder as it arrived (made durable
+    by `JobRunner.submit`, before the job is acknowledged)."""
 
     blob: str
     size: int
@@ -461,7 +462,8 @@ class StoredUpload:
 def read_raw_body(req: dict, job_id: str) -> dict[str, StoredUpload]:
     """The files a raw body holds: those `raw` declares, back to back in RAW_BODY_ORDER,
     streamed from the request body straight into the new job's folder (no multipart parsing,
-    no copy of the upload in memory) and synced to disk. The body's length is checked against
+    no copy of the upload in memory; `JobRunner.submit` syncs them to disk while the job
+    starts). The body's length is checked against
     the declared sizes before a byte is read. The caller removes the folder if the job is not
     stored after all (a refusal after this); a crash leaves it to the orphan sweep."""
     raw = req["raw"]
@@ -499,14 +501,12 @@ def read_raw_body(req: dict, job_id: str) -> dict[str, StoredUpload]:
         size = raw[name]
         blob = f"{name}.{size['format'] or (GRAY8 if name == 'mask' else RGBA8)}"
         try:
-            # on disk before the 202: an acknowledged job keeps its inputs on a crash
-            blobs.put_stream(job_id, blob, stream, nbytes, durable=True, sync_dir=False)
+            blobs.put_stream(job_id, blob, stream, nbytes)
         except EOFError:
             raise ApiError(400, "body_truncated",
                            f"the body ended before its {expected} bytes ({name} is cut "
                            "short)") from None
         files[name] = StoredUpload(blob, nbytes)
-    blobs.sync_job_dir(job_id)  # their names too, with one sync for all parts
     return files
 
 

@@ -8,10 +8,12 @@ through the one `JobRunner`. Tickets are acknowledged late; a worker runs one jo
 Tickets for a model some idle worker already holds go to that worker's own queue; the others
 go to the shared queue every worker reads. The INSERT that stores a job also answers which
 (RETURNING), and a ticket names the job it was sent for: a worker that finds that job alone in
-the queue claims it in one statement, without reading the queue first. Redis carries signals only: a lost ticket (Redis
-restarted without persistence) is replaced by an idle worker that finds jobs waiting, and a
-killed worker's job is queued again by the reaper (any process) once its heartbeat stops, long
-before the broker's visibility timeout would redeliver the ticket."""
+the queue claims it in one statement, without reading the queue first.
+
+Redis carries signals only: a lost ticket (Redis restarted without persistence) is replaced by
+an idle worker that finds jobs waiting, and a killed worker's job is queued again by the reaper
+(any process) once its heartbeat stops, long before the broker's visibility timeout would
+redeliver the ticket."""
 
 from __future__ import annotations
 

@@ -177,23 +177,22 @@ class JobRunner:
         cpu_only = self.cpu_only(new.model, new.operation, new.params)
         device = CPU_DEVICE if cpu_only else self.queue.pick_device()
         try:
+            # The files go to disk (fsync) after the job is queued, while it starts, and before
+            # it is acknowledged: an acknowledged job keeps its inputs on a crash, and a crash
+            # before then leaves files shorter than `bytes`, which `recover` removes.
             inputs = {
                 name: {
-                    # on disk before the 202: an acknowledged job keeps its inputs on a crash
-                    "blob": f.stored or self.blobs.put_bytes(
-                        job_id, f"{name}.{f.blob_suffix}", f.data, durable=True,
-                        sync_dir=False,
-                    ),
+                    "blob": f.stored or self.blobs.put_bytes(job_id, f"{name}.{f.blob_suffix}",
+                                                            f.data),
                     "kind": f.kind,
                     "width": f.width,
                     "height": f.height,
                     "channels": f.channels,
                     "format": f.format,
+                    "bytes": f.size,
                 }
                 for name, f in new.inputs.items()
             }
-            if any(not f.stored for f in new.inputs.values()):
-                self.blobs.sync_job_dir(job_id)  # the names of the files just written
             now = self.now()
             row = dict(
                 id=job_id,
@@ -235,6 +234,12 @@ class JobRunner:
             fields["params"] = new.params
         log.info("job queued", extra=fields)
         self._enqueue(job_id, device, cpu_only)
+        try:
+            if inputs:
+                self.blobs.sync(job_id, [ref["blob"] for ref in inputs.values()])
+        except OSError:  # not acknowledged: the job must not run on inputs a crash may cut
+            self.cancel(job_id)
+            raise
         return job
 
     def cpu_only(self, model: str, operation: str | None = None, params: dict | None = None
@@ -582,14 +587,30 @@ class JobRunner:
                     _transition(s, job_id, RUNNING, state=QUEUED,
                                 progress={"step": 0, "total": 0, "stage": "queued"})
             queued = s.execute(
-                select(Job.id, Job.device, Job.model, Job.operation, Job.params)
+                select(Job.id, Job.device, Job.model, Job.operation, Job.params, Job.inputs)
                 .where(Job.state == QUEUED)
                 .order_by(Job.created_at)
             ).all()
+        cut = [row.id for row in queued if not self._inputs_whole(row.id, row.inputs)]
+        for job_id in cut:
+            log.warning("job %s: a crash cut its inputs short before it was acknowledged; "
+                        "removed (its client retries)", job_id)
+            self.delete(job_id)
         self.sweep_orphans(min_age_s=0.0)
-        for job_id, device, model, operation, params in queued:
+        queued = [row for row in queued if row.id not in cut]
+        for job_id, device, model, operation, params, _ in queued:
             self._enqueue(job_id, device, self.cpu_only(model, operation, params))
         return [row[0] for row in queued]
+
+    def _inputs_whole(self, job_id: str, inputs: dict | None) -> bool:
+        """Whether every input file is there at its full size (rows stored before sizes
+        were recorded count as whole)."""
+        for ref in (inputs or {}).values():
+            if isinstance(ref, dict) and "bytes" in ref:
+                size = self.blobs.size(job_id, ref["blob"])
+                if size is None or size < ref["bytes"]:
+                    return False
+        return True
 
     def sweep_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:
         """Remove job folders that belong to no job and have not changed for `min_age_s`

@@ -49,6 +49,23 @@ class BlobStore:
         """Make the names of files written with `durable` and `sync_dir=False` durable."""
         _fsync_dir(self.job_dir(job_id))
 
+    def sync(self, job_id: str, names) -> None:
+        """Make files written without `durable` durable, their names too (one folder sync)."""
+        for name in names:
+            fd = os.open(self.path(job_id, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(self.job_dir(job_id))
+
+    def size(self, job_id: str, name: str) -> int | None:
+        """A blob's size in bytes, or None when it is missing."""
+        try:
+            return self.path(job_id, name).stat().st_size
+        except FileNotFoundError:
+            return None
+
     def put_stream(self, job_id: str, name: str, source, size: int, durable: bool = False,
                    sync_dir: bool = True, chunk: int = 1 << 22) -> str:
         """Store `size` bytes read from the binary stream `source` as they arrive (one chunk
