@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,29 @@ def wait_finished(client, job_id: str, timeout: float = 60.0, headers=None) -> d
         if job["state"] in ("succeeded", "failed", "canceled"):
             return job
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+def send_in_order(send, count: int, gap_s: float, timeout_s: float) -> tuple[list, float]:
+    """Call `send(i)` for i in 0..count-1, each from its own thread started `gap_s` after the
+    one before (they arrive in order while earlier ones still wait for their answers). Returns
+    each call's (result, seconds it took) and the seconds until the last one was answered."""
+    answers: list = [None] * count
+
+    def run(i):
+        sent = time.monotonic()
+        result = send(i)
+        answers[i] = (result, time.monotonic() - sent)
+
+    threads = []
+    started = time.monotonic()
+    for i in range(count):
+        thread = threading.Thread(target=run, args=(i,))
+        thread.start()
+        threads.append(thread)
+        time.sleep(gap_s)
+    for thread in threads:
+        thread.join(timeout_s)
+    return answers, time.monotonic() - started
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import requests
 
 from tests.fixtures.studio import Studio
 from tests.fixtures.tiny_server import ensure_tiny_hub, tiny_env
-from tests.helpers import decode_png, noise_image, png_bytes
+from tests.helpers import decode_png, noise_image, png_bytes, send_in_order
 
 pytestmark = [pytest.mark.studio, pytest.mark.ml, pytest.mark.timeout(600)]
 SIZE = 64
@@ -114,24 +114,14 @@ def test_eight_frames_back_to_back_supersede_the_stale_ones(studio):
     frame_time = min(times)
     print(f"one frame: {frame_time:.2f} s")
 
-    answers: list = [None] * 8
-
     def post(i):
-        sent = time.monotonic()
         resp = send_frame(studio, alice, session["id"], images[i])
-        answers[i] = (resp.status_code, time.monotonic() - sent, resp.content,
-                      resp.json() if resp.status_code != 200 else None)
+        return (resp.status_code, resp.content,
+                resp.json() if resp.status_code != 200 else None)
 
-    threads = []
-    started = time.monotonic()
-    for i in range(8):
-        thread = threading.Thread(target=post, args=(i,))
-        thread.start()
-        threads.append(thread)
-        time.sleep(0.05)  # in order: each frame arrives after the one before
-    for thread in threads:
-        thread.join(300)
-    elapsed = time.monotonic() - started
+    # in order: each frame arrives after the one before
+    sent, elapsed = send_in_order(post, 8, gap_s=0.05, timeout_s=300)
+    answers = [(status, took, body, error) for (status, body, error), took in sent]
     print(f"eight frames: {elapsed:.2f} s, answers {[(a[0], round(a[1], 2)) for a in answers]}")
 
     statuses = [a[0] for a in answers]

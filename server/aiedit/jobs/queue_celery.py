@@ -152,7 +152,7 @@ class CeleryQueue(JobQueue):
             log.warning("could not send a live ticket to %s (%s)", queue, exc)
             return False
 
-    def route_model(self, model: str) -> str:
+    def route_model(self, model: str | None) -> str:
         """The ticket queue for work on `model`: an idle worker that holds it, else any."""
         with self._runner.db.statements() as s:
             return _queue_of(s.scalar(select(_idle_holder()), self._holder_params(model)))
@@ -169,7 +169,7 @@ class CeleryQueue(JobQueue):
     def _route(self, job_id: str) -> str:
         with self._runner.db.statements() as s:
             model = s.scalar(select(Job.model).where(Job.id == job_id))
-            return _queue_of(s.scalar(select(_idle_holder()), self._holder_params(model)))
+        return self.route_model(model)
 
     def _holder_params(self, model: str | None) -> dict:
         return {"holder_alive": utcnow() - timedelta(seconds=self._config.worker_dead_after_s),

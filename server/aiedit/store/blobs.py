@@ -37,17 +37,10 @@ class BlobStore:
     def get_array(self, job_id: str, blob: str) -> np.ndarray:
         return np.load(self.path(job_id, blob), mmap_mode="r")
 
-    def put_bytes(self, job_id: str, name: str, data, durable: bool = False,
-                  sync_dir: bool = True) -> str:
-        """Store bytes (or any buffer) as they are; returns the blob name. `sync_dir=False`
-        with `durable`: the caller syncs the job's folder once after several files
-        (`sync_job_dir`), instead of once per file."""
-        self._write(job_id, name, lambda fh: fh.write(data), durable, sync_dir)
+    def put_bytes(self, job_id: str, name: str, data, durable: bool = False) -> str:
+        """Store bytes (or any buffer) as they are; returns the blob name."""
+        self._write(job_id, name, lambda fh: fh.write(data), durable)
         return name
-
-    def sync_job_dir(self, job_id: str) -> None:
-        """Make the names of files written with `durable` and `sync_dir=False` durable."""
-        _fsync_dir(self.job_dir(job_id))
 
     def sync(self, job_id: str, names) -> None:
         """Make files written without `durable` durable, their names too (one folder sync)."""
@@ -66,12 +59,10 @@ class BlobStore:
         except FileNotFoundError:
             return None
 
-    def put_stream(self, job_id: str, name: str, source, size: int, durable: bool = False,
-                   sync_dir: bool = True, chunk: int = 1 << 22) -> str:
+    def put_stream(self, job_id: str, name: str, source, size: int, chunk: int = 1 << 22) -> str:
         """Store `size` bytes read from the binary stream `source` as they arrive (one chunk
         buffer, reused: no copy of the whole file in memory); returns the blob name. Raises
-        EOFError, leaving nothing behind, when the stream ends early. `sync_dir` as for
-        `put_bytes`."""
+        EOFError, leaving nothing behind, when the stream ends early. Not synced: see `sync`."""
 
         def write(fh):
             view = memoryview(bytearray(min(chunk, size) or 1))
@@ -83,7 +74,7 @@ class BlobStore:
                 fh.write(view[:got])
                 left -= got
 
-        self._write(job_id, name, write, durable, sync_dir)
+        self._write(job_id, name, write)
         return name
 
     def get_bytes(self, job_id: str, blob: str) -> bytes:
@@ -110,8 +101,7 @@ class BlobStore:
             return 0.0
         return max(0.0, time.time() - changed)
 
-    def _write(self, job_id: str, name: str, write, durable: bool = False,
-               sync_dir: bool = True) -> None:
+    def _write(self, job_id: str, name: str, write, durable: bool = False) -> None:
         target = self.path(job_id, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -122,7 +112,7 @@ class BlobStore:
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, target)
-            if durable and sync_dir:
+            if durable:
                 _fsync_dir(target.parent)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)

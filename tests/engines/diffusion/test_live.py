@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import box_mask, decode_png, noise_image, png_bytes
+from tests.helpers import box_mask, decode_png, noise_image, png_bytes, send_in_order
 
 pytestmark = pytest.mark.ml
 SIZE = 64
@@ -87,28 +87,17 @@ def test_eight_frames_back_to_back_supersede_the_stale_ones(diffusion_app, dserv
     frame_time = time.monotonic() - started
     assert solo.status_code == 200
 
-    answers: list = [None] * 8
-
     def post(i):
-        sent = time.monotonic()
         resp = diffusion_app.test_client().post(
             f"/v1/live/{session['id']}/frames",
             data={"image": (io.BytesIO(png_bytes(images[i])), "image.png")},
             content_type="multipart/form-data",
         )
-        answers[i] = (resp.status_code, time.monotonic() - sent, resp.data, resp.get_json(
-            silent=True))
+        return resp.status_code, resp.data, resp.get_json(silent=True)
 
-    threads = []
-    started = time.monotonic()
-    for i in range(8):
-        thread = threading.Thread(target=post, args=(i,))
-        thread.start()
-        threads.append(thread)
-        time.sleep(0.02)  # in order: each frame arrives after the one before
-    for thread in threads:
-        thread.join(120)
-    elapsed = time.monotonic() - started
+    # in order: each frame arrives after the one before
+    sent, elapsed = send_in_order(post, 8, gap_s=0.02, timeout_s=120)
+    answers = [(status, took, body, error) for (status, body, error), took in sent]
 
     statuses = [a[0] for a in answers]
     assert statuses[-1] == 200, statuses  # the last frame is always rendered
