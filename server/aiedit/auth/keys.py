@@ -101,9 +101,16 @@ def keys_exist(db: Database) -> bool:
 
 
 def keys_ever_created(db: Database) -> bool:
-    """Whether any key, revoked or not, was ever created."""
-    with db.session() as s:
-        return s.scalar(select(ApiKey.id).limit(1)) is not None
+    """Whether any key, revoked or not, was ever created. A personal server without keys asks
+    on every request (one may be created from the CLI meanwhile): a statement built once, on a
+    Core connection."""
+    with db.connection() as c:
+        return c.execute(_any_key_statement()).first() is not None
+
+
+@functools.cache
+def _any_key_statement():
+    return select(ApiKey.id).limit(1)
 
 
 class KeyPolicy:

@@ -352,7 +352,7 @@ class JobRunner:
         job = self._claim(job_id)
         if job is None:  # gone, canceled, or started elsewhere; a cancel may be pending
             with self.db.session() as s:
-                canceled = _transition(s, job_id, QUEUED, extra=Job.cancel_requested,
+                canceled = _transition(s, job_id, QUEUED, extra=CANCEL_PENDING,
                                        **self._finished_values(CANCELED))
             if canceled:
                 self.events.notify(job_id)
@@ -707,7 +707,7 @@ class _ProgressWriter(Progress):
         self._stage = ""
         self._stage_started = time.monotonic()
         self._last_write = time.monotonic()  # _start has just written the row
-        self._last_cancel_poll = 0.0
+        self._last_cancel_poll = time.monotonic()  # the claim found no cancel requested
         self._state = {"step": 0, "total": 0, "stage": "starting"}
         self._deadline: float | None = None
         self._limit_s = 0.0
@@ -808,18 +808,25 @@ def _claim_statement(alone: bool):
 
 def _transition(session, job_id: str, expected: str, extra=None, **values):
     """`UPDATE jobs SET … WHERE id = job_id AND state = expected [AND extra]`; False if it
-    changed nothing. Finishing a job hands back its (operation, model, started_at) row from
-    the same statement (RETURNING), which the statistics and the caller use: one round trip
-    instead of three on the path every job ends by."""
-    query = update(Job).where(Job.id == job_id, Job.state == expected)
-    if extra is not None:
-        query = query.where(extra)
+    changed nothing. `extra`: CANCEL_PENDING (a cancel was requested) or `_same_worker(w)`.
+    Finishing a job hands back its (operation, model, started_at) row from the same statement
+    (RETURNING), which the statistics and the caller use: one round trip instead of three on
+    the path every job ends by."""
     if not values:
         values = {"state": expected}
-    query = query.values(**values).execution_options(synchronize_session=False)
-    if values.get("state") not in FINISHED:
-        return session.execute(query).rowcount == 1
-    row = session.execute(query.returning(Job.operation, Job.model, Job.started_at)).first()
+    finishing = values.get("state") in FINISHED
+    kind, params = (extra, {}) if not isinstance(extra, tuple) else (
+        ("no_worker", {}) if extra[1] is None else ("worker", {"w_worker": extra[1]}))
+    query = _transition_statement(tuple(sorted(values)), kind, finishing)
+    params.update({f"v_{key}": value for key, value in values.items()},
+                  w_id=job_id, w_state=expected)
+    # on the session's Core connection, built once per shape: building the UPDATE and the
+    # ORM's handling of it cost more than running it
+    session.flush()
+    result = session.connection().execute(query, params)
+    if not finishing:
+        return result.rowcount == 1
+    row = result.first()
     if row is None:
         return False
     stats.record_finished(session, tuple(row), values["state"],
@@ -829,5 +836,28 @@ def _transition(session, job_id: str, expected: str, extra=None, **values):
     return row
 
 
-def _same_worker(worker: str | None):
-    return Job.worker.is_(None) if worker is None else Job.worker == worker
+CANCEL_PENDING = "cancel_pending"
+
+
+@functools.cache
+def _transition_statement(keys: tuple[str, ...], extra: str | None, finishing: bool):
+    """The UPDATE of `_transition` for one set of columns: parameters w_id, w_state, w_worker
+    (extra "worker") and v_<column> for each column set."""
+    columns = Job.__table__.c
+    query = update(Job).where(Job.id == bindparam("w_id", type_=String),
+                              Job.state == bindparam("w_state", type_=String))
+    if extra == CANCEL_PENDING:
+        query = query.where(Job.cancel_requested)
+    elif extra == "no_worker":
+        query = query.where(Job.worker.is_(None))
+    elif extra == "worker":
+        query = query.where(Job.worker == bindparam("w_worker", type_=String))
+    elif extra is not None:
+        raise ValueError(f"unknown condition {extra!r}")
+    query = query.values({key: bindparam(f"v_{key}", type_=columns[key].type) for key in keys})
+    return query.returning(Job.operation, Job.model, Job.started_at) if finishing else query
+
+
+def _same_worker(worker: str | None) -> tuple:
+    """The job is still the one `worker` runs (None: one running outside studio workers)."""
+    return ("worker", worker)

@@ -4,11 +4,12 @@ histograms, shared by every process of a deployment."""
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from aiedit.store.db import Database, as_utc
 from aiedit.store.models import JobStat
@@ -30,22 +31,27 @@ def record_finished(session, job: tuple, state: str, finished_at: datetime,
         bucket = bisect_left(DURATION_BUCKETS, seconds)
     key = {"operation": operation, "model": model, "state": state,
            "code": str((error or {}).get("code") or "")[:64], "bucket": bucket}
-    insert = _upsert_for(session)
-    statement = insert(JobStat).values(**key, count=1, seconds=seconds)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=list(key),
-            set_={"count": JobStat.count + 1, "seconds": JobStat.seconds + seconds},
-        )
-    )
+    connection = session.connection()  # Core, the statement built once: every job ends here
+    connection.execute(_upsert_statement(connection.dialect.name), {**key, "seconds": seconds})
 
 
-def _upsert_for(session):
-    if session.get_bind().dialect.name == "postgresql":
+@functools.cache
+def _upsert_statement(dialect: str):
+    """Add one job to its (operation, model, state, code, bucket) row, made on first use:
+    parameters operation, model, state, code, bucket and seconds."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert
+    keys = ("operation", "model", "state", "code", "bucket")
+    statement = insert(JobStat).values(
+        {name: bindparam(name, type_=JobStat.__table__.c[name].type)
+         for name in (*keys, "seconds")} | {"count": 1})
+    return statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={"count": JobStat.count + 1,
+              "seconds": JobStat.seconds + statement.excluded.seconds},
+    )
 
 
 @dataclass
