@@ -95,3 +95,37 @@ def test_a_prompt_is_still_checked_against_the_block_list(studio_app):
     resp = submit(studio_app.test_client(), "inpaint", {"image": IMAGE, "mask": mask},
                   headers=headers, model="classic-telea", params={"prompt": "a forbidden thing"})
     assert resp.status_code == 422 and resp.get_json()["code"] == "prompt_refused"
+
+
+def test_queue_positions_are_read_once_for_all_waiting_clients_until_the_queue_moves(
+        studio_app, monkeypatch):
+    """Every waiting client's long-poll asks for its job's queue position twice a second; one
+    read of the queue serves them all until a job is queued, started, finished or canceled."""
+    from aiedit.jobs import queue_celery
+
+    monkeypatch.setattr(queue_celery, "ORDER_TTL_S", 60.0)  # only an event may renew it here
+    db = services_of(studio_app).db
+    headers = _key(db, "dee")
+    client = studio_app.test_client()
+    ids = []
+    for _ in range(3):
+        resp = submit(client, "upscale", {"image": IMAGE}, headers=headers,
+                      model="classic-lanczos", params={"scale": 2})
+        assert resp.status_code == 202, resp.get_json()
+        ids.append(resp.get_json()["id"])
+    assert resp.get_json()["queue_position"] == 2, "a job just queued is placed at once"
+
+    def positions():
+        return [client.get(f"/v1/jobs/{job_id}", headers=headers).get_json()["queue_position"]
+                for job_id in ids]
+
+    seen, stop = _statements_of_this_thread(db)
+    try:
+        assert positions() + positions() + positions() == [0, 1, 2] * 3
+    finally:
+        stop()
+    assert not [s for s in seen if "max(jobs_1.started_at)" in s], \
+        "the order read for the last submission served every question"
+    assert client.delete(f"/v1/jobs/{ids[0]}", headers=headers,
+                         query_string={"cancel_only": "true"}).status_code in (200, 202)
+    assert positions()[1:] == [0, 1], "a cancel moves the queue: positions are read again"

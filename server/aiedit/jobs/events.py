@@ -17,6 +17,7 @@ class JobEvents:
     def __init__(self):
         self._cond = threading.Condition()
         self._versions: dict[str, tuple[int, int]] = {}
+        self._changes = 0  # changes other than progress, of any job
         self._previews: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._previews_lock = threading.Lock()
 
@@ -48,7 +49,14 @@ class JobEvents:
         with self._cond:
             every, major = self._versions.get(job_id, (0, 0))
             self._versions[job_id] = (every + 1, major + (not progress_only))
+            self._changes += not progress_only
             self._cond.notify_all()
+
+    def changes(self) -> int:
+        """A counter of the changes other than progress (a job queued, started, finished or
+        canceled) this process has seen, of any job: what was read about the queue since it
+        last moved is still current."""
+        return self._changes
 
     def live(self, job_id: str) -> dict | None:
         """The latest progress another process pushed for this job (none in one process)."""

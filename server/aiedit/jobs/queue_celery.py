@@ -29,6 +29,7 @@ from sqlalchemy import DateTime, bindparam, cast, func, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
 from aiedit.config import Config
+from aiedit.jobs import broker
 from aiedit.jobs.fair import fair_order
 from aiedit.jobs.queue_base import CPU_DEVICE, JobQueue, WorkerInfo
 from aiedit.jobs.runner import RUNNING, SUCCEEDED, JobRunner
@@ -45,6 +46,7 @@ CANCEL_TTL_S = 24 * 3600
 CANCEL_CHECK_S = 0.2  # a running job asks Redis at most this often whether it was canceled
 ANY_DEVICE = "any"
 ESTIMATE_TTL_S = 1.0
+ORDER_TTL_S = 0.25  # the longest a queue position shown may lag a change no event announced
 
 
 def worker_queue(worker_id: str) -> str:
@@ -60,6 +62,7 @@ def redis_client(url: str) -> redis.Redis:
 def make_celery(broker_url: str) -> Celery:
     app = Celery("aiedit", broker=broker_url, set_as_current=False)
     app.conf.update(
+        broker_transport=broker.transport_for(broker_url),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -89,6 +92,7 @@ class CeleryQueue(JobQueue):
         self._cancel_checked: dict[str, float] = {}
         self._canceled: set[str] = set()
         self._estimate_at: tuple[float, tuple] | None = None
+        self._order_at: tuple[float, int, dict[str, int]] | None = None
         self._routes: dict[str, str] = {}  # job id -> ticket queue, chosen as it was stored
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -207,13 +211,27 @@ class CeleryQueue(JobQueue):
 
     def estimate(self, job_id: str) -> tuple[int | None, float | None]:
         """(jobs ahead, running ones included; seconds until it starts), or (None, None)."""
-        order = self.queued_order()
-        if job_id not in order:
-            return None, None
-        index = order.index(job_id)
+        index = self._positions().get(job_id)
+        if index is None:  # queued since the queue was read (or gone): read it again
+            index = self._positions(fresh=True).get(job_id)
+            if index is None:
+                return None, None
         running, workers, mean = self._throughput()
         eta = round(mean * (index + running) / workers, 1) if workers and mean else None
         return index + running, eta
+
+    def _positions(self, fresh: bool = False) -> dict[str, int]:
+        """Each queued job's place in the fair order, as positions show it. Every waiting
+        client's long-poll asks, twice a second: one read of the queue serves them all until
+        a job is queued, started, finished or canceled (in any process: events arrive through
+        Redis), and for ORDER_TTL_S at most. Claims never use it: they read the queue afresh."""
+        changes, now = self._runner.events.changes(), time.monotonic()
+        cached = self._order_at
+        if not fresh and cached and cached[1] == changes and now - cached[0] < ORDER_TTL_S:
+            return cached[2]
+        positions = {job_id: index for index, job_id in enumerate(self.queued_order())}
+        self._order_at = (now, changes, positions)
+        return positions
 
     def _throughput(self) -> tuple[int, int, float | None]:
         """(jobs running, live workers, mean run time of recent jobs), read at most every

@@ -212,6 +212,12 @@ class StudioWorker:
         threading.Thread(target=self._heartbeat_loop, daemon=True, name="aiedit-heartbeat").start()
         log.info("worker %s on %s: consuming %s and %s", self.id, self.device, SHARED_QUEUE,
                  self.own_queue)
+        if logging.getLevelName(loglevel) != logging.DEBUG:
+            # Celery's own line per ticket received and per ticket done repeats "job started"
+            # and "job succeeded" (which carry the job id): they cost the start of every job a
+            # log record; failures still come through (warnings and errors)
+            for name in ("celery.worker.strategy", "celery.app.trace"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         try:
             celery.worker_main([
                 # --quiet: no banner, the log stays one record a line (JSON in studio mode)
