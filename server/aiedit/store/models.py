@@ -29,6 +29,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_owner_state", "owner", "state"),
+        Index("ix_jobs_owner_started", "owner", "started_at"),  # the fair order (fair.py)
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
