@@ -201,7 +201,11 @@ def head_revision() -> str | None:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk when it returns (in WAL mode, one small fsync of the log). The
+    # 202 that acknowledges a job comes after its row's commit and its inputs' fsync, and a
+    # result is fsynced before its job's "succeeded" commit: with NORMAL a power cut could take
+    # back a commit whose files survive, losing an acknowledged job.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     # Deleted rows are overwritten with zeros, not left in free pages: an expired prompt or an
