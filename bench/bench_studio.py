@@ -148,7 +148,9 @@ def _fair_order_read(postgres, kept: int) -> float:
 
 def main() -> list[Row]:
     root = Path(tempfile.mkdtemp(prefix="aiedit-bench-studio-"))
-    postgres = Postgres().start()  # its own folder: the postgres user must reach it
+    # its own folder (the postgres user must reach it); durable commits, as a studio runs it
+    # and as personal mode's SQLite commits
+    postgres = Postgres(durable=True).start()
     redis = Redis(root / "redis").start()
     try:
         # One core per CPU worker, as one device per GPU worker: the ratio measures how the
