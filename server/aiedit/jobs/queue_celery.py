@@ -46,7 +46,7 @@ CANCEL_TTL_S = 24 * 3600
 CANCEL_CHECK_S = 0.2  # a running job asks Redis at most this often whether it was canceled
 ANY_DEVICE = "any"
 ESTIMATE_TTL_S = 1.0
-ORDER_TTL_S = 0.25  # the longest a queue position shown may lag a change no event announced
+ORDER_TTL_S = 0.25  # the longest a queue position may lag a change whose event was lost
 
 
 def worker_queue(worker_id: str) -> str:
@@ -224,7 +224,8 @@ class CeleryQueue(JobQueue):
         """Each queued job's place in the fair order, as positions show it. Every waiting
         client's long-poll asks, twice a second: one read of the queue serves them all until
         a job is queued, started, finished or canceled (in any process: events arrive through
-        Redis), and for ORDER_TTL_S at most. Claims never use it: they read the queue afresh."""
+        Redis, and a submission in any process sends one), and for ORDER_TTL_S at most (a lost
+        event). Claims never use it: they read the queue afresh."""
         changes, now = self._runner.events.changes(), time.monotonic()
         cached = self._order_at
         if not fresh and cached and cached[1] == changes and now - cached[0] < ORDER_TTL_S:

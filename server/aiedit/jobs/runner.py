@@ -234,6 +234,7 @@ class JobRunner:
             fields["params"] = new.params
         log.info("job queued", extra=fields)
         self._enqueue(job_id, device, cpu_only)
+        self.events.notify(job_id)  # the queue moved: positions cached anywhere are read again
         try:
             if inputs:
                 self.blobs.sync(job_id, [ref["blob"] for ref in inputs.values()])
