@@ -816,11 +816,10 @@ def _transition(session, job_id: str, expected: str, extra=None, **values):
     if not values:
         values = {"state": expected}
     finishing = values.get("state") in FINISHED
-    kind, params = (extra, {}) if not isinstance(extra, tuple) else (
-        ("no_worker", {}) if extra[1] is None else ("worker", {"w_worker": extra[1]}))
+    kind, params = extra or (None, {})
     query = _transition_statement(tuple(sorted(values)), kind, finishing)
-    params.update({f"v_{key}": value for key, value in values.items()},
-                  w_id=job_id, w_state=expected)
+    params = {**params, **{f"v_{key}": value for key, value in values.items()},
+              "w_id": job_id, "w_state": expected}
     # on the session's Core connection, built once per shape: building the UPDATE and the
     # ORM's handling of it cost more than running it
     session.flush()
@@ -837,7 +836,7 @@ def _transition(session, job_id: str, expected: str, extra=None, **values):
     return row
 
 
-CANCEL_PENDING = "cancel_pending"
+CANCEL_PENDING = ("cancel_pending", {})  # an `extra` of _transition: (condition, parameters)
 
 
 @functools.cache
@@ -847,7 +846,7 @@ def _transition_statement(keys: tuple[str, ...], extra: str | None, finishing: b
     columns = Job.__table__.c
     query = update(Job).where(Job.id == bindparam("w_id", type_=String),
                               Job.state == bindparam("w_state", type_=String))
-    if extra == CANCEL_PENDING:
+    if extra == "cancel_pending":
         query = query.where(Job.cancel_requested)
     elif extra == "no_worker":
         query = query.where(Job.worker.is_(None))
@@ -861,4 +860,4 @@ def _transition_statement(keys: tuple[str, ...], extra: str | None, finishing: b
 
 def _same_worker(worker: str | None) -> tuple:
     """The job is still the one `worker` runs (None: one running outside studio workers)."""
-    return ("worker", worker)
+    return ("no_worker", {}) if worker is None else ("worker", {"w_worker": worker})
