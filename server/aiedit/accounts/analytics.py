@@ -8,7 +8,6 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from aiedit.store.db import Database, utcnow
@@ -34,10 +33,14 @@ def _count(db: Database, user: str | None, feature: str) -> bool:
             if row is not None and row.analytics_opt_out:
                 return False
         day = utcnow().strftime("%Y-%m-%d")
-        insert = (postgresql.insert if db.engine.dialect.name == "postgresql"
-                  else sqlite.insert)(FeatureCount)
+        # imported here, not with the module: a personal server's start need not load the
+        # PostgreSQL dialect
+        if db.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         s.execute(
-            insert.values(day=day, feature=feature, count=1).on_conflict_do_update(
+            insert(FeatureCount).values(day=day, feature=feature, count=1).on_conflict_do_update(
                 index_elements=["day", "feature"], set_={"count": FeatureCount.count + 1}
             )
         )
