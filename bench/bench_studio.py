@@ -7,7 +7,7 @@
   PostgreSQL, Redis and this client share those cores: a job's API cost (about 20-40 ms of CPU)
   would dominate a job of a few tens of milliseconds, which is not what a studio queue holds.
 - submit → start latency with an empty queue, studio ÷ personal: from the moment the client
-  sends the job (a 512×512 PNG) to the job's `started_at`, median of 24 jobs on each server,
+  sends the job (a 512×512 PNG) to the job's `started_at`, median of 40 jobs on each server,
   each waited for before the next, studio and personal taking turns.
 - the same denoise with no server at all, in 2 processes ÷ 1 (what this machine's cores give two
   compute-bound processes, measured in the same run, the rounds taking turns with the studio's):
@@ -42,7 +42,7 @@ from tests.helpers import LiveServer, png_bytes
 JOBS = 40
 THROUGHPUT_SIZE = 512  # a denoise of this size costs a CPU worker about 0.5 s
 ROUNDS = 2
-LATENCY_JOBS = 24
+LATENCY_JOBS = 40
 BARE_CALLS = 12  # the bare denoise's calls per round: about 8 s of one core
 
 
