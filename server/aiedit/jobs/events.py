@@ -10,6 +10,19 @@ from collections import OrderedDict
 MAX_PREVIEWS = 64  # jobs whose latest step preview is kept (in memory, never on disk)
 
 
+def preview_png(pixels) -> bytes:
+    """A step preview's pixels (H x W x 3 uint8) as the PNG that `/v1/jobs/{id}/preview` sends.
+    Encoded when a client asks, not when the job makes the preview: a job nobody watches
+    never pays for it, and one that is watched hands it to the request's thread."""
+    import numpy as np
+
+    from aiedit.imaging.codec import encode
+
+    rgb = np.asarray(pixels, np.uint8)[..., :3]
+    alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+    return encode(np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2)))
+
+
 class JobEvents:
     """Two counters per job: every change, and changes other than progress (state, results);
     and each job's latest step preview, where every process that serves the job can read it."""
@@ -18,24 +31,35 @@ class JobEvents:
         self._cond = threading.Condition()
         self._versions: dict[str, tuple[int, int]] = {}
         self._changes = 0  # changes other than progress, of any job
-        self._previews: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        # a job's latest preview: (step, pixels), or (step, PNG) once a client has asked
+        self._previews: OrderedDict[str, tuple] = OrderedDict()
         self._previews_lock = threading.Lock()
 
-    def put_preview(self, job_id: str, step: int, png: bytes) -> None:
-        """Keep (step, PNG) as the job's latest preview (the last MAX_PREVIEWS jobs' only)."""
+    def put_preview(self, job_id: str, step: int, pixels) -> None:
+        """Keep the pixels (H x W x 3 uint8, the job's own copy) of `step` as the job's latest
+        preview (the last MAX_PREVIEWS jobs' only), to be encoded when asked for."""
         with self._previews_lock:
             self._previews.pop(job_id, None)
-            self._previews[job_id] = (step, png)
+            self._previews[job_id] = (step, pixels)
             while len(self._previews) > MAX_PREVIEWS:
                 self._previews.popitem(last=False)
 
     def preview(self, job_id: str) -> tuple[int, bytes] | None:
+        """(step, PNG) of the job's latest preview, encoded now if nobody asked for it yet."""
         with self._previews_lock:
-            return self._previews.get(job_id)
+            found = self._previews.get(job_id)
+        if found is None or isinstance(found[1], bytes):
+            return found
+        step, png = found[0], preview_png(found[1])  # outside the lock: the job goes on
+        with self._previews_lock:
+            if self._previews.get(job_id) is found:  # still the latest: keep the PNG
+                self._previews[job_id] = (step, png)
+        return step, png
 
     def preview_step(self, job_id: str) -> int | None:
         """The latest preview's step, without its picture (cheap to poll)."""
-        found = self.preview(job_id)
+        with self._previews_lock:
+            found = self._previews.get(job_id)
         return None if found is None else found[0]
 
     def drop_preview(self, job_id: str) -> None:

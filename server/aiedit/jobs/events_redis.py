@@ -14,13 +14,14 @@ from collections import OrderedDict
 
 import redis
 
-from aiedit.jobs.events import JobEvents
+from aiedit.jobs.events import JobEvents, preview_png
 
 log = logging.getLogger(__name__)
 CHANNEL = "aiedit:events"
 MAX_LIVE = 10_000
 RETRY_S = 1.0
-PREVIEW_KEY = "aiedit:preview:{}"  # a hash {step, png}: the worker writes, any API node reads
+PREVIEW_KEY = "aiedit:preview:{}"  # a hash {step, height, width, rgb}: the worker writes, any
+# API node reads (and encodes the PNG then: the job's thread does not wait for that)
 PREVIEW_TTL_S = 3600  # a preview outlives its job's run by an hour at most (deleted with it)
 
 
@@ -52,11 +53,14 @@ class RedisJobEvents(JobEvents):
     # Step previews live in Redis, so the API node that answers /preview need not be the
     # worker that made them. Losing one to a Redis outage only means no preview for a while.
 
-    def put_preview(self, job_id: str, step: int, png: bytes) -> None:
+    def put_preview(self, job_id: str, step: int, pixels) -> None:
         key = PREVIEW_KEY.format(job_id)
+        height, width = pixels.shape[:2]
+        rgb = pixels[..., :3].astype("uint8", copy=False).tobytes()
         try:
             with self._redis.pipeline() as pipe:
-                pipe.hset(key, mapping={"step": step, "png": png})
+                pipe.hset(key, mapping={"step": step, "height": height, "width": width,
+                                        "rgb": rgb})
                 pipe.expire(key, PREVIEW_TTL_S)
                 pipe.execute()
         except redis.RedisError as exc:
@@ -64,10 +68,16 @@ class RedisJobEvents(JobEvents):
 
     def preview(self, job_id: str) -> tuple[int, bytes] | None:
         try:
-            step, png = self._redis.hmget(PREVIEW_KEY.format(job_id), ["step", "png"])
+            step, height, width, rgb = self._redis.hmget(
+                PREVIEW_KEY.format(job_id), ["step", "height", "width", "rgb"])
         except redis.RedisError:
             return None
-        return None if step is None or png is None else (int(step), bytes(png))
+        if None in (step, height, width, rgb):
+            return None
+        import numpy as np
+
+        pixels = np.frombuffer(rgb, np.uint8).reshape(int(height), int(width), 3)
+        return int(step), preview_png(pixels)
 
     def preview_step(self, job_id: str) -> int | None:
         try:

@@ -152,13 +152,10 @@ class JobRunner:
         return self.events.preview_step(job_id)
 
     def report_preview(self, job_id: str, step: int, pixels: np.ndarray) -> None:
+        """A new step preview (H x W x 3 uint8): kept as pixels, encoded when a client asks."""
         import numpy as np
 
-        from aiedit.imaging.codec import encode
-
-        alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
-        png = encode(np.ascontiguousarray(np.concatenate([pixels[..., :3], alpha], axis=2)))
-        self.events.put_preview(job_id, step, png)
+        self.events.put_preview(job_id, step, np.array(pixels[..., :3], np.uint8))
         self.events.notify(job_id, progress_only=True)
 
     # --- submission -------------------------------------------------------------------------
