@@ -57,8 +57,10 @@ def _interleave_before_update(db, action):
             other.start()
             other.join(30)
 
-    event.listen(db.engine, "before_cursor_execute", before)
-    return lambda: event.remove(db.engine, "before_cursor_execute", before)
+    engines = {db.engine, db.undurable()[0]}  # a claim's UPDATE runs on the undurable one
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
+    return lambda: [event.remove(engine, "before_cursor_execute", before) for engine in engines]
 
 
 def test_cancel_that_loses_the_race_to_a_finish_does_not_flip_the_job(stopped_app):

@@ -361,7 +361,7 @@ class JobRunner:
         """The conditional update that claims a queued job (`alone`: only if no other job is
         queued), handing the row back. One statement, one round trip (RETURNING), atomic
         without a transaction around it."""
-        with self.db.connection() as c:
+        with self.db.connection(durable=False) as c:  # a claim a crash takes back: run again
             row = c.execute(_claim_statement(alone), {
                 "job_id": job_id, "started_at": self.now(), "worker": self.worker_id,
                 "device": self.device or None,
@@ -517,7 +517,7 @@ class JobRunner:
             self.events.notify(job_id, progress_only=True, progress=progress)
 
     def write_progress(self, job_id: str, progress: dict) -> None:
-        with self.db.session() as s:
+        with self.db.session(durable=False) as s:  # progress need not wait for the disk
             _transition(s, job_id, RUNNING, extra=_same_worker(self.worker_id), progress=progress)
         self.events.notify(job_id, progress_only=True, progress=progress)
 
