@@ -27,6 +27,9 @@ def as_utc(dt: datetime | None) -> datetime | None:
     return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+SQLITE_CONNECT = {"check_same_thread": False, "timeout": 30}  # pooled across threads
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
@@ -34,7 +37,7 @@ class Database:
         # stale connection fails once and the pool drops all connections of that generation.
         kwargs = {}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = SQLITE_CONNECT
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -69,8 +72,7 @@ class Database:
             if self._undurable is None:
                 name = self.engine.dialect.name
                 if name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
-                    engine = create_engine(self.url, connect_args={"check_same_thread": False,
-                                                                    "timeout": 30})
+                    engine = create_engine(self.url, connect_args=SQLITE_CONNECT)
                     event.listen(engine, "connect", _sqlite_pragmas)
                     event.listen(engine, "connect", _sqlite_undurable)
                 elif name == "postgresql":
