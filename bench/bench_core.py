@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.common import Row, best_of
+from bench.common import Row, best_of, operation_call
 from tests.helpers import LiveServer, box_mask, decode_png, free_port, noise_image, png_bytes
 
 REPEATS = 3
@@ -41,27 +41,7 @@ def _plugin_client():
 
 def _in_process_inpaint(image, mask):
     """The same fill called in this process: a function that times one call."""
-    from aiedit.engines import load
-    from aiedit.engines.catalog import Catalog
-    from aiedit.ops.base import OpContext, Progress, Region, registry
-
-    op = registry()["inpaint"]
-    model = load(Catalog.load().get(INPAINT_MODEL), "cpu")
-    params = op.params().load({})
-
-    def call() -> float:
-        started = time.perf_counter()
-        ctx = OpContext(
-            params=params,
-            inputs={"image": image, "mask": mask},
-            region=Region(0, 0, image.shape[1], image.shape[0]),
-            model=model,
-            progress=Progress(lambda *a: None, lambda: False),
-        )
-        op.run(ctx)
-        return time.perf_counter() - started
-
-    return call
+    return operation_call("inpaint", INPAINT_MODEL, {"image": image, "mask": mask})
 
 
 RAW_ORDER = ("image", "reference", "mask")

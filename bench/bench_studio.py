@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench.common import Row
+from bench.common import Row, operation_call
 from tests.fixtures.services import Postgres, Redis
 from tests.fixtures.studio import Studio
 from tests.helpers import LiveServer, png_bytes
@@ -97,23 +97,15 @@ def _bare_denoise(calls: int) -> None:
     os.environ["OPENCV_FOR_THREADS_NUM"] = "1"
     import cv2
 
-    from aiedit.engines import load
-    from aiedit.engines.catalog import Catalog
     from aiedit.imaging.codec import decode_image
-    from aiedit.ops.base import OpContext, Progress, Region, registry
 
     cv2.setNumThreads(1)
-    op, entry = registry()["restore"], Catalog.load().get("classic-denoise")
-    model = load(entry, "cpu")
     pixels = decode_image("image", _gradient(THROUGHPUT_SIZE), 1 << 24, 1 << 14)
-    params = op.params().load({})
-    params.update({k: v for k, v in entry.defaults.items() if params.get(k) is None})
+    call = operation_call("restore", "classic-denoise", {"image": pixels})
     print("ready", flush=True)
     sys.stdin.readline()
     for _ in range(calls):
-        op.run(OpContext(params=params, inputs={"image": pixels},
-                         region=Region(0, 0, pixels.shape[1], pixels.shape[0]), model=model,
-                         progress=Progress(lambda *a: None, lambda: False)))
+        call()
     print("done", flush=True)
 
 

@@ -49,6 +49,29 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def operation_call(operation: str, model_id: str, inputs: dict) -> Callable[[], float]:
+    """`operation` with the catalog's `model_id` on `inputs` (the image region at 0, 0) in this
+    process, as a worker runs it: the model loaded once, its catalog defaults applied, no
+    progress sink. Returns a function that runs it once and returns the seconds it took."""
+    from aiedit.engines import load
+    from aiedit.engines.catalog import Catalog
+    from aiedit.ops.base import OpContext, Progress, Region, registry
+
+    op, entry = registry()[operation], Catalog.load().get(model_id)
+    model = load(entry, "cpu")
+    params = op.params().load({})
+    params.update({k: v for k, v in entry.defaults.items() if params.get(k) is None})
+    height, width = inputs["image"].shape[:2]
+
+    def call() -> float:
+        started = time.perf_counter()
+        op.run(OpContext(params=params, inputs=inputs, region=Region(0, 0, width, height),
+                         model=model, progress=Progress(lambda *a: None, lambda: False)))
+        return time.perf_counter() - started
+
+    return call
+
+
 def tiny_hub(names: list[str]) -> Path:
     """The tests' HF cache of tiny models (tests/fixtures/tiny_server.py), with `names` built if
     missing (under the same lock the tests take)."""

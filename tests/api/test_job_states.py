@@ -57,7 +57,7 @@ def _interleave_before_update(db, action):
             other.start()
             other.join(30)
 
-    engines = {db.engine, db.undurable()[0]}  # a claim's UPDATE runs on the undurable one
+    engines = {db.engine, db.undurable().engine}  # a claim's UPDATE runs on the undurable one
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
     return lambda: [event.remove(engine, "before_cursor_execute", before) for engine in engines]

@@ -18,9 +18,8 @@ def preview_png(pixels) -> bytes:
 
     from aiedit.imaging.codec import encode
 
-    rgb = np.asarray(pixels, np.uint8)[..., :3]
-    alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
-    return encode(np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2)))
+    alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
+    return encode(np.concatenate([pixels, alpha], axis=2))
 
 
 class JobEvents:

@@ -56,11 +56,10 @@ class RedisJobEvents(JobEvents):
     def put_preview(self, job_id: str, step: int, pixels) -> None:
         key = PREVIEW_KEY.format(job_id)
         height, width = pixels.shape[:2]
-        rgb = pixels[..., :3].astype("uint8", copy=False).tobytes()
         try:
             with self._redis.pipeline() as pipe:
                 pipe.hset(key, mapping={"step": step, "height": height, "width": width,
-                                        "rgb": rgb})
+                                        "rgb": pixels.tobytes()})
                 pipe.expire(key, PREVIEW_TTL_S)
                 pipe.execute()
         except redis.RedisError as exc:

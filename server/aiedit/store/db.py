@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from importlib import resources
+from typing import NamedTuple
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
@@ -30,6 +31,21 @@ def as_utc(dt: datetime | None) -> datetime | None:
 SQLITE_CONNECT = {"check_same_thread": False, "timeout": 30}  # pooled across threads
 
 
+class Engines(NamedTuple):
+    """An engine with its session factory and, on PostgreSQL, its autocommit twin (single
+    statements need no BEGIN and COMMIT round trips); None elsewhere."""
+
+    engine: Engine
+    sessions: sessionmaker
+    autocommit: Engine | None
+
+    @classmethod
+    def of(cls, engine: Engine) -> Engines:
+        autocommit = (engine.execution_options(isolation_level="AUTOCOMMIT")
+                      if engine.dialect.name == "postgresql" else None)
+        return cls(engine, sessionmaker(engine, expire_on_commit=False), autocommit)
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
@@ -41,25 +57,20 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # PostgreSQL: a transaction costs two round trips of its own (BEGIN, COMMIT; psycopg
-        # sends BEGIN before the first statement). Single statements need none: each is atomic.
-        self._autocommit = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
-                            if self.engine.dialect.name == "postgresql" else None)
+        self._durable = Engines.of(self.engine)
         self._statements = (
-            sessionmaker(self._autocommit, expire_on_commit=False)
-            if self._autocommit is not None else self._sessions
+            sessionmaker(self._durable.autocommit, expire_on_commit=False)
+            if self._durable.autocommit is not None else self._durable.sessions
         )
-        # (engine, its sessions, its autocommit twin on PostgreSQL): see `undurable`
-        self._undurable: tuple | None = None
+        self._undurable: Engines | None = None  # see `undurable`
         self._undurable_lock = threading.Lock()
 
     def session(self, durable: bool = True) -> AbstractContextManager[Session]:
         """A session that commits on success and rolls back on error. `durable=False`: its
         commit does not wait for the disk (see `undurable`)."""
-        return _committing(self._sessions if durable else self.undurable()[1])
+        return _committing((self._durable if durable else self.undurable()).sessions)
 
-    def undurable(self) -> tuple:
+    def undurable(self) -> Engines:
         """An engine (and its sessions) whose commits return before they are on disk, for
         writes that a power cut may take back without harm because they are redone anyway: a
         job's claim (a job found running after a crash is queued again; a claim taken back
@@ -68,6 +79,8 @@ class Database:
         once. It keeps a job's start from queueing behind the fsync of its inputs (megabytes,
         on the same disk). SQLite: synchronous=NORMAL on WAL; PostgreSQL: synchronous_commit
         off. Made on first use (API processes never claim)."""
+        if self._undurable is not None:  # every claim and progress write asks
+            return self._undurable
         with self._undurable_lock:
             if self._undurable is None:
                 name = self.engine.dialect.name
@@ -80,10 +93,7 @@ class Database:
                         self.url, connect_args={"options": "-c synchronous_commit=off"})
                 else:  # an in-memory database has one copy: this engine's
                     engine = self.engine
-                autocommit = (engine.execution_options(isolation_level="AUTOCOMMIT")
-                              if name == "postgresql" else None)
-                self._undurable = (engine, sessionmaker(engine, expire_on_commit=False),
-                                   autocommit)
+                self._undurable = Engines.of(engine)
             return self._undurable
 
     def statements(self) -> AbstractContextManager[Session]:
@@ -99,13 +109,10 @@ class Database:
         without an ORM session: that costs more than the statement itself. PostgreSQL: in
         autocommit; SQLite: in a transaction committed at the end. `durable=False`: its commit
         does not wait for the disk (see `undurable`)."""
-        if durable:
-            engine, autocommit = self.engine, self._autocommit
-        else:
-            engine, _, autocommit = self.undurable()
-        if autocommit is not None:
-            return autocommit.connect()
-        return engine.begin()
+        engines = self._durable if durable else self.undurable()
+        if engines.autocommit is not None:
+            return engines.autocommit.connect()
+        return engines.engine.begin()
 
     def serialize(self, session: Session, *names: str) -> None:
         """Make `session`'s transaction wait for, and then hold off, every other transaction
@@ -188,7 +195,7 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         if self._undurable is not None:
-            self._undurable[0].dispose()
+            self._undurable.engine.dispose()
 
 
 def _lock_key(name: str) -> int:
