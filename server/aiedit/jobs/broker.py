@@ -1,4 +1,5 @@
-"""Celery's Redis transport, made cheaper per message.
+"""Celery's Redis transport, made cheaper per message, and the publisher that sends tickets
+through it.
 
 kombu's Redis channel builds a new `redis.Redis` client for every command it sends on its own
 (a ticket's LPUSH, a worker's acknowledgement): about 0.3 ms each, most of it filling the
@@ -9,7 +10,15 @@ blocking reads that wait for messages keep their own client, as in kombu."""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+
+from kombu.serialization import dumps
 from kombu.transport import redis as kombu_redis
+from kombu.utils.uuid import uuid
+
+log = logging.getLogger(__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -33,3 +42,59 @@ def transport_for(broker_url: str):
     """The transport for `broker_url`: this one for plain `redis://` URLs, else kombu's own
     choice (TLS, sockets and Sentinel keep kombu's transports unchanged)."""
     return Transport if broker_url.startswith("redis://") else None
+
+
+class Publisher:
+    """Sends Celery task messages, as `Celery.send_task` builds them (Celery's own
+    `amqp.as_task_v2`, JSON, persistent), straight to a named queue through one kombu channel
+    that the process keeps. `send_task` does the same for a plain queue name on the Redis
+    transport (the default exchange: the message goes to the list the queue reads), but
+    around it takes a producer from a pool, routes, declares the queue and wraps the publish in
+    retries: 0.7 ms a ticket against 0.3 ms this way, and about 1.8 ms against 0.7 ms where a
+    job's start waits for it (a request thread with cold caches).
+
+    Safe to share between threads: publishing to the default exchange touches no state of the
+    channel but the Redis client, which takes a connection from its pool for each command (and
+    after a Redis restart reconnects on its own). A failed publish raises, and the next one
+    starts on a new channel."""
+
+    def __init__(self, celery):
+        self._celery = celery
+        self._lock = threading.Lock()
+        self._open: tuple | None = None  # (pid, kombu connection, channel)
+
+    def send(self, task: str, args: list | None, queue: str) -> None:
+        headers, properties, body, _ = self._celery.amqp.as_task_v2(
+            uuid(), task, args=args, ignore_result=True)
+        content_type, encoding, data = dumps(body, serializer="json")
+        channel = self._channel()
+        message = channel.prepare_message(data, 0, content_type, encoding, headers,
+                                          dict(properties, delivery_mode=2))
+        try:
+            channel.basic_publish(message, exchange="", routing_key=queue)
+        except Exception:  # the next ticket starts on a new channel
+            self.close(channel)
+            raise
+
+    def _channel(self):
+        opened = self._open
+        if opened is not None and opened[0] == os.getpid():
+            return opened[2]
+        with self._lock:
+            opened = self._open
+            if opened is None or opened[0] != os.getpid():  # none yet, or made before a fork
+                connection = self._celery.connection_for_write()
+                opened = self._open = (os.getpid(), connection, connection.default_channel)
+            return opened[2]
+
+    def close(self, channel=None) -> None:
+        """Let go of the channel (`channel`: only if it is still the one in use)."""
+        with self._lock:
+            opened = self._open
+            if opened is None or (channel is not None and opened[2] is not channel):
+                return
+            self._open = None
+        try:
+            opened[1].release()
+        except Exception as exc:  # a connection already broken
+            log.debug("closing the ticket channel: %s", exc)

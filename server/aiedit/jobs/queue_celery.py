@@ -89,6 +89,7 @@ class CeleryQueue(JobQueue):
         self._config = config
         self._redis = client
         self.celery = celery or make_celery(config.broker_url)
+        self._tickets = broker.Publisher(self.celery)
         self._cancel_checked: dict[str, float] = {}
         self._canceled: set[str] = set()
         self._estimate_at: tuple[float, tuple] | None = None
@@ -111,6 +112,7 @@ class CeleryQueue(JobQueue):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._tickets.close()
 
     def _maintain(self) -> None:
         while not self._stopping.wait(self._config.heartbeat_s):
@@ -137,8 +139,7 @@ class CeleryQueue(JobQueue):
         """A ticket: a worker that takes it runs the job that should start next. `job_id`, the
         job this ticket was sent for (`cpu_only`: a classic one), is a hint, never an order."""
         try:
-            self.celery.send_task(TASK, args=[job_id, cpu_only] if job_id else None, queue=queue,
-                                  ignore_result=True)
+            self._tickets.send(TASK, [job_id, cpu_only] if job_id else None, queue)
             return True
         except Exception as exc:  # Redis is down: an idle worker finds the job when it is back
             log.warning("could not send a job ticket to %s (%s); workers will find the job "
@@ -149,8 +150,7 @@ class CeleryQueue(JobQueue):
         """A live session has a frame waiting (or, `warm`, a model to load ahead): a ticket in
         the same lists as job tickets, so frames and jobs take turns on the workers."""
         try:
-            self.celery.send_task(LIVE_TASK, args=[session_id, warm], queue=queue,
-                                  ignore_result=True)
+            self._tickets.send(LIVE_TASK, [session_id, warm], queue)
             return True
         except Exception as exc:
             log.warning("could not send a live ticket to %s (%s)", queue, exc)
