@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -10,13 +12,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import bindparam, func, inspect, select
 
 from aiedit.auth.keys import authenticate, create_key
 from aiedit.auth.users import UserError, create_user
 from aiedit.jobs.fair import fair_order, for_device
 from aiedit.store.db import Database
-from aiedit.store.models import Base
+from aiedit.store.models import Base, User
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -74,6 +76,37 @@ def test_a_users_keys_act_as_the_user_with_the_users_role(database):
 def _queued(*owners, start=datetime(2026, 1, 1, tzinfo=UTC)):
     return [(f"{owner}{i}", owner, start + timedelta(seconds=i), "m")
             for i, owner in enumerate(owners)]
+
+
+def test_a_read_serialized_on_a_name_sees_what_the_lock_holder_before_it_committed(database):
+    """`serialize(..., then=read)`: the read runs once the locks are held, so it counts the row
+    a transaction holding the lock inserted while this one waited (on PostgreSQL the locks
+    and the read go in one round trip, each statement with a snapshot of its own)."""
+    database.migrate()
+    count = (select(func.count()).select_from(User)
+             .where(User.name != bindparam("but", type_=User.name.type)))
+    holder = database.session()
+    first = holder.__enter__()
+    assert tuple(database.serialize(first, "owner:x", then=count, params={"but": "-"})) == (0,)
+    create = threading.Event()
+    answer = []
+
+    def waiter():
+        with database.session() as second:
+            create.set()
+            answer.append(tuple(database.serialize(second, "queue", "owner:x", then=count,
+                                                   params={"but": "o'neil"})))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    create.wait(5)
+    time.sleep(0.3)  # the waiter is blocked on the lock by now
+    assert not answer, "the second transaction waits for the first"
+    first.add(User(name="o'neil", role="member", created_at=datetime.now(UTC)))
+    first.add(User(name="ada", role="member", created_at=datetime.now(UTC)))
+    holder.__exit__(None, None, None)  # commit: the waiter goes on
+    thread.join(10)
+    assert answer == [(1,)], "both rows seen, the quoted name bound as a value"
 
 
 def test_fair_order_takes_turns_least_recently_served_first():

@@ -51,25 +51,44 @@ def _key(db, user: str) -> dict:
     return {"Authorization": f"Bearer {create_key(db, f'{user}-key', user=user)[1]}"}
 
 
-def test_a_submission_stores_and_routes_the_job_in_one_transaction_of_few_statements(
-        studio_app):
+def _round_trips_of_this_thread(monkeypatch):
+    """What this thread sends the server, a string a round trip: every statement SQLAlchemy
+    runs and every one sent around it (psycopg's cursors, both kinds, execute through here)."""
+    import psycopg
+
+    sent, values, me = [], [], threading.get_ident()
+    execute = psycopg.Cursor.execute
+
+    def spy(cursor, query, params=None, **kwargs):
+        if threading.get_ident() == me:
+            sent.append(" ".join(str(query).split()))
+            values.append(params)
+        return execute(cursor, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", spy)
+    return sent, values
+
+
+def test_a_submission_stores_and_routes_the_job_in_one_transaction_of_few_round_trips(
+        studio_app, monkeypatch):
     db = services_of(studio_app).db
     headers = _key(db, "ada")
-    seen, stop = _statements_of_this_thread(db)
-    try:
-        resp = submit(studio_app.test_client(), "upscale", {"image": IMAGE}, headers=headers,
-                      model="classic-lanczos", params={"scale": 2})
-    finally:
-        stop()
+    sent, values = _round_trips_of_this_thread(monkeypatch)
+    resp = submit(studio_app.test_client(), "upscale", {"image": IMAGE}, headers=headers,
+                  model="classic-lanczos", params={"scale": 2})
     assert resp.status_code == 202, resp.get_json()
-    until_insert = seen[:next(i for i, s in enumerate(seen) if s.startswith("INSERT INTO jobs"))]
-    insert = seen[len(until_insert)]
+    until_insert = sent[:next(i for i, s in enumerate(sent) if s.startswith("INSERT INTO jobs"))]
+    insert = sent[len(until_insert)]
     assert "FROM workers" in insert, "the INSERT hands back the worker queue (RETURNING)"
-    assert not any("blocked_terms" in s for s in seen), "an upscale has no prompt to check"
-    assert not any("FROM users" in s and "api_keys" not in s for s in seen), \
+    assert not any("blocked_terms" in s for s in sent), "an upscale has no prompt to check"
+    assert not any("FROM users" in s and "api_keys" not in s for s in sent), \
         "the user's limits came with the key"
     assert not any("FROM workers" in s for s in until_insert)
-    assert len(until_insert) <= 3, until_insert  # the key (with its user), locks, queue counts
+    assert len(until_insert) == 2, until_insert  # the key (with its user); locks and counts
+    locks_and_counts = until_insert[1]
+    assert locks_and_counts.count("pg_advisory_xact_lock") == 2  # the owner's, the queue's
+    assert locks_and_counts.index("count(*)") > locks_and_counts.rindex("pg_advisory_xact_lock")
+    assert values[1]["owner"] == "ada", "the owner's count, its name bound by the driver"
 
 
 def test_limits_read_with_the_key_still_hold(studio_app):

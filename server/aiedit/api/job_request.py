@@ -676,9 +676,11 @@ def admission(
             names.append("queue")
         if account_id is not None:
             names.append(ledger.lock_name(account_id))
-        services.db.serialize(s, *names)
-        if config.max_queued_per_owner or config.max_queued:
-            _check_queue(s, config, owner)
+        capped = config.max_queued_per_owner or config.max_queued
+        counts = services.db.serialize(s, *names, then=_queue_counts() if capped else None,
+                                       params={"owner": owner})  # counted with the locks held
+        if counts is not None:
+            _refuse_if_full(config, *counts)
         try:
             limits.check_in(s, user, cost, known=user_limits)
         except limits.LimitExceeded as exc:
@@ -730,7 +732,10 @@ def _queue_counts():
 
 
 def _check_queue(s: Session, config, owner: str) -> None:
-    total, mine = s.connection().execute(_queue_counts(), {"owner": owner}).one()
+    _refuse_if_full(config, *s.connection().execute(_queue_counts(), {"owner": owner}).one())
+
+
+def _refuse_if_full(config, total: int, mine: int) -> None:
     retry = {"Retry-After": str(QUEUE_FULL_RETRY_S)}
     if config.max_queued_per_owner and mine >= config.max_queued_per_owner:
         raise ApiError(

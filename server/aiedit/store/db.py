@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import NamedTuple
 
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Select, create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -114,10 +114,15 @@ class Database:
             return engines.autocommit.connect()
         return engines.engine.begin()
 
-    def serialize(self, session: Session, *names: str) -> None:
+    def serialize(self, session: Session, *names: str, then: Select | None = None,
+                  params: dict | None = None) -> Row | None:
         """Make `session`'s transaction wait for, and then hold off, every other transaction
         that serializes on one of `names` until it commits or rolls back: a count and the insert
         it allows happen as one step. Call it before the session's first statement.
+
+        `then`: a read to run once the locks are held (it sees what every transaction that held
+        them before committed), with `params` (plain strings and numbers); its first row is
+        returned. On PostgreSQL it goes in the same round trip as the locks.
 
         PostgreSQL: a transaction-scoped advisory lock per name (taken in one order, so two
         transactions never wait for each other). SQLite: the write lock of the whole database,
@@ -127,15 +132,25 @@ class Database:
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-        elif dialect == "postgresql":
-            # One round trip for all of them: the keys are our own integers, sent as literals
-            # in one simple-protocol string, so the server takes them in this order.
-            keys = sorted({_lock_key(name) for name in names})
-            connection.exec_driver_sql(
-                "; ".join(f"SELECT pg_advisory_xact_lock({int(key)})" for key in keys)
-            )
-        else:
+            return connection.execute(then, params or {}).first() if then is not None else None
+        if dialect != "postgresql":
             raise RuntimeError(f"no way to serialize transactions on {dialect}")
+        # One simple-protocol string for all of them: the keys are our own integers, so the
+        # server takes them in this order, and each statement of the string reads with a
+        # snapshot of its own, taken when it starts (the read's, after the locks are held).
+        keys = sorted({_lock_key(name) for name in names})
+        locks = "; ".join(f"SELECT pg_advisory_xact_lock({int(key)})" for key in keys)
+        if then is None:
+            connection.exec_driver_sql(locks)
+            return None
+        from psycopg import ClientCursor  # binds `params` itself, quoted by the driver
+
+        sql, defaults = _compiled(then, connection.dialect)
+        with ClientCursor(connection.connection.driver_connection) as cursor:
+            cursor.execute(f"{locks}; {sql}", {**defaults, **(params or {})})
+            while cursor.nextset():
+                pass
+            return cursor.fetchone()
 
     def migrate(self) -> None:
         """Bring the schema up to date (Alembic `upgrade head`). A database already at the head
@@ -196,6 +211,13 @@ class Database:
         self.engine.dispose()
         if self._undurable is not None:
             self._undurable.engine.dispose()
+
+
+@functools.cache
+def _compiled(statement: Select, dialect) -> tuple[str, dict]:
+    """`statement` as the driver's SQL text and its own bound values, compiled once."""
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), dict(compiled.params)
 
 
 def _lock_key(name: str) -> int:
