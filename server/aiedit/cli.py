@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from aiedit import __version__
+from aiedit import __version__, memory
 from aiedit.config import DEFAULT_PORT, Config
 
 log = logging.getLogger("aiedit")
@@ -96,6 +96,7 @@ def serve(host, port, data_dir, workers):
 
     config = _config(host=host, port=port, data_dir=data_dir, workers=workers)
     _configure_logging(config)
+    memory.keep_freed_memory()  # every request decodes an upload (the API processes fork)
     datadir.prepare(config.data_dir, config.database, config.blob_dir)
     if config.studio:
         return _serve_studio(config)  # many processes share the data dir: no lock
@@ -524,6 +525,7 @@ def worker(device, name, data_dir):
     config = _config(data_dir, devices=[device])
     _configure_logging(config)
     _prepare_threads(config)
+    memory.keep_freed_memory()  # every job decodes its inputs and encodes its results
     if not config.studio:
         raise click.ClickException(
             "`aiedit worker` is for studio mode: set AIEDIT_MODE=studio, AIEDIT_DATABASE_URL "
