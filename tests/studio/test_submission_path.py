@@ -5,6 +5,7 @@ round trip and every statement an API process builds shows in the submit → sta
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
@@ -148,3 +149,36 @@ def test_queue_positions_are_read_once_for_all_waiting_clients_until_the_queue_m
     assert client.delete(f"/v1/jobs/{ids[0]}", headers=headers,
                          query_string={"cancel_only": "true"}).status_code in (200, 202)
     assert positions()[1:] == [0, 1], "a cancel moves the queue: positions are read again"
+
+
+def test_a_queued_jobs_long_poll_reads_the_job_once_a_position_may_be_answered(studio_app):
+    """A queued job's long-poll answers a new queue position after QUEUE_EVERY_S, so it reads
+    the job then, not every POLL_INTERVAL_S before: the queue moving (another job canceled)
+    costs one read of the job, and its own change would still wake it at once."""
+    from aiedit.api import jobs
+
+    db = services_of(studio_app).db
+    headers = _key(db, "eve")
+    client = studio_app.test_client()
+    ids = [submit(client, "upscale", {"image": IMAGE}, headers=headers, model="classic-lanczos",
+                  params={"scale": 2}).get_json()["id"] for _ in range(2)]
+
+    def cancel_the_first():
+        studio_app.test_client().delete(f"/v1/jobs/{ids[0]}", headers=headers,
+                                         query_string={"cancel_only": "true"})
+
+    seen, stop = _statements_of_this_thread(db)
+    timer = threading.Timer(0.2, cancel_the_first)
+    try:
+        timer.start()
+        started = time.monotonic()
+        job = client.get(f"/v1/jobs/{ids[1]}", headers=headers,
+                         query_string={"wait": 5}).get_json()
+        took = time.monotonic() - started
+    finally:
+        timer.join()
+        stop()
+    assert job["state"] == "queued" and job["queue_position"] == 0, job
+    assert jobs.QUEUE_EVERY_S <= took < jobs.QUEUE_EVERY_S + 0.5, took
+    reads = [s for s in seen if s.startswith("SELECT jobs.id") and "WHERE jobs.id =" in s]
+    assert len(reads) == 2, reads  # when the request came, and when the answer was due

@@ -440,7 +440,8 @@ def _wait_for_change(job_id: str, body: dict, wait: float) -> dict:
     services = _services()
     started = time.monotonic()
     deadline = started + min(wait, services.config.max_wait_s)
-    progress_due = started + (QUEUE_EVERY_S if body["state"] == QUEUED else PROGRESS_EVERY_S)
+    queued = body["state"] == QUEUED
+    progress_due = started + (QUEUE_EVERY_S if queued else PROGRESS_EVERY_S)
     before = _snapshot(body)
     version = services.events.version(job_id)
     while body["state"] not in FINISHED and body["state"] == before[0]:
@@ -448,7 +449,11 @@ def _wait_for_change(job_id: str, body: dict, wait: float) -> dict:
         changed = _snapshot(body) != before
         if now >= deadline or (changed and now >= progress_due):
             break
-        timeout = min(deadline, progress_due if changed else now + POLL_INTERVAL_S) - now
+        # A queued job's new place is answered no sooner than progress_due: it is not read
+        # before then (its own change, a start or a cancel, still wakes the wait at once).
+        wake = (progress_due if changed else
+                max(progress_due, now + POLL_INTERVAL_S) if queued else now + POLL_INTERVAL_S)
+        timeout = min(deadline, wake) - now
         # once progress has changed, only a state change may cut the wait short
         version = services.events.wait(job_id, version, timeout, progress_counts=not changed)
         body = job_json(_own_job(job_id))
