@@ -73,8 +73,6 @@ def make_celery(broker_url: str) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits out a Redis restart
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
-                                   "interval_step": 0.2, "interval_max": 0.5},
         worker_hijack_root_logger=False,
         worker_enable_remote_control=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
