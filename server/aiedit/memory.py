@@ -1,16 +1,20 @@
 """How a server process gives freed memory back to the system (glibc's malloc).
 
-By default glibc serves a request from 128 KiB up with a fresh mapping (raising that bound as
-big blocks are freed) and gives the free top of a heap back to the system once it passes a
-threshold. A request that decodes an upload allocates a few megabytes and frees them; under
-the defaults the next request faults the same pages in again. Measured in a studio API process
-with a 512² PNG: about 1,000 page faults (4 MiB) a decode, which took 6.0-6.5 ms against
-3.3-4.1 ms with the fixed thresholds below (2 faults). Fixed thresholds keep blocks up to
-MMAP_BYTES in the heaps and up to TRIM_BYTES of free space at each heap's top (glibc's own
-rule: trim at twice the mapping bound); bigger blocks are still mapped and unmapped.
+By default glibc serves a request from 128 KiB up with a fresh mapping, raising that bound
+(up to 32 MiB) only as big mapped blocks are freed, and gives the free top of a heap back to
+the system past twice that bound. A process that decodes an upload on every request allocates
+a few megabytes and frees them, and unless something bigger raised the bounds before, the next
+request faults the same pages in again. Measured with a 512² PNG: about 1,000 page faults
+(4 MiB) a decode, 3.3 ms against 1.9-2.3 ms with the bounds fixed in a loop, and 6.0-6.5 ms
+against 3.2-4.2 ms in a studio API process (whose requests free nothing bigger); a personal
+server, whose jobs free big blocks in the same process, had reached them by itself. Fixed at
+glibc's own ceiling (MMAP_BYTES; trimmed past TRIM_BYTES of free space at a heap's top), they
+hold from the first request in every process, at the cost of keeping up to TRIM_BYTES free in
+each heap a busy thread uses.
 
 Operators keep the last word: glibc's own variables (MALLOC_MMAP_THRESHOLD_,
-MALLOC_TRIM_THRESHOLD_, or GLIBC_TUNABLES) leave the process as they set it."""
+MALLOC_TRIM_THRESHOLD_, or glibc.malloc tunables in GLIBC_TUNABLES) leave the process as they
+set it."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-MMAP_BYTES = 8 << 20  # a 1448² RGBA image
+MMAP_BYTES = 32 << 20  # a 2896² RGBA image; the most glibc itself raises it to
 TRIM_BYTES = 2 * MMAP_BYTES
 OPERATOR_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "", "MALLOC_TRIM_THRESHOLD_": "",
                      "GLIBC_TUNABLES": "glibc.malloc."}  # variable: what marks a malloc setting
