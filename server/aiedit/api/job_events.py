@@ -112,7 +112,7 @@ def _stream(services, job: Job, environ):
             if live is not None:  # progress only: fresh from memory, no database read
                 body = _with_progress(body, live)
                 continue
-        with services.db.session() as s:
+        with services.db.statements() as s:  # one read: no transaction around it
             job = s.get(Job, job_id)
         if job is None:  # deleted meanwhile
             yield _event("state", {**body, "state": "deleted"})
