@@ -628,7 +628,7 @@ class JobRunner:
         (re-queued ids, failed ids). Conditional updates make this safe in every process."""
         cutoff = utcnow() - timedelta(seconds=dead_after_s)
         requeued, failed = [], []
-        with self.db.session() as s:
+        with self.db.statements() as s:  # every process asks every beat: one read, no transaction
             alive = select(Worker.id).where(Worker.heartbeat_at >= cutoff)
             lost = s.execute(
                 select(Job.id, Job.worker, Job.attempts).where(
@@ -657,7 +657,7 @@ class JobRunner:
                 log.warning("job %s: worker %s stopped responding; %s", job_id, worker,
                             "failed" if values["state"] == FAILED else "queued again")
                 self.events.notify(job_id)
-        with self.db.session() as s:
+        with self.db.statements() as s:
             s.execute(
                 Worker.__table__.delete().where(
                     Worker.heartbeat_at < cutoff - timedelta(seconds=dead_after_s)
