@@ -16,7 +16,7 @@ from flask import Response, current_app, g, request, stream_with_context
 from flask_smorest import Blueprint
 
 from aiedit.api.errors import ApiError
-from aiedit.api.jobs import _long_polls, _own_job, job_json
+from aiedit.api.jobs import _long_polls, _own_job, job_json, job_view
 from aiedit.jobs.runner import FINISHED, RUNNING
 from aiedit.store.models import Job
 
@@ -112,8 +112,7 @@ def _stream(services, job: Job, environ):
             if live is not None:  # progress only: fresh from memory, no database read
                 body = _with_progress(body, live)
                 continue
-        with services.db.statements() as s:  # one read: no transaction around it
-            job = s.get(Job, job_id)
+        job = job_view(services, job_id)
         if job is None:  # deleted meanwhile
             yield _event("state", {**body, "state": "deleted"})
             return

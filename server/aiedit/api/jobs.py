@@ -225,14 +225,17 @@ def _view_statement():
             .where(Job.id == bindparam("job_id", type_=String)))
 
 
+def job_view(services, job_id: str):
+    """The job as `job_json` reads it (None: no such job), in one Core statement without an
+    ORM object: every GET of a job, and every wake of a long-poll or an event stream, reads
+    it."""
+    with services.db.connection() as c:
+        return c.execute(_view_statement(), {"job_id": job_id}).first()
+
+
 def _own_job_view(job_id: str):
-    """The caller's job as `job_json` reads it, in one Core statement without an ORM object:
-    every GET of a job and every wake of a long-poll reads it."""
-    row = None
-    if _plausible_id(job_id):
-        with _services().db.connection() as c:
-            row = c.execute(_view_statement(), {"job_id": job_id}).first()
-    return _if_own(job_id, row)
+    """The caller's job as `job_json` reads it; 404 as `_own_job`."""
+    return _if_own(job_id, job_view(_services(), job_id) if _plausible_id(job_id) else None)
 
 
 def _plausible_id(job_id: str) -> bool:
@@ -468,8 +471,7 @@ def _wait_for_change(job_id: str, body: dict, wait: float) -> dict:
     services = _services()
     started = time.monotonic()
     deadline = started + min(wait, services.config.max_wait_s)
-    queued = body["state"] == QUEUED
-    progress_due = started + (QUEUE_EVERY_S if queued else PROGRESS_EVERY_S)
+    progress_due = started + (QUEUE_EVERY_S if body["state"] == QUEUED else PROGRESS_EVERY_S)
     before = _snapshot(body)
     version = services.events.version(job_id)
     while body["state"] not in FINISHED and body["state"] == before[0]:
@@ -477,10 +479,10 @@ def _wait_for_change(job_id: str, body: dict, wait: float) -> dict:
         changed = _snapshot(body) != before
         if now >= deadline or (changed and now >= progress_due):
             break
-        # A queued job's new place is answered no sooner than progress_due: it is not read
-        # before then (its own change, a start or a cancel, still wakes the wait at once).
-        wake = (progress_due if changed else
-                max(progress_due, now + POLL_INTERVAL_S) if queued else now + POLL_INTERVAL_S)
+        # Nothing is answered before progress_due, so nothing is read before then: for a
+        # queued job that is QUEUE_EVERY_S (its own change, a start or a cancel, still wakes
+        # the wait at once); PROGRESS_EVERY_S is sooner than POLL_INTERVAL_S anyway.
+        wake = progress_due if changed else max(progress_due, now + POLL_INTERVAL_S)
         timeout = min(deadline, wake) - now
         # once progress has changed, only a state change may cut the wait short
         version = services.events.wait(job_id, version, timeout, progress_counts=not changed)

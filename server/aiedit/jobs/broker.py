@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import NamedTuple
 
 from kombu.serialization import dumps
 from kombu.transport import redis as kombu_redis
@@ -44,6 +45,12 @@ def transport_for(broker_url: str):
     return Transport if broker_url.startswith("redis://") else None
 
 
+class _Opened(NamedTuple):
+    pid: int  # the process that opened it (a forked child opens its own)
+    connection: object
+    channel: object
+
+
 class Publisher:
     """Sends Celery task messages, as `Celery.send_task` builds them (Celery's own
     `amqp.as_task_v2`, JSON, persistent), straight to a named queue through one kombu channel
@@ -62,7 +69,7 @@ class Publisher:
     def __init__(self, celery):
         self._celery = celery
         self._lock = threading.Lock()
-        self._open: tuple | None = None  # (pid, kombu connection, channel)
+        self._open: _Opened | None = None
 
     def send(self, task: str, args: list | None, queue: str) -> None:
         headers, properties, body, _ = self._celery.amqp.as_task_v2(
@@ -79,23 +86,24 @@ class Publisher:
 
     def _channel(self):
         opened = self._open
-        if opened is not None and opened[0] == os.getpid():
-            return opened[2]
+        if opened is not None and opened.pid == os.getpid():
+            return opened.channel
         with self._lock:
             opened = self._open
-            if opened is None or opened[0] != os.getpid():  # none yet, or made before a fork
+            if opened is None or opened.pid != os.getpid():  # none yet, or made before a fork
                 connection = self._celery.connection_for_write()
-                opened = self._open = (os.getpid(), connection, connection.default_channel)
-            return opened[2]
+                opened = self._open = _Opened(os.getpid(), connection,
+                                              connection.default_channel)
+            return opened.channel
 
     def close(self, channel=None) -> None:
         """Let go of the channel (`channel`: only if it is still the one in use)."""
         with self._lock:
             opened = self._open
-            if opened is None or (channel is not None and opened[2] is not channel):
+            if opened is None or (channel is not None and opened.channel is not channel):
                 return
             self._open = None
         try:
-            opened[1].release()
+            opened.connection.release()
         except Exception as exc:  # a connection already broken
             log.debug("closing the ticket channel: %s", exc)
